@@ -1,0 +1,79 @@
+"""The ``distilvpr`` command (and the ``distil`` entry point for ``ros2 run``).
+
+Subcommands live in their own modules and are imported only when chosen, so
+``distilvpr --help`` is instant and a CPU-only robot never imports torch for a
+subcommand that does not need it.  A subcommand module provides::
+
+    HELP: str                                       one line for the overview
+    add_arguments(parser: argparse.ArgumentParser)  its flags
+    run(args: argparse.Namespace) -> int            the work; returns exit code
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import UserError
+
+# name -> (module, one-line help).  Order is the order shown in --help.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "doctor": ("distilvpr_core.doctor", "check the Python/ROS/GPU environment and print what is found"),
+}
+
+
+def add_config_args(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
+    """The ``--config FILE`` and repeatable ``--set KEY.PATH=VALUE`` flags."""
+    parser.add_argument("--config", default=default_config, metavar="FILE",
+                        help="YAML config file" + (f" (default: {default_config})" if default_config else ""))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set train.epochs=3 (repeatable)")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; imports only the module of ``only`` (or none)."""
+    parser = argparse.ArgumentParser(
+        prog="distilvpr",
+        description="DistilVPR: distil a camera+LiDAR place-recognition teacher into a "
+                    "camera-only student, deploy it, and localize against a prior map.",
+        epilog="Run 'distilvpr SUBCOMMAND --help' for the flags of one subcommand.")
+    parser.add_argument("--version", action="version", version=f"distilvpr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        if name == only:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sp)
+            sp.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``distilvpr``; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in SUBCOMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        print(f"distilvpr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"distilvpr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def distil_main(argv: Sequence[str] | None = None) -> int:
+    """``ros2 run distilvpr_core distil ...`` == ``distilvpr distil ...``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return main(["distil", *argv])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
