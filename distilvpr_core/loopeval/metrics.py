@@ -1,0 +1,184 @@
+"""Loop-closure metrics: Recall@N, precision-recall over the score threshold, latency.
+
+Definitions (the SLAM-back-end view, documented in docs/replay_eval.md):
+
+* A query is *evaluable* when it has a ground-truth position.  It is a
+  *revisit* when some map keyframe lies within ``radius_m`` of it; only
+  revisits can be recalled, so they form every recall denominator.
+* Recall@N = revisits whose top-N candidates contain a correct one / revisits.
+  A dropped frame or an empty answer is a miss.
+* The precision-recall curve thresholds the top-1 score: at threshold t every
+  evaluable query whose top-1 score >= t is a predicted loop closure, true if
+  that top-1 is correct.  precision = TP / (TP + FP), recall = TP / revisits.
+  A prediction on a query that is not a revisit is always false.
+* AUC is the step-wise average precision sum_k (R_k - R_{k-1}) P_k over the
+  distinct thresholds from high to low (as scikit-learn's average precision).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .config import EvalConfig
+from .outcome import QueryOutcome
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances between rows of float [Q, 3] and float [M, 3] -> [Q, M]."""
+    return np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
+
+
+def revisit_mask(outcomes: Sequence[QueryOutcome], map_positions: np.ndarray | None,
+                 radius_m: float) -> np.ndarray:
+    """bool [Q]: query has ground truth and a map keyframe within ``radius_m``.
+
+    ``map_positions`` float64 [M, 3] (map frame, metres).  ``None`` means the
+    map is unknown: every query with ground truth is then counted a revisit.
+    """
+    has_gt = np.array([o.position is not None for o in outcomes], dtype=bool)
+    if map_positions is None or not has_gt.any():
+        return has_gt
+    mp = np.asarray(map_positions, dtype=np.float64).reshape(-1, 3)
+    out = np.zeros(len(outcomes), dtype=bool)
+    if len(mp) == 0:
+        return out
+    idx = np.flatnonzero(has_gt)
+    pos = np.stack([outcomes[i].position for i in idx])
+    # Chunked so a 10k-query x 10k-keyframe evaluation stays small in memory.
+    for start in range(0, len(idx), 1024):
+        d = _distances(pos[start:start + 1024], mp)
+        out[idx[start:start + 1024]] = (d <= radius_m).any(axis=1)
+    return out
+
+
+def correct_matrix(outcomes: Sequence[QueryOutcome], radius_m: float, k: int) -> np.ndarray:
+    """bool [Q, k]: candidate r of query q is within ``radius_m`` of its true position.
+
+    Missing candidates (fewer than k, unanswered, no ground truth) are False.
+    """
+    out = np.zeros((len(outcomes), k), dtype=bool)
+    for q, o in enumerate(outcomes):
+        if o.position is None or len(o.cand_ids) == 0:
+            continue
+        d = np.linalg.norm(o.cand_positions[:k] - o.position[None, :], axis=1)
+        out[q, :len(d)] = d <= radius_m
+    return out
+
+
+def recall_at_n(correct: np.ndarray, revisit: np.ndarray, ns: Sequence[int]) -> dict[int, float | None]:
+    """Fraction of revisits with a correct candidate in the top N, for each N."""
+    total = int(revisit.sum())
+    result: dict[int, float | None] = {}
+    for n in ns:
+        hit = correct[:, :n].any(axis=1) & revisit
+        result[int(n)] = float(hit.sum()) / total if total else None
+    return result
+
+
+def pr_curve(scores: np.ndarray, correct: np.ndarray, n_revisits: int) -> dict[str, Any]:
+    """Precision/recall of top-1 predictions at every distinct score threshold.
+
+    Args:
+        scores: float [P] top-1 scores of the predicting queries (evaluable
+            queries with at least one candidate).
+        correct: bool [P] whether each of those top-1 candidates is correct.
+        n_revisits: recall denominator.
+
+    Returns a dict with ``thresholds``, ``precision``, ``recall`` (lists,
+    thresholds descending), ``auc`` (average precision) and
+    ``max_recall_at_100_precision`` with its ``threshold_at_100_precision``.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    empty = {"thresholds": [], "precision": [], "recall": [], "auc": None,
+             "max_recall_at_100_precision": None, "threshold_at_100_precision": None}
+    if n_revisits == 0:
+        return empty
+    if len(scores) == 0:
+        return {**empty, "auc": 0.0, "max_recall_at_100_precision": 0.0}
+    order = np.argsort(-scores, kind="stable")
+    s, c = scores[order], correct[order]
+    tp = np.cumsum(c)
+    fp = np.cumsum(~c)
+    # Ties share a threshold: keep the last index of each run of equal scores.
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
+    thr, tp, fp = s[last], tp[last], fp[last]
+    precision = tp / (tp + fp)
+    recall = tp / n_revisits
+    auc = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    perfect = precision >= 1.0
+    if perfect.any():
+        best = int(np.argmax(np.where(perfect, recall, -1.0)))
+        max_r, thr_r = float(recall[best]), float(thr[best])
+    else:
+        max_r, thr_r = 0.0, None
+    return {"thresholds": thr.tolist(), "precision": precision.tolist(),
+            "recall": recall.tolist(), "auc": auc,
+            "max_recall_at_100_precision": max_r, "threshold_at_100_precision": thr_r}
+
+
+def latency_stats(latencies_s: Sequence[float]) -> dict[str, float | int | None]:
+    """count, mean, min, median, p90, p95, p99, max of per-frame latencies (seconds)."""
+    x = np.asarray([v for v in latencies_s if v is not None], dtype=np.float64)
+    keys = ("mean", "min", "median", "p90", "p95", "p99", "max")
+    if len(x) == 0:
+        return {"count": 0, **{k: None for k in keys}}
+    vals = (x.mean(), x.min(), *np.percentile(x, [50, 90, 95, 99]), x.max())
+    return {"count": int(len(x)), **{k: float(v) for k, v in zip(keys, vals)}}
+
+
+def false_positives(outcomes: Sequence[QueryOutcome], correct_top1: np.ndarray,
+                    limit: int) -> list[dict[str, Any]]:
+    """The ``limit`` highest-scoring wrong top-1 candidates, with their distances (m)."""
+    rows = []
+    for q, o in enumerate(outcomes):
+        if o.position is None or len(o.cand_ids) == 0 or correct_top1[q]:
+            continue
+        rows.append({"query_index": q, "query_stamp_ns": o.stamp_ns,
+                     "query_xyz": o.position.tolist(), "map_id": int(o.cand_ids[0]),
+                     "map_xyz": o.cand_positions[0].tolist(), "score": float(o.cand_scores[0]),
+                     "distance_m": float(np.linalg.norm(o.cand_positions[0] - o.position))})
+    rows.sort(key=lambda r: -r["score"])
+    return rows[:limit]
+
+
+def compute_metrics(outcomes: Sequence[QueryOutcome], map_positions: np.ndarray | None,
+                    cfg: EvalConfig | None = None) -> dict[str, Any]:
+    """All metrics of one evaluation as a JSON-ready dict.
+
+    ``map_positions``: float64 [M, 3] positions of all map keyframes (map
+    frame, metres), used to decide which queries are revisits; ``None`` if
+    the map is unknown (then every query with ground truth counts).
+    """
+    cfg = cfg or EvalConfig()
+    kmax = max(cfg.recall_ns)
+    revisit = revisit_mask(outcomes, map_positions, cfg.radius_m)
+    correct = correct_matrix(outcomes, cfg.radius_m, kmax)
+    predicting = np.array([o.position is not None and len(o.cand_ids) > 0 for o in outcomes],
+                          dtype=bool)
+    top1 = np.array([float(o.cand_scores[0]) if len(o.cand_ids) else np.nan for o in outcomes])
+    pr = pr_curve(top1[predicting], correct[predicting, 0], int(revisit.sum()))
+    recall = recall_at_n(correct, revisit, cfg.recall_ns)
+    answered = np.array([o.answered for o in outcomes], dtype=bool)
+    counts = {
+        "queries": len(outcomes),
+        "with_ground_truth": int(sum(o.position is not None for o in outcomes)),
+        "revisits": int(revisit.sum()),
+        "answered": int(answered.sum()),
+        "dropped": int((~answered).sum()),
+        "empty_answers": int(sum(o.answered and len(o.cand_ids) == 0 for o in outcomes)),
+        "correct_top1": int((correct[:, 0] & predicting).sum()),
+        "incorrect_top1": int((~correct[:, 0] & predicting).sum()),
+    }
+    return {
+        "radius_m": cfg.radius_m,
+        "counts": counts,
+        "recall_at_n": {str(n): v for n, v in recall.items()},
+        "pr_auc": pr.pop("auc"),
+        "max_recall_at_100_precision": pr.pop("max_recall_at_100_precision"),
+        "threshold_at_100_precision": pr.pop("threshold_at_100_precision"),
+        "pr_curve": pr,
+        "latency_s": latency_stats([o.latency_s for o in outcomes]),
+        "false_positives": false_positives(outcomes, correct[:, 0], cfg.fp_examples),
+    }

@@ -1,0 +1,52 @@
+"""What happened to one query frame: its ground truth and the candidates it got.
+
+Both evaluation paths reduce to a list of :class:`QueryOutcome`: the offline
+path fills it from its own FAISS search, the ROS path from the node's
+``~/candidates`` messages matched to the published images by header stamp.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def _empty(dtype: type, *shape: int) -> np.ndarray:
+    return np.zeros(shape, dtype=dtype)
+
+
+@dataclass
+class QueryOutcome:
+    """One query frame.
+
+    Attributes:
+        stamp_ns: image header stamp, int nanoseconds.
+        position: float64 [3] ground-truth position x y z in the map frame
+            (metres), or ``None`` when the bag/dataset has no pose near it.
+        answered: ``True`` when a candidates answer (possibly with zero rows)
+            arrived for this frame; ``False`` means dropped.
+        cand_ids: int64 [k] map keyframe ids in rank order (best first).
+        cand_scores: float32 [k] similarity scores, non-increasing.
+        cand_positions: float64 [k, 3] map positions of the candidates (metres).
+        latency_s: seconds from handing the image over to receiving its answer
+            (wall clock), or ``None`` if unanswered/unknown.
+    """
+
+    stamp_ns: int
+    position: np.ndarray | None
+    answered: bool = True
+    cand_ids: np.ndarray = field(default_factory=lambda: _empty(np.int64, 0))
+    cand_scores: np.ndarray = field(default_factory=lambda: _empty(np.float32, 0))
+    cand_positions: np.ndarray = field(default_factory=lambda: _empty(np.float64, 0, 3))
+    latency_s: float | None = None
+
+    def __post_init__(self) -> None:
+        self.stamp_ns = int(self.stamp_ns)
+        if self.position is not None:
+            self.position = np.asarray(self.position, dtype=np.float64).reshape(3)
+        self.cand_ids = np.asarray(self.cand_ids, dtype=np.int64).reshape(-1)
+        self.cand_scores = np.asarray(self.cand_scores, dtype=np.float32).reshape(-1)
+        self.cand_positions = np.asarray(self.cand_positions, dtype=np.float64).reshape(-1, 3)
+        k = len(self.cand_ids)
+        assert len(self.cand_scores) == k and len(self.cand_positions) == k, \
+            "candidate ids, scores and positions must have the same length"

@@ -1,0 +1,103 @@
+"""Model checkpoints: a plain dict saved with torch.save, read with weights_only=True.
+
+Format (docs/contracts.md)::
+
+    {"format": "distilvpr-checkpoint", "version": 1, "kind": "student" | "teacher",
+     "model": <model config dict>, "state_dict": {...}, "input_size": [W, H],
+     "epoch": int, "metrics": {...}}
+
+Only tensors, numbers, strings, lists and dicts are stored, so loading never
+unpickles code.  Writes are atomic (serialised to memory, then renamed).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..atomic import write_bytes_atomic
+from ..config import ConfigError, load_config, to_dict
+from ..errors import UserError
+from .config import StudentConfig, TeacherConfig
+from .student import Student
+from .teacher import Teacher
+
+FORMAT = "distilvpr-checkpoint"
+VERSION = 1
+_CONFIGS = {"student": StudentConfig, "teacher": TeacherConfig}
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, kind: str, model_cfg: Any,
+                    input_size: Sequence[int], epoch: int = 0,
+                    metrics: Mapping[str, Any] | None = None) -> Path:
+    """Atomically write ``model``'s weights and config to ``path``.
+
+    ``model_cfg`` is a StudentConfig/TeacherConfig (or its dict); ``input_size``
+    is the model input [W, H] in pixels; ``metrics`` plain numbers/strings.
+    """
+    if kind not in _CONFIGS:
+        raise ValueError(f"kind must be one of {sorted(_CONFIGS)}, got {kind!r}")
+    cfg_dict = dict(model_cfg) if isinstance(model_cfg, Mapping) else to_dict(model_cfg)
+    module = model.module if hasattr(model, "module") else model  # unwrap DDP
+    state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+    payload = {"format": FORMAT, "version": VERSION, "kind": kind, "model": cfg_dict,
+               "state_dict": state, "input_size": [int(input_size[0]), int(input_size[1])],
+               "epoch": int(epoch), "metrics": dict(metrics or {})}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+def read_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """The checkpoint dict at ``path``, checked; UserError names what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint file not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a corrupt/foreign file
+        raise UserError(f"{path}: not a readable distilvpr checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UserError(f"{path}: not a distilvpr checkpoint (missing format={FORMAT!r})")
+    if ckpt.get("version") != VERSION:
+        raise UserError(f"{path}: checkpoint version {ckpt.get('version')!r}, this code reads "
+                        f"version {VERSION}")
+    if kind is not None and ckpt.get("kind") != kind:
+        raise UserError(f"{path}: is a {ckpt.get('kind')!r} checkpoint, expected a {kind!r} one")
+    return ckpt
+
+
+def _model_config(ckpt: Mapping[str, Any], path: Path) -> StudentConfig | TeacherConfig:
+    # Weights come from the state dict: never download or read backbone weights again.
+    data = dict(ckpt["model"], pretrained="none")
+    try:
+        return load_config(_CONFIGS[ckpt["kind"]], data=data)
+    except ConfigError as exc:
+        raise UserError(f"{path}: bad model config in checkpoint: {exc}") from None
+
+
+def _load(path: str | Path, kind: str) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    path = Path(path)
+    ckpt = read_checkpoint(path, kind)
+    cfg = _model_config(ckpt, path)
+    model: nn.Module = Student(cfg) if kind == "student" else Teacher(cfg)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise UserError(f"{path}: weights do not match the stored {kind} config ({exc})") from None
+    return model.eval(), dict(ckpt["model"]), ckpt
+
+
+def load_student(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(student in eval mode on CPU, model config dict) from a student checkpoint."""
+    model, cfg, _ = _load(path, "student")
+    return model, cfg
+
+
+def load_teacher(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(teacher in eval mode on CPU, model config dict) from a teacher checkpoint."""
+    model, cfg, _ = _load(path, "teacher")
+    return model, cfg

@@ -1,0 +1,167 @@
+"""Typed configuration of the synthetic town (``config/synth_*.yaml``).
+
+Units: metres, degrees, seconds.  Every key is documented in ``docs/synth.md``;
+the help texts here are the short form.  Cross-field checks (route long enough
+for the requested frames, roles present) run in ``__post_init__`` so a bad
+config fails before any rendering starts.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..config import ConfigError, spec
+
+TIMES_OF_DAY = ("dawn", "noon", "dusk", "night")
+WEATHERS = ("clear", "overcast", "fog", "rain")
+SEASONS = ("summer", "autumn", "winter")
+ROLES = ("train", "val", "test")
+
+
+@dataclass
+class TownConfig:
+    """The static world: a jittered street grid with buildings and street furniture."""
+    blocks_x: int = field(default=4, metadata=spec("street blocks along x", ge=2, le=20))
+    blocks_y: int = field(default=3, metadata=spec("street blocks along y", ge=1, le=20))
+    block_size_m: float = field(default=80.0, metadata=spec("nominal junction spacing", ge=30.0, le=300.0))
+    junction_jitter_m: float = field(default=8.0, metadata=spec("random shift of each junction (irregular streets)", ge=0.0, le=20.0))
+    street_width_m: float = field(default=9.0, metadata=spec("carriageway width", ge=4.0, le=30.0))
+    setback_m: float = field(default=4.0, metadata=spec("sidewalk between road edge and building fronts", ge=1.0, le=20.0))
+    building_height_m: tuple[float, float] = field(default=(6.0, 34.0), metadata=spec("min/max building height"))
+    building_width_m: tuple[float, float] = field(default=(8.0, 22.0), metadata=spec("min/max frontage width"))
+    building_gap_m: tuple[float, float] = field(default=(0.0, 8.0), metadata=spec("min/max gap between neighbouring buildings"))
+    repeat_fraction: float = field(default=0.25, metadata=spec("fraction of street sides whose facades copy another side (perceptual aliasing)", ge=0.0, le=1.0))
+    tree_spacing_m: float = field(default=14.0, metadata=spec("mean distance between street trees", gt=2.0))
+    pole_spacing_m: float = field(default=25.0, metadata=spec("distance between street lights", gt=5.0))
+    parked_car_prob: float = field(default=0.5, metadata=spec("chance of a parked car per 7 m of kerb", ge=0.0, le=1.0))
+    fence_prob: float = field(default=0.3, metadata=spec("chance that a building gap is fenced", ge=0.0, le=1.0))
+
+    def __post_init__(self) -> None:
+        for key in ("building_height_m", "building_width_m", "building_gap_m"):
+            lo, hi = getattr(self, key)
+            if not (0 <= lo <= hi):
+                raise ConfigError(f"town.{key}: expected [min, max] with 0 <= min <= max, got {[lo, hi]}")
+
+
+@dataclass
+class RouteConfig:
+    """Where and how fast the traversals drive: a closed loop through the grid."""
+    frames: int = field(default=600, metadata=spec("frames per traversal", ge=2))
+    spacing_m: float = field(default=1.5, metadata=spec("distance driven between frames", gt=0.05, le=20.0))
+    speed_mps: float = field(default=8.0, metadata=spec("vehicle speed; stamps = distance / speed", gt=0.1, le=50.0))
+    heading_jitter_deg: float = field(default=2.0, metadata=spec("std of per-frame yaw noise", ge=0.0, le=20.0))
+
+
+@dataclass
+class CameraConfig:
+    """Pinhole camera on base_link looking forward."""
+    width: int = field(default=320, metadata=spec("image width, pixels", ge=16, le=4096))
+    height: int = field(default=240, metadata=spec("image height, pixels", ge=16, le=4096))
+    hfov_deg: float = field(default=90.0, metadata=spec("horizontal field of view", gt=10.0, lt=170.0))
+    position_m: tuple[float, float, float] = field(default=(1.2, 0.0, 1.6), metadata=spec("camera centre in base_link (x fwd, y left, z up)"))
+    pitch_deg: float = field(default=-2.0, metadata=spec("pitch, negative looks down", ge=-45.0, le=45.0))
+    shadows: bool = field(default=True, metadata=spec("cast shadow rays towards the sun"))
+
+
+@dataclass
+class LidarConfig:
+    """Spinning multi-beam LiDAR on base_link."""
+    beams: int = field(default=32, metadata=spec("vertical channels", ge=1, le=256))
+    azimuth_bins: int = field(default=1024, metadata=spec("firings per revolution", ge=16, le=8192))
+    vfov_up_deg: float = field(default=10.0, metadata=spec("highest beam elevation", ge=-30.0, le=60.0))
+    vfov_down_deg: float = field(default=-30.0, metadata=spec("lowest beam elevation", ge=-89.0, le=30.0))
+    max_range_m: float = field(default=100.0, metadata=spec("returns beyond are dropped", gt=1.0, le=500.0))
+    min_range_m: float = field(default=1.0, metadata=spec("returns nearer are dropped (own vehicle)", ge=0.0))
+    noise_m: float = field(default=0.02, metadata=spec("std of range noise", ge=0.0, le=1.0))
+    dropout: float = field(default=0.05, metadata=spec("fraction of returns randomly lost", ge=0.0, lt=1.0))
+    position_m: tuple[float, float, float] = field(default=(0.0, 0.0, 1.9), metadata=spec("LiDAR origin in base_link"))
+
+    def __post_init__(self) -> None:
+        if self.vfov_down_deg >= self.vfov_up_deg:
+            raise ConfigError(f"lidar.vfov_down_deg ({self.vfov_down_deg}) must be below "
+                              f"lidar.vfov_up_deg ({self.vfov_up_deg})")
+        if self.min_range_m >= self.max_range_m:
+            raise ConfigError(f"lidar.min_range_m ({self.min_range_m}) must be below lidar.max_range_m ({self.max_range_m})")
+
+
+@dataclass
+class TraversalConfig:
+    """One drive of the route under one set of conditions."""
+    name: str = field(default="", metadata=spec("unique traversal name, used as directory name"))
+    role: str = field(default="train", metadata=spec("dataset split", choices=ROLES))
+    time_of_day: str = field(default="noon", metadata=spec("sun position / lighting", choices=TIMES_OF_DAY))
+    weather: str = field(default="clear", metadata=spec("sky and visibility", choices=WEATHERS))
+    season: str = field(default="summer", metadata=spec("foliage and snow", choices=SEASONS))
+    lateral_offset_m: float = field(default=0.0, metadata=spec("mean offset from lane centre, + left", ge=-4.0, le=4.0))
+    lane_changes: int = field(default=1, metadata=spec("number of smooth lane changes along the drive", ge=0, le=50))
+    moved_cars: float = field(default=0.5, metadata=spec("fraction of parked cars re-placed for this drive", ge=0.0, le=1.0))
+    traffic_cars: int = field(default=6, metadata=spec("moving cars on the route", ge=0, le=200))
+    changed_buildings: int = field(default=0, metadata=spec("buildings repainted/rebuilt for this drive", ge=0))
+    reverse_fraction: float = field(default=0.0, metadata=spec("part of the route driven in the opposite direction", ge=0.0, le=0.9))
+    start_fraction: float = field(default=0.0, metadata=spec("where on the loop the drive starts, as a fraction of its length", ge=0.0, lt=1.0))
+
+
+@dataclass
+class OutputConfig:
+    """Which outputs to write besides the native dataset."""
+    bags: bool = field(default=True, metadata=spec("one rosbag2 per traversal"))
+    bag_storage: str = field(default="mcap", metadata=spec("rosbag2 storage plugin", choices=("mcap", "sqlite3")))
+    bag_image: str = field(default="raw", metadata=spec("raw = sensor_msgs/Image rgb8, png/jpeg = CompressedImage", choices=("raw", "png", "jpeg")))
+    oxford: bool = field(default=True, metadata=spec("export the PointNetVLAD/MinkLoc++ benchmark format"))
+    oxford_points: int = field(default=4096, metadata=spec("points per Oxford submap", ge=16))
+    difficulty_report: bool = field(default=True, metadata=spec("compute tiny-image and LiDAR baselines"))
+    odom_drift: float = field(default=0.01, metadata=spec("odometry scale/heading noise per metre (dimensionless)", ge=0.0, le=0.5))
+
+
+def _default_traversals() -> list[TraversalConfig]:
+    return [TraversalConfig(name="t0_noon", role="train")]
+
+
+@dataclass
+class SynthConfig:
+    """Root of ``config/synth_*.yaml``."""
+    seed: int = field(default=0, metadata=spec("world + traversal seed; same seed => identical bytes", ge=0))
+    workers: int = field(default=0, metadata=spec("render processes; 0 = one per CPU core", ge=0, le=256))
+    town: TownConfig = field(default_factory=TownConfig)
+    route: RouteConfig = field(default_factory=RouteConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    lidar: LidarConfig = field(default_factory=LidarConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    traversals: list[TraversalConfig] = field(default_factory=_default_traversals)
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.traversals]
+        if not names:
+            raise ConfigError("traversals: at least one traversal is needed")
+        for i, name in enumerate(names):
+            if not name or not all(c.isalnum() or c in "_-" for c in name):
+                raise ConfigError(f"traversals[{i}].name: {name!r} must be non-empty and use only "
+                                  "letters, digits, '_' or '-' (it becomes a directory name)")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"traversals: duplicate names {dup}; give each traversal its own name")
+        need = (self.route.frames - 1) * self.route.spacing_m
+        have = approx_route_length(self.town)
+        if need > have:
+            raise ConfigError(
+                f"route.frames: {self.route.frames} frames x route.spacing_m {self.route.spacing_m} m "
+                f"= {need:.0f} m, but the town's loop is only ~{have:.0f} m; lower route.frames or "
+                f"route.spacing_m, or raise town.blocks_x/blocks_y/block_size_m")
+
+
+def approx_route_length(town: TownConfig) -> float:
+    """Lower bound of the route loop length (m) before junction jitter.
+
+    The loop (see ``sim.route``) runs around the town perimeter with one
+    detour per interior column; jitter only lengthens it, and corners are cut
+    by at most a few metres, hence the 0.97 margin.
+    """
+    bx, by, b = town.blocks_x, town.blocks_y, town.block_size_m
+    detours = max(0, (bx - 1) // 2)
+    return 0.97 * (2 * (bx + by) * b + detours * 2 * max(0, by - 1) * b)
+
+
+def check_finite(value: float, key: str) -> None:
+    """Raise ConfigError if ``value`` is NaN/inf."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {value}")

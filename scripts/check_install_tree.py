@@ -1,0 +1,51 @@
+"""Check a colcon install tree the way `ros2 run` / `ros2 launch` resolve it.
+
+Run with the workspace's setup sourced (AMENT_PREFIX_PATH includes it):
+
+    python scripts/check_install_tree.py
+
+`ros2 run PKG EXE` looks up PKG's prefix in the ament index and runs
+PREFIX/lib/PKG/EXE; `ros2 launch PKG FILE` looks in PREFIX/share/PKG/ and
+its subfolders.  This script does those look-ups with ament_index_python and
+runs the executables with --help.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ament_index_python.packages import get_package_prefix, get_package_share_directory
+
+
+def check(cond: bool, what: str) -> None:
+    print(f"  [{'ok' if cond else 'FAIL'}] {what}")
+    if not cond:
+        raise SystemExit(f"install-tree check failed: {what}")
+
+
+def main() -> int:
+    print("install-tree checks (ament index, as ros2 run / ros2 launch resolve):")
+    core_prefix = Path(get_package_prefix("distilvpr_core"))
+    ros_prefix = Path(get_package_prefix("distilvpr_ros"))
+    print(f"  distilvpr_core prefix: {core_prefix}")
+    distil = core_prefix / "lib" / "distilvpr_core" / "distil"
+    check(distil.is_file() and os.access(distil, os.X_OK), f"{distil} is an executable")
+    res = subprocess.run([str(distil), "--help"], capture_output=True, text=True, timeout=120)
+    check(res.returncode == 0 and "--config" in res.stdout,
+          f"`ros2 run distilvpr_core distil --help` runs (rc={res.returncode}) {res.stderr[-300:]}")
+    share = Path(get_package_share_directory("distilvpr_ros"))
+    check((share / "launch" / "localize.launch.py").is_file(), "share/distilvpr_ros/launch/localize.launch.py")
+    for cfg in ("localize.yaml", "distil_synth.yaml", "synth_town.yaml", "synth_tiny.yaml"):
+        check((share / "config" / cfg).is_file(), f"share/distilvpr_ros/config/{cfg}")
+    check((Path(get_package_share_directory("distilvpr_core")) / "package.xml").is_file(),
+          "share/distilvpr_core/package.xml")
+    for exe in ("localizer", "replay_eval"):
+        path = ros_prefix / "lib" / "distilvpr_ros" / exe
+        check(path.is_file() and os.access(path, os.X_OK), f"lib/distilvpr_ros/{exe} (ros2 run distilvpr_ros {exe})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
