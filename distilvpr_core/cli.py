@@ -21,6 +21,7 @@ from .errors import UserError
 # name -> (module, one-line help).  Order is the order shown in --help.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("distilvpr_core.doctor", "check the Python/ROS/GPU environment and print what is found"),
+    "bench": ("distilvpr_core.bench_cli", "speed benchmarks: embedder backends (default), map search, node latency"),
 }
 
 
@@ -32,7 +33,7 @@ def add_config_args(parser: argparse.ArgumentParser, default_config: str | None 
                         help="override one config value, e.g. --set train.epochs=3 (repeatable)")
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None, argv_hint: list[str] | None = None) -> argparse.ArgumentParser:
     """The top-level parser; imports only the module of ``only`` (or none)."""
     parser = argparse.ArgumentParser(
         prog="distilvpr",
@@ -45,7 +46,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_text, description=help_text)
         if name == only:
             module = importlib.import_module(module_name)
-            module.add_arguments(sp)
+            if name == "bench":  # bench imports only the chosen target's module
+                module.add_arguments(sp, argv_hint)
+            else:
+                module.add_arguments(sp)
             sp.set_defaults(_run=module.run)
     return parser
 
@@ -54,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``distilvpr``; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(chosen if chosen in SUBCOMMANDS else None)
+    if chosen == "bench":
+        from .bench_cli import normalise_argv
+        argv = normalise_argv(argv)
+    parser = build_parser(chosen if chosen in SUBCOMMANDS else None, argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
