@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "speed benchmarks: embedder backends (default), map search, node latency"
+HELP = "speed benchmarks: embedder backends (default), map search, node latency, distillation step"
 
 TARGETS: dict[str, str] = {
     "embedder": "distilvpr_core.infer.bench",
     "map": "distilvpr_core.mapdb.bench",
     "node": "distilvpr_ros.bench_node",
+    "distill": "distilvpr_core.distill.bench",
 }
 DEFAULT_TARGET = "embedder"
 

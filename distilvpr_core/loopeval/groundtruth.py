@@ -1,7 +1,11 @@
 """Ground-truth positions of query frames, interpolated from a pose track."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
+
+from .outcome import QueryOutcome
 
 
 def positions_at(track_stamps_ns: np.ndarray, track_xyz: np.ndarray,
@@ -38,3 +42,15 @@ def positions_at(track_stamps_ns: np.ndarray, track_xyz: np.ndarray,
     right = np.abs(tsf[np.clip(pos, 0, len(tsf) - 1)] - qf)
     out[np.minimum(left, right) > max_gap_s] = np.nan
     return out
+
+
+def attach_positions(outcomes: Sequence[QueryOutcome], track_stamps_ns: np.ndarray,
+                     track_xyz: np.ndarray, max_gap_s: float) -> None:
+    """Set each outcome's ``position`` from the track at its stamp (None where there is no pose).
+
+    Done once after a run, vectorised, so frames can be streamed from a long
+    bag without holding them in memory.
+    """
+    stamps = np.array([o.stamp_ns for o in outcomes], np.int64)
+    for o, pos in zip(outcomes, positions_at(track_stamps_ns, track_xyz, stamps, max_gap_s)):
+        o.position = None if np.isnan(pos).any() else pos

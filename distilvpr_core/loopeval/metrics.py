@@ -175,6 +175,8 @@ def compute_metrics(outcomes: Sequence[QueryOutcome], map_positions: np.ndarray 
         "radius_m": cfg.radius_m,
         "counts": counts,
         "recall_at_n": {str(n): v for n, v in recall.items()},
+        # Every N from 1 to max(recall_ns), for the Recall@N plot.
+        "recall_curve": list(recall_at_n(correct, revisit, range(1, kmax + 1)).values()),
         "pr_auc": pr.pop("auc"),
         "max_recall_at_100_precision": pr.pop("max_recall_at_100_precision"),
         "threshold_at_100_precision": pr.pop("threshold_at_100_precision"),

@@ -1,0 +1,145 @@
+"""The report directory: metrics.json, report.md, per_query.csv and four PNG plots.
+
+Every file is written atomically, so a crash or a second run never leaves a
+half-written file.  A report is written even when something is missing (no
+ground truth, node never answered): ``metrics.json`` then has
+``"complete": false`` and ``"missing"`` says what, and report.md says it first.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..atomic import write_bytes_atomic, write_text_atomic
+from . import plots
+from .config import EvalConfig
+from .metrics import compute_metrics
+from .outcome import QueryOutcome
+
+PLOTS = ("pr_curve.png", "recall_at_n.png", "trajectory.png", "latency_hist.png")
+
+
+def _json_safe(v: Any) -> Any:
+    """NaN/inf become null so metrics.json is strict JSON."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, np.generic):
+        return _json_safe(v.item())
+    return v
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+def _ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{1e3 * v:.1f}"
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    m, meta = result["metrics"], result["meta"]
+    c = m["counts"]
+    lines = [f"# Loop-closure evaluation: {meta.get('title', '')}", ""]
+    if result["missing"]:
+        lines += ["**INCOMPLETE** — these results are partial:", ""]
+        lines += [f"- {text}" for text in result["missing"]] + [""]
+    lines += ["| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in meta.items() if k != "title"]
+    lines += [f"| true-match radius | {m['radius_m']:g} m |", ""]
+    lines += ["## Frames", "", "| queries | with ground truth | revisits | answered | dropped | "
+              "empty answers | correct top-1 | wrong top-1 | stray answers | duplicate answers |",
+              "|---|---|---|---|---|---|---|---|---|---|",
+              f"| {c['queries']} | {c['with_ground_truth']} | {c['revisits']} | {c['answered']} | "
+              f"{c['dropped']} | {c['empty_answers']} | {c['correct_top1']} | {c['incorrect_top1']} | "
+              f"{c.get('unmatched_answers', 0)} | {c.get('duplicate_answers', 0)} |", ""]
+    ns = list(m["recall_at_n"])
+    lines += ["## Recall", "", "| " + " | ".join(f"Recall@{n}" for n in ns)
+              + " | PR AUC (AP) | max recall @ 100 % precision | at score >= |",
+              "|" + "---|" * (len(ns) + 3),
+              "| " + " | ".join(_pct(m["recall_at_n"][n]) for n in ns)
+              + f" | {'n/a' if m['pr_auc'] is None else format(m['pr_auc'], '.3f')} | "
+              f"{_pct(m['max_recall_at_100_precision'])} | "
+              f"{'n/a' if m['threshold_at_100_precision'] is None else format(m['threshold_at_100_precision'], '.4f')} |",
+              ""]
+    lat = m["latency_s"]
+    lines += ["## Latency per frame (ms)", "", "| frames | mean | min | median | p90 | p95 | p99 | max |",
+              "|---|---|---|---|---|---|---|---|",
+              f"| {lat['count']} | " + " | ".join(_ms(lat[k]) for k in
+                                                ("mean", "min", "median", "p90", "p95", "p99", "max"))
+              + " |", ""]
+    lines += ["## Highest-scoring false positives", ""]
+    if m["false_positives"]:
+        lines += ["| query # | query stamp (ns) | map id | score | distance (m) |", "|---|---|---|---|---|"]
+        lines += [f"| {f['query_index']} | {f['query_stamp_ns']} | {f['map_id']} | {f['score']:.4f} | "
+                  f"{f['distance_m']:.1f} |" for f in m["false_positives"]]
+    else:
+        lines += ["None."]
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in PLOTS]
+    if result["notes"]:
+        lines += ["", "## Notes", ""] + [f"- {t}" for t in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def _per_query_csv(outcomes: Sequence[QueryOutcome], radius_m: float) -> str:
+    rows = ["index,stamp_ns,gt_x,gt_y,gt_z,answered,latency_s,n_candidates,top1_id,top1_score,"
+            "top1_distance_m,top1_correct"]
+    for i, o in enumerate(outcomes):
+        gt = ["", "", ""] if o.position is None else [f"{v:.3f}" for v in o.position]
+        top = ["", "", "", ""]
+        if len(o.cand_ids):
+            top = [str(int(o.cand_ids[0])), f"{o.cand_scores[0]:.6f}", "", ""]
+            if o.position is not None:
+                d = float(np.linalg.norm(o.cand_positions[0] - o.position))
+                top[2:] = [f"{d:.3f}", str(int(d <= radius_m))]
+        lat = "" if o.latency_s is None else f"{o.latency_s:.6f}"
+        rows.append(",".join([str(i), str(o.stamp_ns), *gt, str(int(o.answered)), lat,
+                              str(len(o.cand_ids)), *top]))
+    return "\n".join(rows) + "\n"
+
+
+def write_report(out_dir: str | Path, outcomes: Sequence[QueryOutcome],
+                 map_positions: np.ndarray | None, cfg: EvalConfig | None = None,
+                 meta: dict[str, Any] | None = None, missing: Sequence[str] = (),
+                 notes: Sequence[str] = (), extra_counts: dict[str, int] | None = None
+                 ) -> dict[str, Any]:
+    """Compute the metrics and write the report directory; return metrics.json's content.
+
+    Args:
+        out_dir: report directory (created; files in it are replaced).
+        outcomes: one per query frame, in order.
+        map_positions: float64 [M, 3] map keyframe positions or ``None``.
+        meta: settings shown in the report (source, mode, rate, map, model...).
+        missing: what could not be measured; non-empty makes the report partial.
+        notes: other remarks for the reader.
+        extra_counts: added to ``metrics.counts`` (e.g. unmatched answers).
+    """
+    cfg = cfg or EvalConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = compute_metrics(outcomes, map_positions, cfg)
+    metrics["counts"].update(extra_counts or {})
+    meta = {k: v for k, v in (meta or {}).items()}
+    result = _json_safe({"complete": not missing, "missing": list(missing), "notes": list(notes),
+                         "meta": meta, "config": {"radius_m": cfg.radius_m,
+                                                  "recall_ns": cfg.recall_ns,
+                                                  "gt_max_gap_s": cfg.gt_max_gap_s},
+                         "metrics": metrics})
+    title = str(meta.get("title", ""))
+    write_bytes_atomic(out / "pr_curve.png", plots.pr_curve_png(metrics, title))
+    write_bytes_atomic(out / "recall_at_n.png", plots.recall_at_n_png(metrics, title))
+    write_bytes_atomic(out / "trajectory.png",
+                       plots.trajectory_png(outcomes, map_positions, cfg.radius_m, title))
+    write_bytes_atomic(out / "latency_hist.png", plots.latency_png(outcomes, metrics, title))
+    write_text_atomic(out / "per_query.csv", _per_query_csv(outcomes, cfg.radius_m))
+    write_text_atomic(out / "report.md", _markdown(result))
+    # metrics.json last: its presence means the whole report is there.
+    write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")
+    return result
