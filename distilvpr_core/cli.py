@@ -21,6 +21,8 @@ from .errors import UserError
 # name -> (module, one-line help).  Order is the order shown in --help.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("distilvpr_core.doctor", "check the Python/ROS/GPU environment and print what is found"),
+    "export": ("distilvpr_core.export.cli", "export a student checkpoint to ONNX (+ optional INT8)"),
+    "build-engine": ("distilvpr_core.export.engine_cli", "build or reuse a TensorRT 10 engine for an exported ONNX"),
     "replay-eval": ("distilvpr_ros.replay_eval", "replay a rosbag through the localizer node and report recall, precision-recall and latency"),
     "bench": ("distilvpr_core.bench_cli", "speed benchmarks: embedder backends (default), map search, node latency, distillation step"),
 }

@@ -22,7 +22,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # covers W x H, then cut the centre (no distortion; equals stretch when the
 # aspect ratios match, e.g. 640x480 -> 320x240).
 RESIZE_POLICIES = ("stretch", "center_crop")
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+# area: box-average by the integer part of the scale (PIL reduce), then
+# bilinear for the rest -- alias-free and ~5x faster than an exact antialiased
+# bilinear on a 2x shrink (0.5 ms vs 2.5 ms for 640x480 -> 320x240 here).
+INTERPOLATIONS = ("area", "bilinear", "bicubic", "nearest")
 CHANNEL_ORDERS = ("RGB", "BGR")
 
 
@@ -31,8 +34,8 @@ class PreprocessContract:
     """What the network expects.
 
     input_size: (W, H) pixels of the network input.
-    resize: one of :data:`RESIZE_POLICIES`; interpolation: PIL filter name
-    (downscaling is antialiased).
+    resize: one of :data:`RESIZE_POLICIES`; interpolation: one of
+    :data:`INTERPOLATIONS` (all but nearest antialias when shrinking).
     channel_order: channel order the *network* expects; inputs are always RGB.
     mean, std: per channel, applied after scaling uint8 to [0, 1].
     descriptor_dim: D of the raw output float32 [N, D].
@@ -41,7 +44,7 @@ class PreprocessContract:
     """
     input_size: tuple[int, int] = (320, 240)
     resize: str = "center_crop"
-    interpolation: str = "bilinear"
+    interpolation: str = "area"
     channel_order: str = "RGB"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD

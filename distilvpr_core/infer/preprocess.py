@@ -18,8 +18,11 @@ from .contract import PreprocessContract
 
 ImageInput = Union[np.ndarray, Sequence[np.ndarray]]
 
-_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
-            "nearest": Image.Resampling.NEAREST}
+# name -> (PIL filter, reducing_gap); see contract.INTERPOLATIONS.
+_FILTERS = {"area": (Image.Resampling.BILINEAR, 1.0),
+            "bilinear": (Image.Resampling.BILINEAR, None),
+            "bicubic": (Image.Resampling.BICUBIC, None),
+            "nearest": (Image.Resampling.NEAREST, None)}
 
 
 def _as_list(images: ImageInput) -> list[np.ndarray]:
@@ -58,9 +61,9 @@ def _check(img: np.ndarray, i: int) -> np.ndarray:
 
 def _crop_box(w: int, h: int, contract: PreprocessContract) -> tuple[float, float, float, float] | None:
     """Source region (left, top, right, bottom) in pixels for the resize, None = whole frame."""
-    if contract.resize == "stretch":
-        return None
     tw, th = contract.input_size
+    if contract.resize == "stretch" or tw * h == th * w:
+        return None  # same aspect: the whole frame (PIL's fast path)
     scale = max(tw / w, th / h)  # cover the target, cut the excess symmetrically
     cw, ch = tw / scale, th / scale
     left, top = (w - cw) / 2.0, (h - ch) / 2.0
@@ -76,7 +79,8 @@ def resize_image(img: np.ndarray, contract: PreprocessContract) -> np.ndarray:
     pil = Image.fromarray(np.ascontiguousarray(img))
     # Crop and resize in one resampling step (PIL's box argument) so the crop
     # costs nothing and sub-pixel centring is exact.
-    out = pil.resize((tw, th), _FILTERS[contract.interpolation], box=_crop_box(w, h, contract))
+    resample, gap = _FILTERS[contract.interpolation]
+    out = pil.resize((tw, th), resample, box=_crop_box(w, h, contract), reducing_gap=gap)
     return np.asarray(out)
 
 

@@ -1,0 +1,95 @@
+"""``distilvpr bench embedder`` end to end on a small real model; torch backend options; GPU paths."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distilvpr_core.errors import UserError
+from distilvpr_core.infer import bench, load_embedder
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory) -> tuple[Path, Path]:
+    import torch
+    from distilvpr_core.export.onnx_export import export_student_onnx
+    from distilvpr_core.export.student_io import load_student_checkpoint
+    from distilvpr_core.models import StudentConfig, build_student, save_checkpoint
+    torch.set_num_threads(1)
+    torch.manual_seed(2)
+    d = tmp_path_factory.mktemp("bench")
+    ckpt = save_checkpoint(d / "s.pt", build_student(), "student", StudentConfig(), [96, 64])
+    s = load_student_checkpoint(ckpt)
+    export_student_onnx(s.model, s.contract, s.fingerprint, d / "s.onnx")
+    return d / "s.onnx", ckpt
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_bench_writes_table_and_json(small_model, tmp_path, capsys):
+    onnx_path, ckpt = small_model
+    out = tmp_path / "b.json"
+    assert bench.run(_args("--model", str(onnx_path), "--checkpoint", str(ckpt), "--backends",
+                           "onnxruntime,torch", "--batches", "1,3", "--iters", "4", "--warmup", "1",
+                           "--threads", "1", "--frame", "320x240", "--out", str(out))) == 0
+    text = capsys.readouterr().out
+    assert "onnxruntime" in text and "bare p50" in text and f"saved {out}" in text
+    res = json.loads(out.read_text())
+    assert res["machine"]["cpu_count"] >= 1 and res["frame"] == [320, 240]
+    rows = {(r["label"], r["batch"]): r for r in res["rows"]}
+    assert set(rows) == {("onnxruntime", 1), ("onnxruntime", 3), ("torch", 1), ("torch", 3)}
+    for r in rows.values():
+        e = r["embed"]
+        assert 0 < e["p50_ms"] <= e["p90_ms"] <= e["p99_ms"]
+        assert r["bare_session"]["p50_ms"] > 0 and r["preprocess"]["p50_ms"] > 0
+        assert r["ratio_embed_vs_bare_p50"] == pytest.approx(e["p50_ms"] / r["bare_session"]["p50_ms"])
+        assert r["throughput_img_s"] == pytest.approx(r["batch"] * 1e3 / e["p50_ms"])
+        assert r["embed_cpu"]["p50_ms"] > 0 and r["bare_session_cpu"]["p50_ms"] > 0
+        assert isinstance(r["target_ok"], bool) and isinstance(r["target_ok_cpu"], bool)
+
+
+def test_bench_bad_arguments(small_model, tmp_path):
+    onnx_path, _ = small_model
+    with pytest.raises(UserError, match="unknown backend 'tflite'"):
+        bench.run(_args("--model", str(onnx_path), "--backends", "tflite", "--out", str(tmp_path / "x.json")))
+    with pytest.raises(UserError, match="needs --int8-model"):
+        bench.run(_args("--model", str(onnx_path), "--backends", "onnxruntime-int8"))
+    with pytest.raises(UserError, match="needs --checkpoint"):
+        bench.run(_args("--model", str(onnx_path), "--backends", "torch"))
+    with pytest.raises(UserError, match="--frame"):
+        bench.run(_args("--model", str(onnx_path), "--frame", "big"))
+
+
+def test_torch_backend_options_are_checked(small_model):
+    _, ckpt = small_model
+    with pytest.raises(UserError, match="fp16: only supported with a CUDA device"):
+        load_embedder(ckpt, backend="torch", fp16=True)
+    with pytest.raises(UserError, match="cuda_graphs: needs a CUDA device"):
+        load_embedder(ckpt, backend="torch", cuda_graphs=True)
+    with pytest.raises(UserError, match="max_batch"):
+        load_embedder(ckpt, backend="torch", max_batch=0)
+    emb = load_embedder(ckpt, backend="torch", max_batch=2)
+    frames = np.random.default_rng(0).integers(0, 256, (5, 64, 96, 3), np.uint8)
+    chunked = emb.embed(frames)  # 5 frames through max_batch=2 -> 3 chunks
+    np.testing.assert_allclose(chunked[4:], emb.embed(frames[4:]), atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_torch_cuda_fp16_and_graphs_match_cpu(small_model):
+    _, ckpt = small_model
+    frames = np.random.default_rng(0).integers(0, 256, (4, 64, 96, 3), np.uint8)
+    ref = load_embedder(ckpt, backend="torch").embed(frames)
+    for graphs in (False, True):
+        emb = load_embedder(ckpt, backend="torch", device="cuda", cuda_graphs=graphs)
+        assert emb.fp16
+        got = emb.embed(frames)
+        got2 = emb.embed(frames)  # a replayed graph must give the same answer
+        assert (got * ref).sum(1).min() >= 0.999
+        np.testing.assert_allclose(got, got2, atol=1e-6)
