@@ -23,7 +23,7 @@ setup(
         ("share/distilvpr_ros", ["package.xml"]),
         ("share/distilvpr_core", ["package.xml"]),
         ("share/distilvpr_ros/launch", glob("launch/*.launch.py")),
-        ("share/distilvpr_ros/config", glob("config/*.yaml")),
+        ("share/distilvpr_ros/config", glob("config/*.yaml") + glob("config/*.xml")),
         ("lib/distilvpr_core", ["scripts/distil"]),
     ],
     python_requires=">=3.10",
@@ -37,7 +37,6 @@ setup(
         "onnxruntime>=1.17",
         "faiss-cpu>=1.7.4",
         "rosbags>=0.10",
-        "rosbags-image>=0.9",
     ],
     extras_require={
         # Training, export and backend:=torch.  Not required on a robot that

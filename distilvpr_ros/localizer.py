@@ -1,0 +1,219 @@
+"""The ``localizer`` node: camera in, scored loop-closure candidates out.
+
+Subscribes ``image`` (or ``image/compressed``) and optionally ``odom``;
+publishes ``~/candidates``, ``~/loop_closure``, ``~/match_pose``,
+``~/markers`` and ``/diagnostics``; serves ``~/save_map`` and
+``~/set_mapping``.  The work is in :mod:`distilvpr_ros.matcher`; this file
+wires ROS to it.  See docs/node.md for the topic and parameter reference.
+
+Run: ``python -m distilvpr_ros.localizer --ros-args --params-file
+config/localize.yaml -p map_path:=MAP -p model_path:=MODEL``.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+from std_msgs.msg import Float64MultiArray, Header
+from std_srvs.srv import SetBool, Trigger
+from visualization_msgs.msg import MarkerArray
+
+from distilvpr_core.errors import UserError
+
+from . import image_conv, outputs, params
+from .candidates_table import candidate_rows, to_pointcloud2
+from .gating import KeyframeGate
+from .matcher import MatchSettings, PlaceMatcher
+from .node_stats import NodeStats, OncePerKindLogger
+from .odom_buffer import OdomBuffer
+from .resources import load_embedder_and_map
+
+
+class Localizer(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("localizer", **kwargs)
+        self.p = params.declare_all(self)
+        params.check_startup(self.p)
+        self.embedder, self.map = load_embedder_and_map(
+            self.p["map_path"], self.p["model_path"], self.p["backend"], self.p["engine_cache_dir"],
+            self.p["intra_op_threads"])
+        self.stats = NodeStats()
+        self.log_bad = OncePerKindLogger(self.get_logger().warning, self.p["log_throttle_s"])
+        self.gate = KeyframeGate()
+        self.matcher = PlaceMatcher(self.embedder, self.map, MatchSettings())
+        self._configure(self.p)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.odom = OdomBuffer()
+
+        qos = QoSProfile(depth=self.p["queue_depth"], reliability=qos_profile_sensor_data.reliability,
+                         history=qos_profile_sensor_data.history, durability=qos_profile_sensor_data.durability)
+        if self.p["compressed"]:
+            self.sub_image = self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos)
+        else:
+            self.sub_image = self.create_subscription(Image, "image", self._on_image, qos)
+        self.create_subscription(Odometry, "odom", self._on_odom, qos_profile_sensor_data)
+        self.pub_candidates = self.create_publisher(PointCloud2, "~/candidates", 10)
+        self.pub_loop = self.create_publisher(Float64MultiArray, "~/loop_closure", 10)
+        self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "~/match_pose", 10)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 10)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_service(Trigger, "~/save_map", self._on_save_map)
+        self.create_service(SetBool, "~/set_mapping", self._on_set_mapping)
+        self.create_timer(self.p["diagnostics_period_s"], self._publish_diagnostics)
+        self.get_logger().info(f"ready: map {self.p['map_path']} ({len(self.map)} keyframes), model "
+                               f"{self.p['model_path']} on {self.embedder.backend}, "
+                               f"{'compressed ' if self.p['compressed'] else ''}images")
+
+    # -- parameters ---------------------------------------------------------
+    def _configure(self, p: dict[str, Any]) -> None:
+        """Apply runtime-changeable values (called at start and on every valid set)."""
+        self.gate.min_interval_s, self.gate.min_distance_m = p["min_interval_s"], p["min_distance_m"]
+        self.log_bad.period_s = p["log_throttle_s"]
+        self.matcher.configure(MatchSettings(**{k: p[k] for k in MatchSettings.__dataclass_fields__}))
+
+    def _on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
+        # Humble has no post-set callback, so a valid change is applied here.
+        for prm in changed:
+            why = params.check(prm.name, prm.value)
+            if why:
+                return SetParametersResult(successful=False, reason=why)
+        self.p = {**self.p, **{prm.name: prm.value for prm in changed}}
+        self._configure(self.p)
+        return SetParametersResult(successful=True)
+
+    # -- inputs ------------------------------------------------------------
+    def _on_odom(self, msg: Odometry) -> None:
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        pose = np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w], np.float64)
+        if not np.all(np.isfinite(pose)):
+            self.stats.bad["odom_nonfinite"] += 1
+            self.log_bad("odom_nonfinite", "odometry pose has NaN/inf")
+            return
+        self.odom.add(outputs.stamp_to_ns(msg.header.stamp), pose)
+        self.stats.counts["odom_received"] += 1
+
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        t_in = time.perf_counter()
+        self.stats.counts["frames_received"] += 1
+        compressed = isinstance(msg, CompressedImage)
+        stamp_ns = outputs.stamp_to_ns(msg.header.stamp)
+        self.stats.queue_delay.add((self.get_clock().now().nanoseconds - stamp_ns) * 1e-9)
+        try:
+            (image_conv.check_compressed if compressed else image_conv.check_image)(msg)
+            odom = self.odom.at(stamp_ns, self.p["odom_timeout_s"])
+            reason = self.gate.due(stamp_ns * 1e-9, None if odom is None else odom[:3])
+            if reason:
+                self.stats.counts[f"gated_{reason}"] += 1
+                return
+            rgb = (image_conv.compressed_to_rgb if compressed else image_conv.image_to_rgb)(msg)
+            self.stats.decode.add(time.perf_counter() - t_in)
+            self.gate.mark(stamp_ns * 1e-9, None if odom is None else odom[:3])
+            res = self.matcher.query(rgb, stamp_ns, odom)
+        except image_conv.BadImage as exc:
+            self.stats.bad[exc.kind] += 1
+            self.log_bad(exc.kind, exc.detail)
+            return
+        except Exception as exc:  # never die on input; the first of each type keeps its details
+            kind = f"internal_{type(exc).__name__}"
+            self.stats.bad[kind] += 1
+            self.log_bad(kind, f"{exc!r} while processing a frame stamped {stamp_ns} ns")
+            return
+        t_pub = time.perf_counter()
+        self._publish(msg.header.stamp, res, odom)
+        t_out = time.perf_counter()
+        self.stats.publish.add(t_out - t_pub)
+        self.stats.process.add(t_out - t_in)
+
+    # -- outputs -----------------------------------------------------------
+    def _publish(self, stamp: Any, res: Any, odom: np.ndarray | None) -> None:
+        header = Header(stamp=stamp, frame_id=self.p["map_frame"])
+        self.stats.counts["queries"] += 1
+        self.stats.embed.add(res.embed_s)
+        self.stats.search.add(res.search_s)
+        self.pub_candidates.publish(to_pointcloud2(
+            candidate_rows(res.poses, res.scores, res.ids, res.stamps_ns), header))
+        self.pub_markers.publish(outputs.markers(header, res.poses, res.scores, res.accepted,
+                                                 None if odom is None else odom[:3]))
+        if res.added_id >= 0:
+            self.stats.counts["keyframes_added"] += 1
+        if not res.accepted:
+            self.stats.counts[f"rejected_{res.reject}"] += 1
+            return
+        self.stats.counts["loop_closures"] += 1
+        self.pub_loop.publish(outputs.loop_closure(outputs.stamp_to_ns(stamp), int(res.stamps_ns[0]),
+                                                   float(res.scores[0]), self.p["loop_closure_include_score"]))
+        self.pub_pose.publish(outputs.match_pose(header, res.poses[0], float(res.scores[0]),
+                                                 self.p["match_sigma_m"], self.p["match_sigma_rad"]))
+
+    def _publish_diagnostics(self) -> None:
+        values = self.stats.snapshot()
+        values.update(map_size=str(len(self.map)), backend=self.embedder.backend,
+                      image_topic=self.sub_image.topic_name,
+                      image_publishers=str(self._image_publishers()),
+                      online_mapping=str(self.p["online_mapping"]).lower(),
+                      torch_loaded=str("torch" in sys.modules).lower(),
+                      model_fingerprint=str(self.embedder.fingerprint)[:16])
+        self.pub_diag.publish(outputs.diagnostics(self.get_clock().now().to_msg(),
+                                                  f"{self.get_fully_qualified_name()}: place recognition",
+                                                  values))
+
+    def _image_publishers(self) -> int:
+        # Subscription.get_publisher_count (matched) is newer than Humble; the
+        # graph count is the Humble fallback.
+        matched = getattr(self.sub_image, "get_publisher_count", None)
+        return matched() if matched else self.count_publishers(self.sub_image.topic_name)
+
+    # -- services ----------------------------------------------------------
+    def _on_save_map(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        path = self.p["map_save_path"] or self.p["map_path"]
+        try:
+            self.map.save(path)
+        except (OSError, UserError) as exc:
+            resp.success, resp.message = False, f"saving the map to {path} failed: {exc}"
+            self.get_logger().error(resp.message)
+            return resp
+        resp.success, resp.message = True, f"saved {len(self.map)} keyframes to {path}"
+        self.get_logger().info(resp.message)
+        return resp
+
+    def _on_set_mapping(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
+        result = self.set_parameters([Parameter("online_mapping", value=bool(req.data))])[0]
+        resp.success = result.successful
+        resp.message = f"online_mapping = {self.p['online_mapping']}" if result.successful else result.reason
+        return resp
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``localizer`` / ``python -m distilvpr_ros.localizer``; exit code."""
+    rclpy.init(args=argv)
+    node = None
+    try:
+        node = Localizer()
+        rclpy.spin(node)
+    except UserError as exc:
+        # Start-up mistake: one line naming the parameter or file, no traceback.
+        rclpy.logging.get_logger("localizer").fatal(str(exc))
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

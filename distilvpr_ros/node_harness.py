@@ -1,0 +1,131 @@
+"""Start the localizer as a real process and talk to it over DDS.
+
+Used by the tests and by ``distilvpr bench node``: the node runs exactly as
+on a robot (``python -m distilvpr_ros.localizer --ros-args ...``), the caller
+is an ordinary rclpy node in this process.  DDS stays on this machine:
+:func:`require_local_dds` refuses to run unless discovery is LOCALHOST.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from distilvpr_core.errors import UserError
+
+
+def large_images_profile() -> str:
+    """Path of config/fastdds_large_images.xml (source tree, else installed share)."""
+    source = Path(__file__).resolve().parent.parent / "config" / "fastdds_large_images.xml"
+    if source.is_file():
+        return str(source)
+    from ament_index_python.packages import get_package_share_directory
+    return str(Path(get_package_share_directory("distilvpr_ros")) / "config" / "fastdds_large_images.xml")
+
+
+def require_local_dds(env: dict[str, str] | None = None, large_images: bool = True) -> dict[str, str]:
+    """Environment for talking to a node: LOCALHOST discovery and a set ROS_DOMAIN_ID.
+
+    Sets them in ``env`` (default ``os.environ``, so call it before
+    ``rclpy.init``) when absent (a random domain id 1..101) and refuses a
+    different discovery range, so a benchmark never talks to the network.
+    With ``large_images`` the shared-memory Fast DDS profile is selected
+    unless one is set already: without it most 640x480 raw frames are lost
+    (see config/fastdds_large_images.xml).  Returns a copy for children.
+    """
+    import random
+    env = os.environ if env is None else env
+    if large_images and not env.get("FASTRTPS_DEFAULT_PROFILES_FILE"):
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", large_images_profile())
+    rng = env.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
+    if rng not in (None, "", "LOCALHOST"):
+        raise UserError(f"ROS_AUTOMATIC_DISCOVERY_RANGE={rng}: must be LOCALHOST (or unset) so DDS "
+                        "traffic stays on this machine")
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
+    env.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+    return dict(env)
+
+
+class LocalizerProcess:
+    """``python -m distilvpr_ros.localizer`` with ``ros_args`` (everything after
+    ``--ros-args``); stdout+stderr go to ``log_path``.  Use as a context
+    manager: the process is always stopped with SIGINT (then SIGKILL)."""
+
+    def __init__(self, ros_args: Sequence[str], log_path: str | Path, cwd: str | Path | None = None) -> None:
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, "wb")
+        args = list(ros_args)
+        if args[:1] != ["--ros-args"]:
+            args = ["--ros-args", *args]
+        env = require_local_dds(dict(os.environ), large_images=False)
+        # The child imports this same distilvpr_ros, whatever its working directory.
+        source_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH", "")) if p)
+        self.proc = subprocess.Popen([sys.executable, "-m", "distilvpr_ros.localizer", *args],
+                                     stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                     start_new_session=True)
+        self.returncode: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout_s: float = 15.0) -> int:
+        """SIGINT, wait, SIGKILL if it hangs; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.returncode = self.proc.returncode
+        self._log.close()
+        return self.returncode
+
+    def __enter__(self) -> "LocalizerProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class NodeExited(RuntimeError):
+    """The localizer process ended while it was being waited for."""
+
+
+def spin_until(node: Any, predicate: Callable[[], bool], timeout_s: float,
+               what: str = "condition", proc: LocalizerProcess | None = None) -> None:
+    """Spin ``node`` until ``predicate()``; TimeoutError naming ``what`` (with
+    the node's log tail when ``proc`` is given) or if ``proc`` died."""
+    import rclpy
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if proc is not None and not proc.alive():
+            raise NodeExited(f"localizer exited ({proc.proc.returncode}) while waiting for {what}:\n"
+                             + proc.output()[-3000:])
+        if time.monotonic() > deadline:
+            tail = ("\nnode log:\n" + proc.output()[-3000:]) if proc is not None else ""
+            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}{tail}")
+        rclpy.spin_once(node, timeout_sec=0.02)
+
+
+def diagnostics_values(msg: Any, name_contains: str = "place recognition") -> dict[str, str] | None:
+    """key -> value of the localizer's status in a DiagnosticArray, or None."""
+    for status in msg.status:
+        if name_contains in status.name:
+            return {kv.key: kv.value for kv in status.values}
+    return None

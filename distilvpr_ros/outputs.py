@@ -1,0 +1,98 @@
+"""Output messages of the localizer: loop closure, match pose, markers, diagnostics.
+
+Builders only; the node owns the publishers.  Poses are float64 [7]
+(x y z qx qy qz qw) in the map frame; stamps are nanoseconds since the epoch.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """builtin_interfaces/Time -> int nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> Any:
+    from builtin_interfaces.msg import Time
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def loop_closure(t_query_ns: int, t_match_ns: int, score: float, include_score: bool = True) -> Any:
+    """std_msgs/Float64MultiArray [t_query, t_match, score], times in seconds:
+    the LIO-SAM external loop-closure convention (``lio_sam/loop_closure_detection``).
+    Stock LIO-SAM ignores any message whose size is not 2, hence ``include_score``."""
+    from std_msgs.msg import Float64MultiArray
+    data = [t_query_ns * 1e-9, t_match_ns * 1e-9] + ([float(score)] if include_score else [])
+    return Float64MultiArray(data=data)
+
+
+def pose_covariance(score: float, sigma_m: float, sigma_rad: float) -> list[float]:
+    """Row-major 6x6 diagonal covariance (x y z roll pitch yaw) whose standard
+    deviations are ``sigma / score`` (score clamped to [0.05, 1]): a weaker
+    match is trusted less."""
+    s = min(max(float(score), 0.05), 1.0)
+    var = [(sigma_m / s) ** 2] * 3 + [(sigma_rad / s) ** 2] * 3
+    return np.diag(var).ravel().tolist()
+
+
+def match_pose(header: Any, pose: np.ndarray, score: float, sigma_m: float, sigma_rad: float) -> Any:
+    """geometry_msgs/PoseWithCovarianceStamped of the accepted top-1 map pose."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    msg = PoseWithCovarianceStamped()
+    msg.header = header
+    p = msg.pose.pose
+    p.position.x, p.position.y, p.position.z = (float(v) for v in pose[:3])
+    p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (float(v) for v in pose[3:7])
+    msg.pose.covariance = pose_covariance(score, sigma_m, sigma_rad)
+    return msg
+
+
+def markers(header: Any, poses: np.ndarray, scores: np.ndarray, accepted: bool,
+            query_xyz: np.ndarray | None) -> Any:
+    """visualization_msgs/MarkerArray: candidate positions as spheres (green =
+    high score, red = low) and, for an accepted match with a known query
+    position, a line from the query to the top-1.  Markers expire after 5 s."""
+    from geometry_msgs.msg import Point
+    from std_msgs.msg import ColorRGBA
+    from visualization_msgs.msg import Marker, MarkerArray
+    from builtin_interfaces.msg import Duration
+
+    out = MarkerArray()
+    spheres = Marker(header=header, ns="candidates", id=0, type=Marker.SPHERE_LIST, action=Marker.ADD)
+    spheres.scale.x = spheres.scale.y = spheres.scale.z = 1.0
+    spheres.lifetime = Duration(sec=5)
+    spheres.pose.orientation.w = 1.0
+    for pose, score in zip(poses, scores):
+        spheres.points.append(Point(x=float(pose[0]), y=float(pose[1]), z=float(pose[2])))
+        g = float(np.clip(score, 0.0, 1.0))
+        spheres.colors.append(ColorRGBA(r=1.0 - g, g=g, b=0.0, a=0.8))
+    out.markers.append(spheres)
+    link = Marker(header=header, ns="loop_closure", id=0, type=Marker.LINE_LIST)
+    link.lifetime = Duration(sec=5)
+    link.pose.orientation.w = 1.0
+    link.scale.x = 0.2
+    link.color = ColorRGBA(r=0.1, g=0.4, b=1.0, a=1.0)
+    if accepted and query_xyz is not None and len(poses):
+        link.action = Marker.ADD
+        link.points = [Point(x=float(query_xyz[0]), y=float(query_xyz[1]), z=float(query_xyz[2])),
+                       Point(x=float(poses[0][0]), y=float(poses[0][1]), z=float(poses[0][2]))]
+    else:
+        link.action = Marker.DELETE
+    out.markers.append(link)
+    return out
+
+
+def diagnostics(stamp: Any, name: str, values: dict[str, str], level_error: bool = False,
+                message: str = "running") -> Any:
+    """diagnostic_msgs/DiagnosticArray with one status named ``name``."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    status = DiagnosticStatus(level=DiagnosticStatus.ERROR if level_error else DiagnosticStatus.OK,
+                              name=name, message=message, hardware_id="distilvpr")
+    status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+    arr = DiagnosticArray()
+    arr.header.stamp = stamp
+    arr.status = [status]
+    return arr

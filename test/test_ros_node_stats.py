@@ -1,0 +1,56 @@
+"""Diagnostics bookkeeping and output builders (no ROS graph)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from std_msgs.msg import Header
+
+from distilvpr_ros import outputs
+from distilvpr_ros.node_stats import LatencyWindow, NodeStats, OncePerKindLogger, rss_bytes
+
+
+def test_once_per_kind_logger_logs_each_kind_once_per_period():
+    logged, now = [], [0.0]
+    log = OncePerKindLogger(logged.append, period_s=10.0, clock=lambda: now[0])
+    for i in range(1000):
+        log("size" if i % 2 else "encoding", f"message {i}")
+    assert len(logged) == 2 and "[encoding]" in logged[0] and "[size]" in logged[1]
+    now[0] = 11.0
+    log("size", "again")
+    assert len(logged) == 3 and "(501 of this kind so far)" in logged[2]
+
+
+def test_latency_window_percentiles():
+    w = LatencyWindow(size=100)
+    assert math.isnan(w.percentile_ms(50))
+    for v in range(1, 201):  # only the last 100 (101..200 ms) are kept
+        w.add(v / 1000)
+    assert len(w) == 100
+    assert abs(w.percentile_ms(50) - 150.5) < 1e-6
+
+
+def test_snapshot_counts_bad_kinds_and_rss():
+    s = NodeStats()
+    s.bad["size"] += 3
+    s.bad["decode"] += 2
+    s.counts["queries"] += 1
+    snap = s.snapshot()
+    assert snap["bad_messages"] == "5" and snap["bad_size"] == "3" and snap["queries"] == "1"
+    assert float(snap["rss_mb"]) > 10 and rss_bytes() > 0
+
+
+def test_match_pose_covariance_grows_as_score_falls():
+    strong = outputs.match_pose(Header(), np.array([1, 2, 3, 0, 0, 0, 1.0]), 0.9, 1.0, 0.2)
+    weak = outputs.match_pose(Header(), np.array([1, 2, 3, 0, 0, 0, 1.0]), 0.3, 1.0, 0.2)
+    assert strong.pose.pose.position.y == 2.0
+    assert weak.pose.covariance[0] > strong.pose.covariance[0] > 1.0
+    assert weak.pose.covariance[35] > strong.pose.covariance[35]
+    assert outputs.pose_covariance(-1.0, 1.0, 0.2)[0] == (1.0 / 0.05) ** 2  # clamped, finite
+
+
+def test_loop_closure_is_lio_sam_convention():
+    msg = outputs.loop_closure(1_700_000_000_500_000_000, 1_600_000_000_250_000_000, 0.8)
+    assert list(msg.data) == [1_700_000_000.5, 1_600_000_000.25, 0.8]
+    assert len(outputs.loop_closure(1, 2, 0.8, include_score=False).data) == 2
+    assert outputs.stamp_to_ns(outputs.ns_to_stamp(1_700_000_000_500_000_001)) == 1_700_000_000_500_000_001

@@ -1,0 +1,123 @@
+"""Parameter table, config/localize.yaml, launch_args.py and the launch file agree."""
+from __future__ import annotations
+
+import ast
+
+import pytest
+import yaml
+
+from distilvpr_core.errors import UserError
+from distilvpr_ros import launch_args, params
+
+
+def test_config_yaml_holds_exactly_the_node_defaults(repo_root):
+    data = yaml.safe_load((repo_root / "config" / "localize.yaml").read_text())
+    values = data["/**"]["ros__parameters"]
+    assert values == params.DEFAULTS
+    for name, value in values.items():
+        assert type(value) is type(params.DEFAULTS[name]), name  # 1 vs 1.0 matters to rclpy
+
+
+def test_every_default_passes_its_own_check_and_has_a_description():
+    for p in params.PARAMS:
+        assert params.check(p.name, p.default) is None, p.name
+        assert len(p.description) > 15, p.name
+        if isinstance(p.default, (int, float)) and not isinstance(p.default, bool):
+            assert p.lo is not None and p.hi is not None, f"{p.name} has no range"
+
+
+@pytest.mark.parametrize("name,value,expect", [
+    ("backend", "cuda", "expected one of"),
+    ("top_k", 0, "in [1, 100]"),
+    ("score_threshold", 1.5, "in [-1.0, 1.0]"),
+    ("min_interval_s", -0.1, "min_interval_s"),
+    ("top_k", 2.5, "expected int"),
+    ("online_mapping", 1, "expected bool"),
+    ("consistency_n", True, "expected int"),
+])
+def test_invalid_values_are_rejected_naming_the_parameter(name, value, expect):
+    why = params.check(name, value)
+    assert why is not None and expect in why and name in why
+
+
+def test_startup_requires_map_and_model():
+    values = dict(params.DEFAULTS, model_path="m.onnx")
+    with pytest.raises(UserError, match="map_path"):
+        params.check_startup(values)
+    params.check_startup(dict(values, map_path="map"))
+
+
+def test_launch_defaults_equal_node_defaults():
+    required = {"map", "model", "backend", "engine_cache", "image_topic", "compressed",
+                "namespace", "params_file", "log_level"}
+    assert required <= set(launch_args.BY_NAME)
+    for a in launch_args.LAUNCH_ARGS:
+        assert a.description
+        if a.param:
+            default = params.DEFAULTS[a.param]
+            text = str(default).lower() if isinstance(default, bool) else str(default)
+            assert a.default == text, (a.name, a.param)
+    assert launch_args.BY_NAME["image_topic"].default == "image"  # the node's own topic name
+
+
+def test_node_arguments_match_launch_semantics(repo_root):
+    args = launch_args.node_arguments({"map": "/maps/town", "image_topic": "/cam/rgb",
+                                       "namespace": "robot1"})
+    assert args[:3] == ["--ros-args", "--log-level", "info"]
+    assert args[args.index("--params-file") + 1] == str(repo_root / "config" / "localize.yaml")
+    assert "map_path:=/maps/town" in args and "__ns:=/robot1" in args
+    assert "image:=/cam/rgb" in args and "image/compressed:=/cam/rgb/compressed" in args
+    assert not any(a.startswith("model_path:=") for a in args)  # default: the params file decides
+    with pytest.raises(ValueError, match="unknown launch argument"):
+        launch_args.node_arguments({"mapp": "x"})
+
+
+# Launch API present in ROS 2 Humble (the oldest distribution we support).
+HUMBLE_API = {
+    "launch": {"LaunchDescription"},
+    "launch.actions": {"DeclareLaunchArgument", "OpaqueFunction", "GroupAction", "SetEnvironmentVariable",
+                       "IncludeLaunchDescription", "LogInfo"},
+    "launch.substitutions": {"LaunchConfiguration", "PythonExpression", "TextSubstitution"},
+    "launch.conditions": {"IfCondition", "UnlessCondition"},
+    "launch_ros.actions": {"Node", "PushRosNamespace"},
+    "launch_ros.parameter_descriptions": {"ParameterValue", "ParameterFile"},
+    "ament_index_python.packages": {"get_package_share_directory"},
+    "distilvpr_ros.launch_args": {"LAUNCH_ARGS"},
+    "os": None,
+}
+HUMBLE_NODE_KWARGS = {"package", "executable", "name", "namespace", "exec_name", "parameters", "remappings",
+                      "arguments", "output", "emulate_tty", "respawn", "respawn_delay", "additional_env"}
+
+
+def test_launch_file_uses_humble_api_and_the_shared_table(repo_root):
+    path = repo_root / "launch" / "localize.launch.py"
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.module in HUMBLE_API, f"import from {node.module}"
+            allowed = HUMBLE_API[node.module]
+            assert {a.name for a in node.names} <= allowed, (node.module, [a.name for a in node.names])
+        elif isinstance(node, ast.Import):
+            assert all(a.name in HUMBLE_API for a in node.names)
+    calls = {n.func.id: n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    declare = calls["DeclareLaunchArgument"]
+    kw = {k.arg: ast.unparse(k.value) for k in declare.keywords}
+    assert kw == {"default_value": "a.default", "description": "a.description"}
+    comp = next(n for n in ast.walk(tree) if isinstance(n, ast.ListComp)
+                and ast.unparse(n.elt).startswith("DeclareLaunchArgument"))
+    assert ast.unparse(comp.generators[0].iter) == "LAUNCH_ARGS"
+    node_kwargs = {k.arg for k in calls["Node"].keywords}
+    assert node_kwargs <= HUMBLE_NODE_KWARGS
+    assert {"package", "executable", "namespace", "parameters", "remappings", "arguments"} <= node_kwargs
+    text = path.read_text()
+    assert 'executable="localizer"' in text
+    assert "generate_launch_description" in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
+
+
+def test_docs_list_every_parameter_and_launch_argument(repo_root):
+    doc = (repo_root / "docs" / "node.md").read_text()
+    for p in params.PARAMS:
+        assert f"| `{p.name}` |" in doc, f"docs/node.md lacks parameter {p.name}"
+        assert p.description in doc, f"docs/node.md has a stale description of {p.name}"
+    for a in launch_args.LAUNCH_ARGS:
+        assert f"| `{a.name}` |" in doc, f"docs/node.md lacks launch argument {a.name}"
