@@ -21,6 +21,7 @@ from .errors import UserError
 # name -> (module, one-line help).  Order is the order shown in --help.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("distilvpr_core.doctor", "check the Python/ROS/GPU environment and print what is found"),
+    "synth": ("distilvpr_core.sim.cli", "generate the synthetic town: native dataset, rosbag2 per traversal, Oxford export, difficulty report"),
     "export": ("distilvpr_core.export.cli", "export a student checkpoint to ONNX (+ optional INT8)"),
     "build-engine": ("distilvpr_core.export.engine_cli", "build or reuse a TensorRT 10 engine for an exported ONNX"),
     "replay-eval": ("distilvpr_ros.replay_eval", "replay a rosbag through the localizer node and report recall, precision-recall and latency"),

@@ -81,3 +81,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def repo_root() -> Path:
     """The repository root (where package.xml lives)."""
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def synth_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic town (config/synth_tiny.yaml), generated once per session."""
+    from distilvpr_core.sim import tiny_dataset
+    return tiny_dataset(tmp_path_factory.mktemp("synth"))

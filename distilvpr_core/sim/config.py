@@ -7,7 +7,6 @@ config fails before any rendering starts.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from ..config import ConfigError, spec
@@ -25,7 +24,7 @@ class TownConfig:
     blocks_y: int = field(default=3, metadata=spec("street blocks along y", ge=1, le=20))
     block_size_m: float = field(default=80.0, metadata=spec("nominal junction spacing", ge=30.0, le=300.0))
     junction_jitter_m: float = field(default=8.0, metadata=spec("random shift of each junction (irregular streets)", ge=0.0, le=20.0))
-    street_width_m: float = field(default=9.0, metadata=spec("carriageway width", ge=4.0, le=30.0))
+    street_width_m: float = field(default=12.0, metadata=spec("carriageway width", ge=4.0, le=30.0))
     setback_m: float = field(default=4.0, metadata=spec("sidewalk between road edge and building fronts", ge=1.0, le=20.0))
     building_height_m: tuple[float, float] = field(default=(6.0, 34.0), metadata=spec("min/max building height"))
     building_width_m: tuple[float, float] = field(default=(8.0, 22.0), metadata=spec("min/max frontage width"))
@@ -152,16 +151,10 @@ class SynthConfig:
 def approx_route_length(town: TownConfig) -> float:
     """Lower bound of the route loop length (m) before junction jitter.
 
-    The loop (see ``sim.route``) runs around the town perimeter with one
-    detour per interior column; jitter only lengthens it, and corners are cut
-    by at most a few metres, hence the 0.97 margin.
+    Counts the grid edges of ``sim.route.loop_nodes``; jitter only lengthens
+    the loop and the rounded junction turns cut at most a few metres each,
+    hence the 0.97 margin.
     """
-    bx, by, b = town.blocks_x, town.blocks_y, town.block_size_m
-    detours = max(0, (bx - 1) // 2)
-    return 0.97 * (2 * (bx + by) * b + detours * 2 * max(0, by - 1) * b)
-
-
-def check_finite(value: float, key: str) -> None:
-    """Raise ConfigError if ``value`` is NaN/inf."""
-    if not math.isfinite(value):
-        raise ConfigError(f"{key}: must be a finite number, got {value}")
+    from .route import loop_nodes  # numpy only; kept local so config stays light
+    nodes = loop_nodes(town.blocks_x, town.blocks_y)
+    return 0.97 * (len(nodes) - 1) * town.block_size_m

@@ -1,0 +1,238 @@
+"""The Oxford RobotCar / PointNetVLAD benchmark format (as used by MinkLoc++ and DistilVPR).
+
+Layout under an export root (the ``dataset_folder`` of those code bases)::
+
+    oxford/<run>/pointcloud_20m_10overlap/<ts_us>.bin   float64 [4096 * 3] x y z in [-1, 1]
+    oxford/<run>/pointcloud_locations_20m_10overlap.csv timestamp,northing,easting
+    images4lidar/<run>/<ts_us>.png                      RGB image taken with that scan
+    training_queries_baseline.pickle    {i: TrainingTuple}  train runs; positives <= 10 m, non-negatives <= 50 m
+    test_queries_baseline.pickle        {i: TrainingTuple}  val runs, same radii
+    oxford_evaluation_database.pickle   [ {i: {query, northing, easting, timestamp}} per test run ]
+    oxford_evaluation_query.pickle      [ {i: {query, northing, easting, timestamp, <run j>: [db ids <= 25 m]}} ]
+    lidar2image_ndx.pickle              {lidar ts_us: [image ts_us, nearest first]}
+    runs.json                           run folder -> traversal name and role
+
+``<run>`` is a 19-character date ``YYYY-MM-DD-HH-MM-SS`` (MinkLoc++ asserts
+that length); timestamps are microseconds; northing = map y, easting = map x.
+
+Reading uses a restricted unpickler that admits only :class:`TrainingTuple`
+(also under the module names MinkLoc++ writes) and numpy array
+reconstruction, so a malicious pickle cannot run code.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+
+SUBMAP_DIR = "pointcloud_20m_10overlap"
+LOCATIONS_CSV = "pointcloud_locations_20m_10overlap.csv"
+POINTS = 4096
+POSITIVE_M, NON_NEGATIVE_M, EVAL_TRUE_M = 10.0, 50.0, 25.0
+
+
+class TrainingTuple:
+    """One query of a training/validation set (field names as in MinkLoc++).
+
+    ``id`` int, ``timestamp`` int (us), ``rel_scan_filepath`` str relative to
+    the export root, ``positives`` / ``non_negatives`` sorted int64 arrays of
+    ids (non-negatives include the query and its positives), ``position``
+    float64 [2] (northing, easting) in metres.
+    """
+
+    def __init__(self, id: int, timestamp: int, rel_scan_filepath: str, positives: np.ndarray,
+                 non_negatives: np.ndarray, position: np.ndarray) -> None:
+        assert position.shape == (2,)
+        self.id = id
+        self.timestamp = timestamp
+        self.rel_scan_filepath = rel_scan_filepath
+        self.positives = positives
+        self.non_negatives = non_negatives
+        self.position = position
+
+    def __repr__(self) -> str:
+        return (f"TrainingTuple(id={self.id}, timestamp={self.timestamp}, rel_scan_filepath={self.rel_scan_filepath!r}, "
+                f"positives={len(self.positives)}, non_negatives={len(self.non_negatives)})")
+
+
+# ------------------------------------------------------------------ writing
+def run_folder_name(stamp_ns: int) -> str:
+    """The 19-character run folder of a traversal starting at ``stamp_ns`` (UTC)."""
+    return time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(stamp_ns // 1_000_000_000))
+
+
+def submap_relpath(run: str, ts_us: int) -> str:
+    """Path of a submap relative to the export root."""
+    return f"oxford/{run}/{SUBMAP_DIR}/{ts_us}.bin"
+
+
+def make_submap(points: np.ndarray, rng: np.random.Generator, n: int = POINTS, sensor_height: float = 1.9,
+                crop_m: float = 30.0) -> np.ndarray:
+    """float64 [n, 3] submap from a float32 [P, 4] scan, PointNetVLAD style.
+
+    Ground removed (< 0.25 m above the road), cropped to +-``crop_m`` around
+    the sensor, resampled to exactly ``n`` points, centred on the mean and
+    scaled so the largest coordinate magnitude is 1.  Axes: lidar frame.
+    """
+    xyz = points[:, :3].astype(np.float64)
+    keep = (xyz[:, 2] + sensor_height > 0.25) & (np.abs(xyz[:, 0]) < crop_m) & (np.abs(xyz[:, 1]) < crop_m)
+    xyz = xyz[keep]
+    if len(xyz) == 0:
+        xyz = np.zeros((1, 3))
+    idx = rng.choice(len(xyz), size=n, replace=len(xyz) < n)
+    sub = xyz[np.sort(idx)]
+    sub -= sub.mean(axis=0)
+    scale = np.abs(sub).max()
+    return sub / scale if scale > 0 else sub
+
+
+def write_submap(root: Path, relpath: str, submap: np.ndarray) -> None:
+    """Write a float64 [4096, 3] submap as raw little-endian float64 (``np.fromfile`` readable)."""
+    path = root / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(np.ascontiguousarray(submap, dtype="<f8").tobytes())
+
+
+def _within(a: np.ndarray, b: np.ndarray, r: float) -> list[np.ndarray]:
+    """For each row of ``a`` [N, 2], sorted indices of rows of ``b`` [M, 2] within ``r`` metres."""
+    out = []
+    for start in range(0, len(a), 1024):
+        d = np.linalg.norm(a[start:start + 1024, None, :] - b[None, :, :], axis=2)
+        out.extend(np.nonzero(row <= r)[0].astype(np.int64) for row in d)
+    return out
+
+
+def training_tuples(relpaths: list[str], timestamps_us: np.ndarray, positions: np.ndarray,
+                    pos_r: float = POSITIVE_M, nonneg_r: float = NON_NEGATIVE_M) -> dict[int, TrainingTuple]:
+    """``{id: TrainingTuple}`` over all given scans; ``positions`` float64 [N, 2] northing, easting."""
+    pos = _within(positions, positions, pos_r)
+    non = _within(positions, positions, nonneg_r)
+    return {i: TrainingTuple(id=i, timestamp=int(timestamps_us[i]), rel_scan_filepath=relpaths[i],
+                             positives=pos[i][pos[i] != i], non_negatives=non[i],
+                             position=np.asarray(positions[i], dtype=np.float64))
+            for i in range(len(relpaths))}
+
+
+def write_export_index(root: Path, runs: list[dict[str, Any]]) -> None:
+    """Write CSVs and pickles for ``runs``: dicts with ``run`` (folder), ``name``, ``role``,
+    ``timestamps_us`` int64 [N], ``positions`` float64 [N, 2] (northing, easting) and
+    ``image_timestamps_us`` int64 [N] (the image taken with each scan)."""
+    for r in runs:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["timestamp", "northing", "easting"])
+        for ts, (north, east) in zip(r["timestamps_us"], r["positions"]):
+            w.writerow([int(ts), f"{north:.6f}", f"{east:.6f}"])
+        path = root / "oxford" / r["run"] / LOCATIONS_CSV
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(buf.getvalue())
+    for role, fname in (("train", "training_queries_baseline.pickle"), ("val", "test_queries_baseline.pickle")):
+        sel = [r for r in runs if r["role"] == role]
+        if not sel:
+            continue
+        rel = [submap_relpath(r["run"], int(t)) for r in sel for t in r["timestamps_us"]]
+        ts = np.concatenate([r["timestamps_us"] for r in sel])
+        pos = np.concatenate([r["positions"] for r in sel])
+        _dump(root / fname, training_tuples(rel, ts, pos))
+    tests = [r for r in runs if r["role"] == "test"]
+    database, queries = [], []
+    for r in tests:
+        entries = {i: {"query": submap_relpath(r["run"], int(t)), "northing": float(p[0]), "easting": float(p[1]),
+                       "timestamp": int(t)} for i, (t, p) in enumerate(zip(r["timestamps_us"], r["positions"]))}
+        database.append(entries)
+        queries.append({i: dict(e) for i, e in entries.items()})
+    for j, qr in enumerate(tests):
+        for i, dr in enumerate(tests):
+            if i == j:
+                continue
+            near = _within(qr["positions"], dr["positions"], EVAL_TRUE_M)
+            for k in range(len(near)):
+                queries[j][k][i] = near[k].tolist()
+    if tests:
+        _dump(root / "oxford_evaluation_database.pickle", database)
+        _dump(root / "oxford_evaluation_query.pickle", queries)
+    l2i = {int(t): [int(it)] for r in runs for t, it in zip(r["timestamps_us"], r["image_timestamps_us"])}
+    _dump(root / "lidar2image_ndx.pickle", l2i)
+    (root / "runs.json").write_text(json.dumps(
+        [{"run": r["run"], "name": r["name"], "role": r["role"], "frames": int(len(r["timestamps_us"]))} for r in runs],
+        indent=2) + "\n")
+
+
+def _dump(path: Path, obj: Any) -> None:
+    path.write_bytes(pickle.dumps(obj, protocol=4))
+
+
+# ------------------------------------------------------------------ reading
+_TUPLE_MODULES = {"distilvpr_core.data.oxford_format", "datasets.oxford", "datasets.base_datasets",
+                  "datasets.pointnetvlad.pnv_raw", "__main__", "generating_queries.generate_training_tuples_baseline"}
+_NUMPY = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+          ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+          ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+          ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("copyreg", "_reconstructor"),
+          ("builtins", "object")}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Admits TrainingTuple and numpy arrays/scalars, nothing else."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name == "TrainingTuple" and module in _TUPLE_MODULES:
+            return TrainingTuple
+        if (module, name) in _NUMPY:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in an Oxford benchmark pickle")
+
+
+def load_pickle(path: str | Path) -> Any:
+    """Load an Oxford-format pickle safely; raises UserError naming the file on anything else."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return _RestrictedUnpickler(fh).load()
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as exc:
+        raise UserError(f"{path}: not a valid Oxford benchmark pickle ({exc})") from None
+
+
+def read_training_tuples(path: str | Path) -> dict[int, TrainingTuple]:
+    """``{id: TrainingTuple}`` from training/test_queries_baseline.pickle, checked."""
+    data = load_pickle(path)
+    if not isinstance(data, dict) or not all(isinstance(v, TrainingTuple) for v in data.values()):
+        raise UserError(f"{path}: expected a dict of TrainingTuple")
+    for k, v in data.items():
+        if v.id != k or not isinstance(v.rel_scan_filepath, str):
+            raise UserError(f"{path}: entry {k} has id {v.id} / path {v.rel_scan_filepath!r}")
+    return data
+
+
+def read_evaluation_sets(path: str | Path) -> list[dict[int, dict[Any, Any]]]:
+    """The list of per-run dicts in oxford_evaluation_database/query.pickle, checked."""
+    data = load_pickle(path)
+    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+        raise UserError(f"{path}: expected a list of dicts (one per run)")
+    for d in data:
+        for k, e in d.items():
+            if not isinstance(e, dict) or not {"query", "northing", "easting"} <= set(e):
+                raise UserError(f"{path}: entry {k} lacks query/northing/easting")
+    return data
+
+
+def read_submap(path: str | Path, n: int = POINTS) -> np.ndarray:
+    """float64 [n, 3] submap from a ``.bin`` file."""
+    path = Path(path)
+    try:
+        pc = np.fromfile(path, dtype="<f8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read submap ({exc})") from None
+    if pc.size != n * 3:
+        raise UserError(f"{path}: {pc.size} values, expected {n * 3} ({n} points x 3)")
+    return pc.reshape(n, 3)

@@ -1,0 +1,66 @@
+"""``distilvpr synth``: generate the synthetic multi-traversal town."""
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+HELP = "generate the synthetic town: native dataset, rosbag2 per traversal, Oxford export, difficulty report"
+DEFAULT_CONFIG = "config/synth_town.yaml"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``distilvpr synth``."""
+    from ..cli import add_config_args
+    add_config_args(parser, DEFAULT_CONFIG)
+    parser.add_argument("--out", required=True, metavar="DIR", help="output dataset directory (created)")
+    parser.add_argument("--overwrite", action="store_true", help="replace DIR if it exists and is not empty")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="render processes (default: the config's workers; 0 = one per core)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or printed report")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config, check the output directory, generate; returns 0."""
+    from ..config import load_config
+    from ..errors import UserError
+    from .config import SynthConfig
+    from .pipeline import check_output_dir, generate
+    cfg = load_config(SynthConfig, args.config, overrides=args.overrides)
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers {args.workers}: must be >= 0 (0 = one per core)")
+    out = Path(args.out)
+    check_output_dir(out, args.overwrite)
+    # SIGTERM becomes KeyboardInterrupt so the temporary output is removed, as on Ctrl-C.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        generate(cfg, out, overwrite=args.overwrite, workers=args.workers, progress=not args.no_progress)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    print(f"wrote {out}")
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (same flags as ``distilvpr synth``)."""
+    from ..errors import UserError
+    import sys
+    parser = argparse.ArgumentParser(prog="distilvpr synth", description=HELP)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"distilvpr synth: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("distilvpr synth: interrupted", file=sys.stderr)
+        return 130
