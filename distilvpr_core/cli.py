@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("distilvpr_core.sim.cli", "generate the synthetic town: native dataset, rosbag2 per traversal, Oxford export, difficulty report"),
     "export": ("distilvpr_core.export.cli", "export a student checkpoint to ONNX (+ optional INT8)"),
     "build-engine": ("distilvpr_core.export.engine_cli", "build or reuse a TensorRT 10 engine for an exported ONNX"),
+    "map": ("distilvpr_core.mapdb.cli", "prior map: build from a dataset or rosbag, info, verify, merge, query"),
     "replay-eval": ("distilvpr_ros.replay_eval", "replay a rosbag through the localizer node and report recall, precision-recall and latency"),
     "bench": ("distilvpr_core.bench_cli", "speed benchmarks: embedder backends (default), map search, node latency, distillation step"),
 }

@@ -1,0 +1,131 @@
+"""Build a prior map from dataset traversals or rosbags: select keyframes, embed, index.
+
+A *frame stream* yields ``(frame_index, stamp_ns, pose float64 [7], image)``
+where image is uint8 [H, W, 3] RGB or a zero-argument loader of one (so a
+dataset decodes only keyframe images).  Keyframes of every stream are
+embedded in batches and added to one map in a single ``add`` (IVF-PQ trains
+on that add).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import UserError
+from .config import MapBuildConfig
+from .keyframes import KeyframeSelector, nearest_pose
+from .priormap import PriorMap
+
+Frame = tuple[int, int, np.ndarray, Any]
+
+
+@dataclass
+class FrameStream:
+    """Frames of one source: ``name`` is stored as the keyframes' source."""
+
+    name: str
+    total: int | None
+    frames: Iterator[Frame]
+
+
+def dataset_stream(root: str | Path, traversal: str) -> FrameStream:
+    """Frames of one traversal of a native dataset (poses are ground truth, map frame)."""
+    from ..data import native
+    ds = native.open_dataset(root)
+    if traversal not in ds.traversals:
+        raise UserError(f"{root}: no traversal {traversal!r}; the dataset has {ds.traversals}")
+    trav = ds.traversal(traversal)
+    poses, stamps = trav.poses, trav.stamps_ns
+
+    def frames() -> Iterator[Frame]:
+        for i in range(len(trav)):
+            yield i, int(stamps[i]), poses[i], (lambda i=i: trav.load_image(i))
+    return FrameStream(traversal, len(trav), frames())
+
+
+def bag_stream(bag: str | Path, image_topic: str, pose_topic: str, tolerance_s: float) -> FrameStream:
+    """Frames of a rosbag2: each image with the pose (PoseStamped/Odometry) nearest in stamp.
+
+    Images with no pose within ``tolerance_s`` are skipped; if none has one,
+    UserError names both topics and their time spans.  frame_index is the
+    image's position on its topic.
+    """
+    from ..data import bagio
+    bag = Path(bag)
+    pose_stamps, poses = bagio.read_pose_stream(bag, pose_topic)
+    order = np.argsort(pose_stamps, kind="stable")
+    pose_stamps, poses = pose_stamps[order], poses[order]
+    images = bagio.read_image_stream(bag, image_topic)
+    total = bagio.bag_topics(bag).get(image_topic, ("", None))[1]
+
+    def frames() -> Iterator[Frame]:
+        matched, first, last = 0, None, None
+        for i, (stamp, image) in enumerate(images):
+            first = stamp if first is None else first
+            last = stamp
+            j = nearest_pose(pose_stamps, stamp, tolerance_s)
+            if j >= 0:
+                matched += 1
+                yield i, int(stamp), poses[j], image
+        if matched == 0:
+            raise UserError(
+                f"{bag}: no image on {image_topic} has a pose on {pose_topic} within {tolerance_s} s "
+                f"(images span {_span(first, last)}, poses span {_span(pose_stamps[0], pose_stamps[-1])}); "
+                "check the topics or raise sync_tolerance_s")
+    return FrameStream(str(bag), total, frames())
+
+
+def _span(a: Any, b: Any) -> str:
+    if a is None:
+        return "nothing"
+    return f"{int(a) / 1e9:.3f}..{int(b) / 1e9:.3f} s"
+
+
+def build_map(streams: list[FrameStream], embedder: Any, cfg: MapBuildConfig,
+              progress: bool = True) -> PriorMap:
+    """Select keyframes from each stream, embed them with ``embedder`` and index them.
+
+    embedder: a distilvpr_core.infer Embedder (``embed``, ``dim``,
+    ``fingerprint``, ``contract``).  Raises UserError if no keyframe results.
+    """
+    from tqdm import tqdm
+    desc, stamps, poses, frames, sources = [], [], [], [], []
+    k = cfg.keyframes
+    for stream in streams:
+        selector = KeyframeSelector(k.min_distance_m, k.min_interval_s, k.combine)
+        batch: list[np.ndarray] = []
+
+        def flush() -> None:
+            if batch:
+                desc.append(embedder.embed(batch))
+                batch.clear()
+        bar = tqdm(total=stream.total, desc=f"map {Path(stream.name).name}", unit="frame",
+                   disable=not progress, file=sys.stderr)
+        try:
+            for index, stamp, pose, image in stream.frames:
+                bar.update(1)
+                if not selector.accept(stamp, pose):
+                    continue
+                batch.append(image() if callable(image) else image)
+                stamps.append(stamp)
+                poses.append(np.asarray(pose, np.float64))
+                frames.append(index)
+                sources.append(stream.name)
+                if len(batch) >= cfg.batch_size:
+                    flush()
+            flush()
+        finally:
+            bar.close()
+    if not stamps:
+        raise UserError("map build: no keyframes selected; check the inputs")
+    m = PriorMap.create(embedder.dim, embedder.fingerprint, embedder.contract,
+                        index=cfg.index.type, index_params=cfg.index.params)
+    m.add(np.concatenate(desc), np.asarray(stamps, np.int64), np.stack(poses), sources,
+          np.asarray(frames, np.int64))
+    return m
+
+

@@ -1,0 +1,201 @@
+"""`distilvpr map build|info|verify|merge|query`: make, inspect and search prior maps."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+
+HELP = "prior map: build from a dataset or rosbag, info, verify, merge, query"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..cli import add_config_args
+    sub = parser.add_subparsers(dest="map_command", metavar="ACTION")
+
+    b = sub.add_parser("build", help="embed keyframes of dataset traversals and/or bags into a new map",
+                       description="Select keyframes (by distance/time), embed them with the student "
+                                   "and write a verified map directory atomically.")
+    b.add_argument("--model", required=True, help="student .onnx (or .pt with --backend torch)")
+    b.add_argument("--backend", default="onnxruntime", help="embedder backend: onnxruntime | torch | tensorrt")
+    b.add_argument("--dataset", help="native dataset root (from 'distilvpr synth')")
+    b.add_argument("--traversal", action="append", default=[], help="traversal of --dataset (repeatable)")
+    b.add_argument("--bag", action="append", default=[], help="rosbag2 directory or file (repeatable)")
+    b.add_argument("--image-topic", default="/camera/image_raw", help="bag image topic (Image or CompressedImage)")
+    b.add_argument("--pose-topic", default="/ground_truth/pose",
+                   help="bag pose topic (PoseStamped or Odometry, map frame), e.g. /odom")
+    b.add_argument("--out", required=True, help="map directory to write")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing map at --out")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_args(b)
+
+    i = sub.add_parser("info", help="print a map's schema (no checksum verification)")
+    i.add_argument("map", help="map directory")
+    i.add_argument("--json", action="store_true", help="print schema.json as is")
+
+    v = sub.add_parser("verify", help="verify checksums, counts and (with --model) the model fingerprint")
+    v.add_argument("map", help="map directory")
+    v.add_argument("--model", help="check the map against this model's fingerprint and dim")
+    v.add_argument("--backend", default="onnxruntime")
+
+    m = sub.add_parser("merge", help="merge two maps built with the same model into a new map")
+    m.add_argument("first", help="first map (its ids are kept)")
+    m.add_argument("second", help="second map (ids renumbered after the first)")
+    m.add_argument("--out", required=True, help="merged map directory")
+    m.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], help="index type (default: the first map's)")
+    m.add_argument("--overwrite", action="store_true")
+
+    q = sub.add_parser("query", help="top-k keyframes for images (or saved descriptors)")
+    q.add_argument("map", help="map directory")
+    src = q.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", nargs="+", help="query image files (needs --model)")
+    src.add_argument("--descriptors", help=".npy float32 [Q, D] query descriptors")
+    q.add_argument("--model", help="student model for --image (and fingerprint check)")
+    q.add_argument("--backend", default="onnxruntime")
+    q.add_argument("-k", type=int, default=5, help="results per query (default 5)")
+    q.add_argument("--center", help="radius filter centre 'x,y,z' (m, map frame)")
+    q.add_argument("--radius", type=float, help="radius filter (m) around --center")
+    q.add_argument("--json", action="store_true", help="print results as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    actions = {"build": _build, "info": _info, "verify": _verify, "merge": _merge, "query": _query}
+    if args.map_command not in actions:
+        raise UserError(f"choose an action: {', '.join(actions)} (see 'distilvpr map --help')")
+    return actions[args.map_command](args)
+
+
+def _embedder(model: str, backend: str):
+    from ..infer import load_embedder
+    if not Path(model).is_file():
+        raise UserError(f"--model {model}: file not found")
+    return load_embedder(model, backend=backend)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse a bad --out before any expensive work."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not (out / "schema.json").is_file():
+            raise UserError(f"--out {out}: exists and is not an empty directory or a map; choose another path")
+        if not overwrite:
+            raise UserError(f"--out {out}: a map exists already; pass --overwrite to replace it")
+
+
+def _build(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from .build import bag_stream, build_map, dataset_stream
+    from .config import MapBuildConfig
+    cfg = load_config(MapBuildConfig, args.config, args.overrides)
+    if not args.bag and not args.dataset:
+        raise UserError("map build: give --dataset ROOT --traversal NAME and/or --bag PATH")
+    if args.dataset and not args.traversal:
+        raise UserError("map build: --dataset needs at least one --traversal NAME")
+    if args.traversal and not args.dataset:
+        raise UserError("map build: --traversal needs --dataset ROOT")
+    out = Path(args.out)
+    _check_out(out, args.overwrite)
+    streams = [dataset_stream(args.dataset, t) for t in args.traversal]
+    streams += [bag_stream(b, args.image_topic, args.pose_topic, cfg.sync_tolerance_s) for b in args.bag]
+    emb = _embedder(args.model, args.backend)
+    try:
+        m = build_map(streams, emb, cfg, progress=not args.quiet)
+    finally:
+        emb.close()
+    m.save(out, overwrite=args.overwrite)
+    print(f"wrote {out}: {len(m)} keyframes from {len(m.source_names)} source(s), dim {m.dim}, "
+          f"index {m.index_type}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .schema import SCHEMA_FILE, read_schema
+    schema = read_schema(Path(args.map))
+    if args.json:
+        print((Path(args.map) / SCHEMA_FILE).read_text(), end="")
+        return 0
+    total = sum(e.bytes for e in schema.files.values())
+    print(f"map {args.map}\n  format version {schema.format_version}, created {schema.created_at}\n"
+          f"  keyframes {schema.keyframes}, sources {schema.sources}, dim {schema.dim}, metric {schema.metric}\n"
+          f"  index {schema.index_type} {dict(schema.index_params)}\n"
+          f"  model fingerprint {schema.model_fingerprint}\n"
+          f"  preprocessing {json.dumps(dict(schema.preprocessing))}\n"
+          f"  files {len(schema.files)} ({total / 2**20:.1f} MiB)")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .priormap import PriorMap
+    fp = dim = None
+    if args.model:
+        emb = _embedder(args.model, args.backend)
+        fp, dim = emb.fingerprint, emb.dim
+        emb.close()
+    m = PriorMap.load(args.map, expect_fingerprint=fp, expect_dim=dim)
+    print(f"ok: {args.map}: {len(m)} keyframes, {len(m.schema.files)} files verified"
+          + (", model matches" if fp else ""))
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from .merge import merge_maps
+    from .priormap import PriorMap
+    out = Path(args.out)
+    _check_out(out, args.overwrite)
+    a, b = PriorMap.load(args.first), PriorMap.load(args.second)
+    merged = merge_maps(a, b, index=args.index)
+    merged.save(out, overwrite=args.overwrite)
+    print(f"wrote {out}: {len(merged)} keyframes ({len(a)} + {len(b)}), index {merged.index_type}")
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    from .priormap import PriorMap
+    emb = _embedder(args.model, args.backend) if args.model else None
+    if args.image and emb is None:
+        raise UserError("map query --image needs --model")
+    m = PriorMap.load(args.map, expect_fingerprint=emb.fingerprint if emb else None,
+                      expect_dim=emb.dim if emb else None)
+    if args.image:
+        from PIL import Image
+        images = []
+        for p in args.image:
+            try:
+                with Image.open(p) as im:
+                    images.append(np.asarray(im.convert("RGB")))
+            except (OSError, ValueError) as exc:
+                raise UserError(f"--image {p}: cannot be read as an image ({exc})") from None
+        queries, names = emb.embed(images), list(args.image)
+        emb.close()
+    else:
+        try:
+            queries = np.load(args.descriptors, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--descriptors {args.descriptors}: cannot be read as .npy ({exc})") from None
+        queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
+        names = [f"{args.descriptors}[{i}]" for i in range(len(queries))]
+    center = None
+    if args.center is not None:
+        try:
+            center = [float(v) for v in args.center.split(",")]
+        except ValueError:
+            raise UserError(f"--center {args.center!r}: expected 'x,y,z' in metres") from None
+    res = m.search(queries, args.k, center_xyz=center, radius_m=args.radius)
+    rows = []
+    for qi, name in enumerate(names):
+        for rank, (kid, score) in enumerate(zip(res.ids[qi], res.scores[qi])):
+            if kid < 0:
+                continue
+            rows.append({"query": name, "rank": rank + 1, "id": int(kid), "score": float(score),
+                         "source": str(m.sources[kid]), "frame_index": int(m.frame_index[kid]),
+                         "stamp_ns": int(m.stamps_ns[kid]), "xyz": [float(v) for v in m.poses[kid, :3]]})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            x, y, z = r["xyz"]
+            print(f"{r['query']}  #{r['rank']}  id {r['id']:>7}  score {r['score']:.4f}  "
+                  f"{r['source']}[{r['frame_index']}]  xyz ({x:.2f}, {y:.2f}, {z:.2f})")
+    return 0

@@ -1,0 +1,373 @@
+"""The prior map: descriptors in a FAISS index plus per-keyframe metadata.
+
+Row ``i`` of the index is keyframe id ``i``: ids are assigned in add order,
+never reused, and ``merge`` renumbers the second map after the first.
+
+On disk (see docs/map.md) a map is a directory written atomically::
+
+    schema.json        format version, dim, metric, index, model, counts, checksums
+    vectors.npy        float32 [N, D] L2-normalised rows (flat, ivfpq)
+    index.faiss        FAISS index (hnsw: IndexHNSWFlat, ivfpq: IndexIVFPQ)
+    ids.npy            int64 [N]
+    stamps_ns.npy      int64 [N]       keyframe image stamp, ns
+    poses.npy          float64 [N, 7]  x y z qx qy qz qw, base_link in the map frame (m)
+    frame_index.npy    int64 [N]       frame number within its source
+    source_index.npy   int32 [N]       index into source_names.npy
+    source_names.npy   <U [S]          bag path or dataset traversal name
+
+All ``.npy`` files are written and read with ``allow_pickle=False``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import faiss
+import numpy as np
+
+from ..atomic import atomic_directory
+from ..errors import UserError
+from .filters import allowed_rows, check_filter_args
+from .index import DescriptorIndex, new_index, read_index, resolve_params
+from .schema import SCHEMA_FILE, MapSchema, read_schema, save_npy, verify_files
+
+_COLUMNS = {  # file -> (attribute, dtype, trailing shape)
+    "ids.npy": ("_ids", np.int64, ()),
+    "stamps_ns.npy": ("_stamps", np.int64, ()),
+    "poses.npy": ("_poses", np.float64, (7,)),
+    "frame_index.npy": ("_frames", np.int64, ()),
+    "source_index.npy": ("_source_idx", np.int32, ()),
+}
+_NORM_TOL = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """Top-k per query: ids int64 [Q, k] (-1 padded), scores float32 [Q, k] (-inf padded).
+
+    Scores are inner products of L2-normalised descriptors (cosine, in [-1, 1]),
+    best first.
+    """
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+
+def _normalise(x: Any, dim: int, what: str) -> np.ndarray:
+    """float32 C-contiguous [N, D] with unit rows; rejects wrong shapes and non-finite values."""
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise UserError(f"{what}: expected float32 [N, {dim}] descriptors, got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise UserError(f"{what}: expected floating point descriptors, got dtype {x.dtype}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.all(np.isfinite(x)):
+        raise UserError(f"{what}: descriptors contain NaN or inf")
+    norms = np.linalg.norm(x, axis=1)
+    if np.any(norms < 1e-12):
+        raise UserError(f"{what}: descriptor row {int(np.argmin(norms))} has zero norm")
+    if np.all(np.abs(norms - 1) < _NORM_TOL):
+        return x  # the Embedder already normalises; avoid a copy of large maps
+    return np.ascontiguousarray(x / norms[:, None], dtype=np.float32)
+
+
+class PriorMap:
+    """Keyframe descriptors + poses + stamps, searchable by descriptor.
+
+    Create with ``PriorMap.create`` or ``PriorMap.load``; not thread-safe (the
+    node serialises add and search on one executor thread).
+    """
+
+    def __init__(self, dim: int, fingerprint: str, contract: Mapping[str, Any],
+                 index: DescriptorIndex, created_at: str | None = None):
+        self._dim = int(dim)
+        self._fingerprint = str(fingerprint)
+        self._contract = dict(contract)
+        self._index = index
+        self._created_at = created_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._ids = np.empty(0, np.int64)
+        self._stamps = np.empty(0, np.int64)
+        self._poses = np.empty((0, 7), np.float64)
+        self._frames = np.empty(0, np.int64)
+        self._source_idx = np.empty(0, np.int32)
+        self._source_names: list[str] = []
+        self._files: dict[str, Any] = {}  # checksums as last saved or loaded
+
+    # ---- construction -------------------------------------------------
+    @classmethod
+    def create(cls, dim: int, fingerprint: str, contract: Mapping[str, Any] | Any,
+               index: str = "flat", index_params: Mapping[str, Any] | None = None) -> "PriorMap":
+        """An empty map for ``dim``-dimensional descriptors of the model ``fingerprint``.
+
+        contract: the preprocessing contract (dict, or an object with ``to_dict()``).
+        index: "flat" (exact, default), "hnsw" or "ivfpq"; index_params override
+        that type's defaults (see ``distilvpr_core.mapdb.index``).
+        """
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise UserError(f"dim must be a positive integer, got {dim!r}")
+        if hasattr(contract, "to_dict"):
+            contract = contract.to_dict()
+        if not isinstance(contract, Mapping):
+            raise UserError(f"contract must be a dict (preprocessing contract), got {type(contract).__name__}")
+        try:
+            json.dumps(dict(contract))  # it goes into schema.json
+        except TypeError as exc:
+            raise UserError(f"contract: not JSON-serialisable ({exc})") from None
+        return cls(int(dim), fingerprint, contract, new_index(index, int(dim), dict(index_params or {})))
+
+    # ---- read access --------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._ids.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def contract(self) -> dict[str, Any]:
+        return dict(self._contract)
+
+    @property
+    def index_type(self) -> str:
+        return self._index.kind
+
+    @property
+    def index_params(self) -> dict[str, Any]:
+        return dict(self._index.params)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """int64 [N] keyframe ids (== row)."""
+        return self._ids
+
+    @property
+    def stamps_ns(self) -> np.ndarray:
+        """int64 [N] keyframe image stamps, ns."""
+        return self._stamps
+
+    @property
+    def poses(self) -> np.ndarray:
+        """float64 [N, 7] x y z qx qy qz qw, base_link in the map frame (m)."""
+        return self._poses
+
+    @property
+    def frame_index(self) -> np.ndarray:
+        """int64 [N] frame number of each keyframe within its source."""
+        return self._frames
+
+    @property
+    def source_names(self) -> list[str]:
+        """Distinct sources (bag paths / traversal names) in first-add order."""
+        return list(self._source_names)
+
+    @property
+    def source_index(self) -> np.ndarray:
+        """int32 [N] index of each keyframe's source in ``source_names``."""
+        return self._source_idx
+
+    @property
+    def sources(self) -> np.ndarray:
+        """str [N] source of each keyframe (numpy unicode array)."""
+        names = np.asarray(self._source_names if self._source_names else [""], dtype=str)
+        return names[self._source_idx]
+
+    @property
+    def descriptors(self) -> np.ndarray:
+        """float32 [N, D] L2-normalised rows (read-only use; a copy for HNSW maps)."""
+        rows = self._index.vectors()
+        # HNSW rows live inside FAISS; a view would dangle after the next add.
+        return np.array(rows) if self._index.kind == "hnsw" else rows
+
+    @property
+    def schema(self) -> MapSchema:
+        """Schema of the map now; ``files`` are the checksums of the last save/load."""
+        return self._schema(self._files)
+
+    def _schema(self, files: Mapping[str, Any]) -> MapSchema:
+        return MapSchema(dim=self._dim, index_type=self._index.kind,
+                         index_params=dict(self._index.params), model_fingerprint=self._fingerprint,
+                         preprocessing=dict(self._contract), keyframes=len(self),
+                         sources=len(self._source_names), created_at=self._created_at,
+                         files=dict(files), faiss_version=faiss.__version__)
+
+    # ---- growth -------------------------------------------------------
+    def add(self, desc: Any, stamps_ns: Any, poses: Any, source: str,
+            frame_index: Any) -> np.ndarray:
+        """Append keyframes; returns their ids, int64 [N].
+
+        desc float32 [N, D] (normalised here if not unit length); stamps_ns
+        int64 [N]; poses float64 [N, 7] x y z qx qy qz qw in the map frame;
+        source: bag path or traversal name, or one such str per row [N];
+        frame_index int64 [N].
+        """
+        x = _normalise(desc, self._dim, "add(desc)")
+        n = x.shape[0]
+        stamps = self._column(stamps_ns, np.int64, (n,), "stamps_ns", "iu")
+        frames = self._column(frame_index, np.int64, (n,), "frame_index", "iu")
+        poses = self._column(poses, np.float64, (n, 7), "poses", "fiu")
+        if not np.all(np.isfinite(poses)):
+            raise UserError("add(poses): poses contain NaN or inf")
+        per_row = [source] * n if isinstance(source, str) else list(source)
+        if len(per_row) != n or not all(isinstance(s, str) and s for s in per_row):
+            raise UserError(f"add(source): expected a non-empty string or {n} of them, got {source!r:.80}")
+        self._index.add(x)  # may refuse (untrained IVF-PQ); nothing is changed before it
+        src = self._register_sources(per_row)
+        start = len(self)
+        ids = np.arange(start, start + n, dtype=np.int64)
+        self._ids = np.concatenate([self._ids, ids])
+        self._stamps = np.concatenate([self._stamps, stamps])
+        self._poses = np.concatenate([self._poses, poses])
+        self._frames = np.concatenate([self._frames, frames])
+        self._source_idx = np.concatenate([self._source_idx, src])
+        return ids
+
+    def _register_sources(self, per_row: list[str]) -> np.ndarray:
+        """int32 [n] indices into ``source_names`` (new names are appended)."""
+        lookup = {name: i for i, name in enumerate(self._source_names)}
+        for name in dict.fromkeys(per_row):
+            if name not in lookup:
+                lookup[name] = len(self._source_names)
+                self._source_names.append(name)
+        return np.fromiter((lookup[s] for s in per_row), np.int32, count=len(per_row))
+
+    @staticmethod
+    def _column(value: Any, dtype: Any, shape: tuple[int, ...], name: str, kinds: str) -> np.ndarray:
+        arr = np.asarray(value)
+        if arr.shape != shape or arr.dtype.kind not in kinds:
+            raise UserError(f"add({name}): expected {np.dtype(dtype).name} {list(shape)}, "
+                            f"got {arr.dtype.name} {list(arr.shape)}")
+        return arr.astype(dtype, copy=False)
+
+    _SEARCH_PARAMS = {"hnsw": ("ef_search",), "ivfpq": ("nprobe", "rerank")}
+
+    def set_search_params(self, **params: int) -> None:
+        """Change search-time knobs (hnsw: ef_search; ivfpq: nprobe, rerank); saved with the map."""
+        allowed = self._SEARCH_PARAMS.get(self._index.kind, ())
+        bad = sorted(set(params) - set(allowed))
+        if bad:
+            raise UserError(f"set_search_params: {bad[0]!r} is not a search parameter of index "
+                            f"{self._index.kind!r}; valid: {list(allowed) or 'none'}")
+        self._index.params = resolve_params(self._index.kind, {**self._index.params, **params})
+
+    # ---- search -------------------------------------------------------
+    def search(self, queries: Any, k: int, query_stamp_ns: Any = None,
+               exclude_within_s: float = 0.0, exclude_last_n: int = 0,
+               center_xyz: Any = None, radius_m: float | None = None) -> SearchResult:
+        """Top-k keyframes per query by inner product.
+
+        queries float32 [Q, D] or [D]; query_stamp_ns int (or int64 [Q]) with
+        exclude_within_s (s): drop keyframes stamped after stamp - window;
+        exclude_last_n: drop the n most recently added keyframes; center_xyz
+        float [3] or [Q, 3] (m, map frame) with radius_m: keep keyframes within
+        the radius.  Returns ids int64 [Q, k] (-1 padded), scores float32 [Q, k].
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise UserError(f"k must be an integer >= 1, got {k!r}")
+        q = _normalise(queries, self._dim, "search(queries)")
+        stamps, centers = check_filter_args(q.shape[0], query_stamp_ns, exclude_within_s,
+                                            exclude_last_n, center_xyz, radius_m)
+        masks: list[np.ndarray | None] = []
+        positions = self._poses[:, :3]
+        for i in range(q.shape[0]):
+            masks.append(allowed_rows(
+                self._stamps, positions,
+                query_stamp_ns=None if stamps is None else int(stamps[i]),
+                exclude_within_s=exclude_within_s, exclude_last_n=int(exclude_last_n),
+                center_xyz=None if centers is None else centers[i], radius_m=radius_m))
+        rows, scores = self._index.search(q, int(k), masks)
+        ids = np.where(rows >= 0, self._ids[np.clip(rows, 0, None)] if len(self) else -1, -1)
+        return SearchResult(ids=ids.astype(np.int64), scores=scores)
+
+    # ---- persistence --------------------------------------------------
+    def save(self, path: str | Path, overwrite: bool = True) -> Path:
+        """Write the map directory atomically (temp dir + rename); returns the path.
+
+        An existing *map* at ``path`` is replaced when ``overwrite``; any other
+        non-empty directory is refused.  A crash leaves the old map intact.
+        """
+        path = Path(path)
+        if path.exists() and path.is_dir() and any(path.iterdir()):
+            if not (path / SCHEMA_FILE).is_file():
+                raise UserError(f"{path}: exists, is not empty and is not a distilvpr map; "
+                                "choose another output directory")
+            if not overwrite:
+                raise UserError(f"{path}: a map exists already (pass --overwrite to replace it)")
+        try:
+            with atomic_directory(path, overwrite=True) as tmp:
+                files = self._index.write(tmp)
+                for name, (attr, dtype, _) in _COLUMNS.items():
+                    files[name] = save_npy(tmp / name, getattr(self, attr).astype(dtype, copy=False))
+                files["source_names.npy"] = save_npy(
+                    tmp / "source_names.npy", np.asarray(self._source_names, dtype=str).reshape(-1))
+                text = json.dumps(self._schema(files).to_dict(), indent=2) + "\n"
+                with open(tmp / SCHEMA_FILE, "w") as fh:
+                    fh.write(text)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        except FileExistsError as exc:
+            raise UserError(str(exc)) from None
+        self._files = dict(files)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, expect_fingerprint: str | None = None,
+             expect_dim: int | None = None, verify_checksums: bool = True) -> "PriorMap":
+        """Load and verify a map directory.
+
+        Checks schema version, every file's size and sha256, array shapes and
+        dtypes against the counts, and (when given) the model fingerprint and
+        descriptor dim; any mismatch raises UserError naming both values.
+        """
+        path = Path(path)
+        schema = read_schema(path)
+        if expect_dim is not None and int(expect_dim) != schema.dim:
+            raise UserError(f"{path}: map descriptors have dim {schema.dim} but the model "
+                            f"produces dim {int(expect_dim)}; rebuild the map with this model")
+        if expect_fingerprint is not None and expect_fingerprint != schema.model_fingerprint:
+            raise UserError(f"{path}: map was built with model fingerprint "
+                            f"{schema.model_fingerprint} but the loaded model has fingerprint "
+                            f"{expect_fingerprint}; rebuild the map with this model "
+                            "('distilvpr map build') or load the model the map was built with")
+        resolve_params(schema.index_type, dict(schema.index_params))
+        needed = set(_COLUMNS) | {"source_names.npy"}
+        missing = sorted(needed - set(schema.files))
+        if missing:
+            raise UserError(f"{path / SCHEMA_FILE}: does not list {missing[0]}; the map is damaged")
+        verify_files(path, schema, checksums=verify_checksums)
+        n = schema.keyframes
+        index = read_index(schema.index_type, path, schema.dim, dict(schema.index_params), n)
+        m = cls(schema.dim, schema.model_fingerprint, schema.preprocessing, index, schema.created_at)
+        for name, (attr, dtype, trail) in _COLUMNS.items():
+            setattr(m, attr, _load_column(path / name, dtype, (n, *trail)))
+        names = np.load(path / "source_names.npy", allow_pickle=False)
+        if names.dtype.kind != "U" or names.shape != (schema.sources,):
+            raise UserError(f"{path / 'source_names.npy'}: expected {schema.sources} strings, "
+                            f"got {names.dtype} {names.shape}; the map is damaged")
+        m._source_names = [str(s) for s in names]
+        m._files = dict(schema.files)
+        if not np.array_equal(m._ids, np.arange(n)):
+            raise UserError(f"{path / 'ids.npy'}: ids must be 0..{n - 1} in order; the map is damaged")
+        if n and (m._source_idx.min() < 0 or m._source_idx.max() >= schema.sources):
+            raise UserError(f"{path / 'source_index.npy'}: values outside 0..{schema.sources - 1}")
+        return m
+
+
+def _load_column(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{path}: cannot be read as .npy ({exc}); the map is damaged") from None
+    if arr.dtype != np.dtype(dtype) or arr.shape != shape:
+        raise UserError(f"{path}: expected {np.dtype(dtype).name} {list(shape)} (from schema.json "
+                        f"counts), got {arr.dtype.name} {list(arr.shape)}; the map is damaged")
+    return arr

@@ -1,0 +1,60 @@
+"""A growable float32 [N, D] row matrix that can start as a read-only file mapping.
+
+A loaded map maps ``vectors.npy`` (``np.load(mmap_mode="r")``): loading costs
+no copy and the pages are shared with the page cache.  The first ``append``
+copies the rows into an owned buffer that grows by doubling, so online adds
+of one keyframe at a time stay O(1) amortised.  Views handed out earlier keep
+their buffer alive (numpy reference counting), so they never dangle.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from .schema import FileEntry, save_npy
+
+
+class RowBuffer:
+    """float32 [N, D] rows with amortised O(1) append."""
+
+    def __init__(self, dim: int, rows: np.ndarray | None = None):
+        self.dim = dim
+        self._buf = rows if rows is not None else np.empty((0, dim), np.float32)
+        self._n = self._buf.shape[0]
+        self._owned = rows is None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def view(self) -> np.ndarray:
+        """The rows, float32 [N, D], C-contiguous; read-only while file-mapped."""
+        return self._buf[:self._n]
+
+    def append(self, x: np.ndarray) -> None:
+        """Append float32 [M, D] rows."""
+        need = self._n + x.shape[0]
+        if not self._owned or need > self._buf.shape[0]:
+            cap = need if not self._owned else max(need, 2 * self._buf.shape[0])
+            grown = np.empty((cap, self.dim), np.float32)
+            grown[:self._n] = self._buf[:self._n]
+            self._buf, self._owned = grown, True
+        self._buf[self._n:need] = x
+        self._n = need
+
+    def save(self, path: Path) -> FileEntry:
+        """Write the rows as .npy; returns its sha256/size (hashed while writing)."""
+        return save_npy(path, self.view())
+
+    @classmethod
+    def load(cls, path: Path, dim: int, n: int) -> "RowBuffer":
+        """Map ``path`` (float32 [n, dim] .npy) read-only; UserError on a wrong shape/dtype."""
+        try:
+            rows = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise UserError(f"{path}: cannot be read as .npy ({exc}); the map is damaged") from None
+        if rows.dtype != np.float32 or rows.shape != (n, dim) or not rows.flags.c_contiguous:
+            raise UserError(f"{path}: expected float32 [{n}, {dim}] (from schema.json), got "
+                            f"{rows.dtype} {list(rows.shape)}; the map is damaged, rebuild it")
+        return cls(dim, rows)
