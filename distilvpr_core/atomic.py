@@ -14,6 +14,26 @@ from pathlib import Path
 from typing import Iterator
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux renameat2(RENAME_EXCHANGE).
+
+    Returns False where the kernel, libc or filesystem does not support it, so
+    the caller can fall back to two renames.
+    """
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    res = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    return res == 0
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -54,8 +74,9 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
     """Yield a temp directory that replaces ``target`` only if the block succeeds.
 
     With ``overwrite=False`` an existing non-empty ``target`` is an error.  With
-    ``overwrite=True`` the old directory is moved aside and removed only after
-    the new one is in place, so a crash leaves one complete version.
+    ``overwrite=True`` the old and new directories are swapped atomically
+    (renameat2 RENAME_EXCHANGE on Linux; two renames elsewhere), so a crash
+    leaves one complete version in place.
     """
     target = Path(target)
     if target.exists() and not target.is_dir():
@@ -70,8 +91,14 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if target.exists() and _exchange(tmp, target):
+        # One atomic step: readers see either the old or the new directory,
+        # never neither; tmp now holds the old content.
+        _fsync_dir(target.parent)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     old = None
-    if target.exists():
+    if target.exists():  # fallback: a crash between these renames leaves .old
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
     os.replace(tmp, target)
