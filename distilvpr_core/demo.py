@@ -1,0 +1,208 @@
+"""`distilvpr demo`: the whole product on the embedded synthetic town.
+
+Stages, each a real `distilvpr` subcommand run as a child process (so the
+printed commands are exactly what a user would type) and each skipped when
+its output already exists (``--fresh`` redoes everything):
+
+1. town     ``distilvpr synth --config config/synth_demo.yaml``
+2. distil   ``distilvpr distil``: teacher -> cache -> DistilVPR student -> eval
+3. nodistil ``distilvpr distil`` with ``distill.method=none`` (the baseline)
+4. export   ``distilvpr export``: DistilVPR student -> ONNX
+5. map      ``distilvpr map build`` from the map traversal
+6. replay   ``distilvpr replay-eval`` of another traversal's rosbag through
+            the real localizer node over DDS (plus the offline path)
+7. summary  the headline table, printed and written to ``OUT/summary.md``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_text_atomic
+from .errors import UserError
+
+HELP = "run the end-to-end demo: synth town -> distil -> export -> map -> node replay -> table"
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="demo_out", metavar="DIR",
+                        help="working directory for every stage's output (default: demo_out)")
+    parser.add_argument("--fresh", action="store_true", help="delete DIR first and redo every stage")
+    parser.add_argument("--town-config", default=str(REPO / "config" / "synth_demo.yaml"), metavar="FILE",
+                        help="synthetic town config (default: config/synth_demo.yaml)")
+    parser.add_argument("--distil-config", default=str(REPO / "config" / "distil_demo.yaml"), metavar="FILE",
+                        help="training config (default: config/distil_demo.yaml)")
+    parser.add_argument("--map-traversal", default="test_noon",
+                        help="traversal the prior map is built from (default: test_noon)")
+    parser.add_argument("--query-traversal", default="test_dusk",
+                        help="traversal whose rosbag is replayed through the node (default: test_dusk)")
+
+
+class Stage:
+    """One demo stage: a command, the file that proves it is done, a label."""
+
+    def __init__(self, name: str, done: Path, argv: list[str], env: dict[str, str] | None = None):
+        self.name, self.done, self.argv, self.env = name, done, argv, env
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "distilvpr_core.cli", *args]
+
+
+def _run_dir(runs: Path, name: str) -> Path | None:
+    found = sorted(runs.glob(f"*-{name}")) if runs.is_dir() else []
+    return found[-1] if found else None
+
+
+def _distil_stage(out: Path, cfg: str, name: str, extra: list[str]) -> Stage:
+    runs = out / "runs"
+    existing = _run_dir(runs, name)
+    resume = ["--set", f"run.resume={existing}"] if existing is not None else []
+    done = (existing / "eval.json") if existing is not None else runs / f"<new>-{name}" / "eval.json"
+    argv = _cli("distil", "--config", cfg, "--set", f"data.root={out / 'town'}",
+                "--set", f"run.root={runs}", "--set", f"run.name={name}", *extra, *resume)
+    return Stage(name, done, argv)
+
+
+def _ros_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # DDS never leaves this machine
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
+    env.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+    return env
+
+
+def _stages(args: argparse.Namespace, out: Path) -> list[Stage]:
+    town = out / "town"
+    stages = [Stage("town", town / "dataset.json",
+                    _cli("synth", "--config", args.town_config, "--out", str(town), "--overwrite"))]
+    stages.append(_distil_stage(out, args.distil_config, "distilvpr", []))
+    stages.append(_distil_stage(out, args.distil_config, "nodistill",
+                                ["--set", "distill.method=none", "--set", "run.stages=[student,eval]"]))
+    return stages
+
+
+def _late_stages(args: argparse.Namespace, out: Path) -> list[Stage]:
+    town = out / "town"
+    run = _run_dir(out / "runs", "distilvpr")
+    if run is None or not (run / "student_best.pt").is_file():
+        raise UserError(f"{out / 'runs'}: the DistilVPR run left no student_best.pt; rerun with --fresh")
+    onnx = out / "student.onnx"
+    return [
+        Stage("export", onnx, _cli("export", "--checkpoint", str(run / "student_best.pt"),
+                                   "--out", str(onnx), "--overwrite")),
+        Stage("map", out / "map" / "schema.json",
+              _cli("map", "build", "--model", str(onnx), "--dataset", str(town),
+                   "--traversal", args.map_traversal, "--out", str(out / "map"), "--overwrite")),
+        Stage("replay", out / "replay" / "comparison.json",
+              _cli("replay-eval", "--bag", str(town / "bags" / args.query_traversal),
+                   "--map", str(out / "map"), "--model", str(onnx), "--out", str(out / "replay"),
+                   "--compare-offline"), env=_ros_env()),
+    ]
+
+
+def _execute(stage: Stage, index: int, total: int) -> float:
+    if stage.done.is_file():
+        print(f"[demo {index}/{total}] {stage.name}: done already ({stage.done}), skipped", flush=True)
+        return 0.0
+    shown = " ".join(["distilvpr", *stage.argv[3:]])
+    print(f"\n[demo {index}/{total}] {stage.name}: {shown}", flush=True)
+    start = time.monotonic()
+    res = subprocess.run(stage.argv, env=stage.env, cwd=REPO)
+    if res.returncode != 0:
+        raise UserError(f"stage '{stage.name}' failed (exit {res.returncode}); its output is above. "
+                        f"Fix it and rerun: finished stages are skipped")
+    took = time.monotonic() - start
+    print(f"[demo {index}/{total}] {stage.name}: finished in {took:.0f} s", flush=True)
+    return took
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def summarise(out: Path) -> dict[str, Any]:
+    """Collect the headline numbers from the files the stages wrote."""
+    dv = _read(_run_dir(out / "runs", "distilvpr") / "eval.json")
+    nd = _read(_run_dir(out / "runs", "nodistill") / "eval.json")
+    ros = _read(out / "replay" / "ros" / "metrics.json")
+    offline = _read(out / "replay" / "offline" / "metrics.json")
+    m = ros["metrics"]
+    lat = m["latency_s"]
+    return {
+        "teacher_R@1": dv["teacher"]["R@1"],
+        "teacher_image_R@1": dv["teacher_image"]["R@1"],
+        "student_nodistill_R@1": nd["student"]["R@1"],
+        "student_distilvpr_R@1": dv["student"]["R@1"],
+        "test_traversals": dv["test_traversals"],
+        "node_recall@1": m["recall_at_n"]["1"],
+        "offline_recall@1": offline["metrics"]["recall_at_n"]["1"],
+        "node_max_recall_at_100_precision": m["max_recall_at_100_precision"],
+        "node_latency_p50_ms": None if lat["median"] is None else 1000 * lat["median"],
+        "node_latency_p99_ms": None if lat["p99"] is None else 1000 * lat["p99"],
+        "replay_complete": ros.get("complete", False),
+        "report": str(out / "replay" / "ros" / "report.md"),
+        "plots": sorted(str(p) for p in (out / "replay" / "ros").glob("*.png")),
+    }
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+def render(s: dict[str, Any]) -> str:
+    """The headline table as Markdown; R@1 of eval.json is already in percent."""
+    lines = [
+        "| result | value |", "|---|---|",
+        f"| teacher (camera + LiDAR) R@1 | {s['teacher_R@1']:.1f} % |",
+        f"| teacher image branch alone R@1 | {s['teacher_image_R@1']:.1f} % |",
+        f"| student without distillation R@1 | {s['student_nodistill_R@1']:.1f} % |",
+        f"| DistilVPR student R@1 | {s['student_distilvpr_R@1']:.1f} % |",
+        f"| node Recall@1 on the replayed bag (offline path) | {_pct(s['node_recall@1'])} "
+        f"({_pct(s['offline_recall@1'])}) |",
+        f"| node max recall at 100 % precision | {_pct(s['node_max_recall_at_100_precision'])} |",
+        f"| node latency p50 / p99 | {s['node_latency_p50_ms']:.1f} / {s['node_latency_p99_ms']:.1f} ms |"
+        if s["node_latency_p50_ms"] is not None else "| node latency p50 / p99 | n/a |",
+    ]
+    verdict = ("DistilVPR beats no distillation" if s["student_distilvpr_R@1"] > s["student_nodistill_R@1"]
+               else "DistilVPR does NOT beat no distillation at demo scale (one seed, few epochs); "
+                    "see docs/benchmark_synth.md for the multi-seed benchmark")
+    return ("\n".join(lines) + f"\n\nR@1: every ordered pair of test traversals {s['test_traversals']}, "
+            f"25 m.  {verdict}.\nReport: {s['report']}\nPlots: {', '.join(s['plots'])}\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out).resolve()
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    early = _stages(args, out)
+    total = len(early) + 3
+    for i, stage in enumerate(early, 1):
+        _execute(stage, i, total)
+        if stage.name != "town":  # the run dir exists only after the stage ran
+            early_done = _run_dir(out / "runs", stage.name)
+            if early_done is None or not (early_done / "eval.json").is_file():
+                raise UserError(f"stage '{stage.name}' wrote no eval.json under {out / 'runs'}")
+    for i, stage in enumerate(_late_stages(args, out), len(early) + 1):
+        _execute(stage, i, total)
+    summary = summarise(out)
+    summary["wall_s"] = round(time.monotonic() - start, 1)
+    text = render(summary)
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "summary.md", "# distilvpr demo\n\n" + text)
+    print("\n" + text + f"Written: {out / 'summary.md'}, {out / 'summary.json'} "
+          f"(this run: {summary['wall_s']:.0f} s)")
+    return 0
