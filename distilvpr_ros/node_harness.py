@@ -7,13 +7,14 @@ is an ordinary rclpy node in this process.  DDS stays on this machine:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from distilvpr_core.errors import UserError
 
@@ -49,6 +50,29 @@ def require_local_dds(env: dict[str, str] | None = None, large_images: bool = Tr
     env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
     env.setdefault("AMENT_PREFIX_PATH", sys.prefix)
     return dict(env)
+
+
+@contextlib.contextmanager
+def local_ros_client(name: str) -> Iterator[Any]:
+    """rclpy initialised on the local-only DDS set-up, with one node ``name``.
+
+    The large-image DDS profile chosen by :func:`require_local_dds` is undone
+    on exit, so one test module's settings never leak into the next.
+    """
+    import rclpy
+    saved = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
+    require_local_dds()
+    rclpy.init()
+    node = rclpy.create_node(name)
+    try:
+        yield node
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        if saved is None:
+            os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+        else:
+            os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = saved
 
 
 class LocalizerProcess:

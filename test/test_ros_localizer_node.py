@@ -7,11 +7,9 @@ stopped with SIGINT in a finally and must exit 0 without a traceback.
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
@@ -27,7 +25,7 @@ from visualization_msgs.msg import MarkerArray
 
 from distilvpr_ros import launch_args, synthetic_assets
 from distilvpr_ros.candidates_table import from_pointcloud2
-from distilvpr_ros.node_harness import LocalizerProcess, diagnostics_values, require_local_dds, spin_until
+from distilvpr_ros.node_harness import LocalizerProcess, diagnostics_values, local_ros_client, spin_until
 from distilvpr_ros.outputs import ns_to_stamp, stamp_to_ns
 
 NOW_NS = 1_800_000_000 * 10**9  # query stamps: long after the map's 1.6e9 s
@@ -42,21 +40,10 @@ def assets(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ros():
-    # Raw 640x480 frames need the shared-memory DDS profile in this process
-    # and the node (children inherit it); restored afterwards.
-    saved = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
-    require_local_dds()
-    rclpy.init()
-    node = rclpy.create_node("localizer_test_client")
-    try:
+    # Raw frames need the shared-memory DDS profile in this process and the
+    # node (children inherit it); local_ros_client restores it afterwards.
+    with local_ros_client("localizer_test_client") as node:
         yield node
-    finally:
-        node.destroy_node()
-        rclpy.shutdown()
-        if saved is None:
-            os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-        else:
-            os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = saved
 
 
 class Client:

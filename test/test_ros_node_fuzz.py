@@ -10,13 +10,11 @@ not overwritten before the node takes it (depth 1 would drop on purpose).
 from __future__ import annotations
 
 import io
-import os
 import random
 from collections import Counter
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from PIL import Image as PILImage
@@ -24,7 +22,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 
 from distilvpr_ros import launch_args, synthetic_assets
-from distilvpr_ros.node_harness import LocalizerProcess, diagnostics_values, require_local_dds, spin_until
+from distilvpr_ros.node_harness import LocalizerProcess, diagnostics_values, local_ros_client, spin_until
 from distilvpr_ros.outputs import ns_to_stamp, stamp_to_ns
 
 BURST = 20
@@ -40,19 +38,10 @@ def assets(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ros():
-    saved = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
-    require_local_dds()
-    rclpy.init()
-    node = rclpy.create_node("fuzz_client")
-    try:
+    # Raw frames need the shared-memory DDS profile in this process and the
+    # node (children inherit it); local_ros_client restores it afterwards.
+    with local_ros_client("fuzz_client") as node:
         yield node
-    finally:
-        node.destroy_node()
-        rclpy.shutdown()
-        if saved is None:
-            os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-        else:
-            os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = saved
 
 
 def good_raw(rgb: np.ndarray) -> Image:
