@@ -28,7 +28,7 @@ if [ "${SKIP_COLCON:-0}" != "1" ]; then
   grep -q "distilvpr_ros.*(ros.ament_python)" "$WS/colcon_list.txt" || {
     echo "error: colcon does not see distilvpr_ros as ros.ament_python (check package.xml maintainer e-mail)" >&2; exit 1; }
   (cd "$WS" && "$VIRTUAL_ENV/bin/colcon" --log-base "$WS/log" build --base-paths "$REPO" \
-      --build-base "$WS/build" --install-base "$WS/install" --event-handlers console_cohesion+ >"$WS/colcon_build.txt" 2>&1) || {
+      --build-base "$WS/build" --install-base "$WS/install" >"$WS/colcon_build.txt" 2>&1) || {
     tail -50 "$WS/colcon_build.txt"; echo "error: colcon build failed" >&2; exit 1; }
   tail -3 "$WS/colcon_build.txt"
   set +u; source "$WS/install/setup.bash"; set -u

@@ -18,7 +18,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 start=$(date +%s)
 echo "==> installing pinned dependencies (constraints.txt) into $VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
+# pip/setuptools/wheel pinned too: colcon-core needs setuptools<80.
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt --upgrade pip setuptools wheel
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -r requirements.txt
 echo "==> installing distilvpr (editable)"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
