@@ -118,7 +118,7 @@ def test_student_exports_to_onnx_and_matches_onnxruntime(tmp_path):
     x = torch.randn(2, 3, 48, 64)
     path = tmp_path / "s.onnx"
     torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["desc"],
-                      dynamic_axes={"image": {0: "batch"}, "desc": {0: "batch"}}, dynamo=False)
+                      dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"image": x.numpy()})[0]
     with torch.no_grad():

@@ -47,8 +47,13 @@ class LidarEncoderSpec:
     build: Callable[[TeacherConfig], nn.Module]
 
 
+def _bev_prepare(points: np.ndarray, cfg: TeacherConfig) -> np.ndarray:
+    return points_to_bev(points, cfg.bev)
+
+
+# Module-level functions (not lambdas) so DataLoader workers can pickle them.
 LIDAR_ENCODERS: dict[str, LidarEncoderSpec] = {
-    "bev": LidarEncoderSpec(prepare=lambda pts, cfg: points_to_bev(pts, cfg.bev), build=BevEncoder),
+    "bev": LidarEncoderSpec(prepare=_bev_prepare, build=BevEncoder),
 }
 
 

@@ -1,0 +1,367 @@
+"""Training/evaluation data: traversals from any supported format, torch
+Datasets over their frames, augmentations, and the P-pairs batch sampler.
+
+Every format is seen through one small interface (a *traversal*)::
+
+    trav.name: str; trav.role: "train" | "val" | "test"; trav.has_lidar: bool
+    trav.positions   float64 [N, 2] metres (planar position, any fixed frame)
+    len(trav); trav.load_image(i) -> uint8 [H, W, 3] RGB
+    trav.load_lidar(i) -> float32 [P, 4] x y z intensity, lidar frame
+
+Images go through the deployed preprocessing (``infer.preprocess``) so the
+network sees training frames exactly as it sees them on the robot.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ..config import ConfigError, spec
+from ..errors import UserError
+from ..infer.contract import PreprocessContract
+from ..infer.preprocess import preprocess, resize_image
+
+FORMATS = ("native", "oxford", "boreas")
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how frames become network inputs."""
+    format: str = field(default="native", metadata=spec("dataset format", choices=FORMATS))
+    root: str = field(default="data/synth_tiny", metadata=spec("dataset directory"))
+    boreas_sequences: dict[str, str] = field(default_factory=dict, metadata=spec(
+        "format boreas only: {sequence directory: train|val|test}"))
+    input_size: tuple[int, int] = field(default=(320, 240), metadata=spec("network input [W, H], pixels"))
+    resize: str = field(default="center_crop", metadata=spec(
+        "resize policy of the preprocessing contract", choices=("stretch", "center_crop")))
+    num_workers: int = field(default=0, metadata=spec("DataLoader worker processes", ge=0))
+
+    def __post_init__(self) -> None:
+        if any(v < 16 for v in self.input_size):
+            raise ConfigError(f"data.input_size: expected [W, H] >= 16 pixels, got {list(self.input_size)}")
+        for name, role in self.boreas_sequences.items():
+            if role not in ("train", "val", "test"):
+                raise ConfigError(f"data.boreas_sequences.{name}: role must be train|val|test, got {role!r}")
+
+    def contract(self) -> PreprocessContract:
+        """The preprocessing contract the trained model will be deployed with."""
+        return PreprocessContract(input_size=tuple(self.input_size), resize=self.resize)
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentations (never applied at evaluation or caching)."""
+    color_jitter: float = field(default=0.3, metadata=spec(
+        "brightness/contrast/saturation jitter strength (0 = off)", ge=0, le=1))
+    hue_jitter: float = field(default=0.05, metadata=spec("hue jitter (0 = off)", ge=0, le=0.5))
+    erase_prob: float = field(default=0.5, metadata=spec("random-erasing probability", ge=0, le=1))
+    lidar_rotate_deg: float = field(default=5.0, metadata=spec("max LiDAR yaw rotation, degrees", ge=0, le=180))
+    lidar_jitter_m: float = field(default=0.02, metadata=spec("std of per-point LiDAR jitter, metres", ge=0))
+    lidar_drop: float = field(default=0.1, metadata=spec("max fraction of LiDAR points dropped", ge=0, lt=1))
+
+
+class _NativeTraversal:
+    has_lidar: bool
+
+    def __init__(self, ds: Any, name: str) -> None:
+        self._trav = ds.traversal(name)
+        self.name, self.role = name, ds.role(name)
+        self.positions = np.asarray(self._trav.poses, dtype=np.float64)[:, :2]
+        self.has_lidar = bool(getattr(ds, "lidar", None))
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def load_image(self, i: int) -> np.ndarray:
+        return self._trav.load_image(i)
+
+    def load_lidar(self, i: int) -> np.ndarray:
+        return self._trav.load_lidar(i)
+
+
+class _OxfordTraversal:
+    """One run of a PointNetVLAD-format export; images via lidar2image_ndx.pickle.
+
+    Submaps are float64 [4096, 3] normalised to [-1, 1] (no intensity: set to 1),
+    so a BEV teacher on this format needs ``teacher.bev.range_m: 1.0`` and
+    z limits around [-1, 1]."""
+    has_lidar = True
+
+    def __init__(self, root: Path, run: str, role: str, relpaths: list[str], stamps_us: list[int],
+                 positions: np.ndarray, l2i: dict[int, list[int]]) -> None:
+        self.root, self.name, self.role = root, run, role
+        self.relpaths, self.positions = relpaths, np.asarray(positions, np.float64).reshape(-1, 2)
+        missing = [t for t in stamps_us if not l2i.get(int(t))]
+        if missing:
+            raise UserError(f"{root / 'lidar2image_ndx.pickle'}: no image for scan {missing[0]} of run {run}")
+        self.image_stamps = [int(l2i[int(t)][0]) for t in stamps_us]  # nearest image first
+
+    def __len__(self) -> int:
+        return len(self.relpaths)
+
+    def load_image(self, i: int) -> np.ndarray:
+        from PIL import Image
+        path = self.root / "images4lidar" / self.name / f"{self.image_stamps[i]}.png"
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: cannot read image ({exc})") from None
+
+    def load_lidar(self, i: int) -> np.ndarray:
+        from .oxford_format import read_submap
+        pts = read_submap(self.root / self.relpaths[i]).astype(np.float32)
+        return np.concatenate([pts, np.ones((len(pts), 1), np.float32)], axis=1)
+
+
+def _open_oxford(root: str | Path) -> list[Any]:
+    """Train runs from training_queries_baseline.pickle, val runs from
+    test_queries_baseline.pickle, test runs from oxford_evaluation_database.pickle."""
+    from .oxford_format import load_pickle, read_evaluation_sets, read_training_tuples
+    root = Path(root)
+    if not (root / "lidar2image_ndx.pickle").is_file():
+        raise UserError(f"{root}: not an Oxford/PointNetVLAD export (no lidar2image_ndx.pickle); "
+                        "check data.root")
+    l2i = load_pickle(root / "lidar2image_ndx.pickle")
+    groups: dict[str, dict[str, Any]] = {}
+
+    def add(run: str, role: str, rel: str, ts: int, pos: tuple[float, float]) -> None:
+        g = groups.setdefault(run, {"role": role, "rel": [], "ts": [], "pos": []})
+        g["rel"].append(rel)
+        g["ts"].append(int(ts))
+        g["pos"].append(pos)
+    for role, fname in (("train", "training_queries_baseline.pickle"), ("val", "test_queries_baseline.pickle")):
+        if (root / fname).is_file():
+            for _, t in sorted(read_training_tuples(root / fname).items()):
+                add(Path(t.rel_scan_filepath).parts[1], role, t.rel_scan_filepath, t.timestamp,
+                    (float(t.position[0]), float(t.position[1])))
+    db = root / "oxford_evaluation_database.pickle"
+    if db.is_file():
+        for run_set in read_evaluation_sets(db):
+            for _, e in sorted(run_set.items()):
+                add(Path(e["query"]).parts[1], "test", e["query"], int(e["timestamp"]),
+                    (float(e["northing"]), float(e["easting"])))
+    return [_OxfordTraversal(root, run, g["role"], g["rel"], g["ts"], np.array(g["pos"]), l2i)
+            for run, g in groups.items()]
+
+
+def open_traversals(cfg: DataConfig) -> list[Any]:
+    """All traversals of the configured dataset, in dataset order."""
+    if cfg.format == "native":
+        from . import native  # imported here: only the chosen format's reader is needed
+        ds = native.open_dataset(cfg.root)
+        return [_NativeTraversal(ds, name) for name in ds.traversals]
+    if cfg.format == "oxford":
+        return _open_oxford(cfg.root)
+    if cfg.format == "boreas":
+        from .boreas import open_boreas
+        return open_boreas(cfg.root, cfg.boreas_sequences)
+    raise ConfigError(f"data.format: unknown format {cfg.format!r}; valid: {list(FORMATS)}")
+
+
+def select(traversals: Sequence[Any], role: str, source: str = "data") -> list[Any]:
+    """The traversals with ``role``; UserError if there are none."""
+    chosen = [t for t in traversals if t.role == role]
+    if not chosen:
+        raise UserError(f"{source}: no traversal with role {role!r} (roles present: "
+                        f"{sorted({t.role for t in traversals})}); add one to the dataset")
+    return chosen
+
+
+class FrameIndex:
+    """Frames of several traversals flattened into one index 0..N-1.
+
+    ``positions`` float64 [N, 2] metres; ``traversal_ids`` int64 [N].
+    """
+
+    def __init__(self, traversals: Sequence[Any]) -> None:
+        self.traversals = list(traversals)
+        self.items = [(t, i) for t, trav in enumerate(self.traversals) for i in range(len(trav))]
+        self.positions = np.concatenate([t.positions for t in self.traversals]).astype(np.float64)
+        self.traversal_ids = np.concatenate([np.full(len(t), k, np.int64)
+                                             for k, t in enumerate(self.traversals)])
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def _jitter_image(img: np.ndarray, aug: AugmentConfig, gen: torch.Generator) -> np.ndarray:
+    from torchvision.transforms.v2 import functional as F
+    t = torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1)
+    s = aug.color_jitter
+
+    def factor() -> float:
+        return float(1.0 + (torch.rand(1, generator=gen).item() * 2 - 1) * s)
+    # Random order like torchvision's ColorJitter, so no photometric op always comes last.
+    for op in torch.randperm(3, generator=gen).tolist():
+        if s <= 0:
+            break
+        if op == 0:
+            t = F.adjust_brightness(t, factor())
+        elif op == 1:
+            t = F.adjust_contrast(t, factor())
+        else:
+            t = F.adjust_saturation(t, factor())
+    if aug.hue_jitter > 0:
+        t = F.adjust_hue(t, float((torch.rand(1, generator=gen).item() * 2 - 1) * aug.hue_jitter))
+    return t.permute(1, 2, 0).numpy()
+
+
+def _random_erase(image: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
+    """Zero (= the dataset mean after normalisation) one random rectangle covering
+    2-20 % of the image, aspect 0.3-3.3, with probability ``prob`` (Zhong et al.)."""
+    if torch.rand(1, generator=gen).item() >= prob:
+        return image
+    _, h, w = image.shape
+    for _ in range(10):  # like torchvision: retry until the rectangle fits
+        r = torch.rand(3, generator=gen).tolist()
+        area = h * w * (0.02 + 0.18 * r[0])
+        aspect = math.exp(math.log(0.3) + (math.log(3.3) - math.log(0.3)) * r[1])
+        eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+        if 0 < eh < h and 0 < ew < w:
+            top = int(r[2] * (h - eh))
+            left = int(torch.randint(0, w - ew + 1, (1,), generator=gen))
+            image = image.clone()
+            image[:, top:top + eh, left:left + ew] = 0
+            return image
+    return image
+
+
+def _augment_lidar(pts: np.ndarray, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    if aug.lidar_drop > 0 and len(pts) > 1:
+        keep = rng.random(len(pts)) >= rng.uniform(0, aug.lidar_drop)
+        pts = pts[keep]
+    pts = pts.copy()
+    if aug.lidar_rotate_deg > 0:
+        a = math.radians(rng.uniform(-aug.lidar_rotate_deg, aug.lidar_rotate_deg))
+        c, s = math.cos(a), math.sin(a)
+        x, y = pts[:, 0].copy(), pts[:, 1].copy()
+        pts[:, 0], pts[:, 1] = c * x - s * y, s * x + c * y
+    if aug.lidar_jitter_m > 0:
+        pts[:, :3] += rng.normal(0, aug.lidar_jitter_m, size=(len(pts), 3)).astype(np.float32)
+    return pts
+
+
+class PlaceDataset(Dataset):
+    """Frame k -> {"image": float32 [3, H, W] ImageNet-normalised, "index": k,
+    "lidar": float32 prepared LiDAR input (only with ``lidar_prepare``)}."""
+
+    def __init__(self, frames: FrameIndex, contract: PreprocessContract,
+                 augment: AugmentConfig | None = None,
+                 lidar_prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+                 seed: int = 0) -> None:
+        if lidar_prepare is not None:
+            bad = [t.name for t in frames.traversals if not t.has_lidar]
+            if bad:
+                raise UserError(f"the teacher needs LiDAR, but traversal(s) {bad} have no LiDAR "
+                                "(camera-only dataset); train a student with a teacher checkpoint "
+                                "instead (run.stages without teacher, run.teacher_checkpoint: PATH)")
+        self.frames, self.contract, self.augment = frames, contract, augment
+        self.lidar_prepare, self.seed = lidar_prepare, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Different augmentations each epoch, same ones for the same (seed, epoch, k)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        t, i = self.frames.items[k]
+        trav = self.frames.traversals[t]
+        img = resize_image(_as_rgb(trav.load_image(i), trav.name, i), self.contract)
+        out: dict[str, Any] = {"index": k}
+        gen = None
+        if self.augment is not None:
+            gen = torch.Generator().manual_seed(int(np.random.SeedSequence((self.seed, self.epoch, k)).generate_state(1)[0]))
+            img = _jitter_image(img, self.augment, gen)
+        image = torch.from_numpy(preprocess(img, self.contract)[0])
+        if self.augment is not None and self.augment.erase_prob > 0:
+            image = _random_erase(image, self.augment.erase_prob, gen)
+        out["image"] = image
+        if self.lidar_prepare is not None:
+            pts = trav.load_lidar(i)
+            if self.augment is not None:
+                rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+                pts = _augment_lidar(pts, self.augment, rng)
+            out["lidar"] = torch.from_numpy(self.lidar_prepare(pts))
+        return out
+
+
+def _as_rgb(img: np.ndarray, name: str, i: int) -> np.ndarray:
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] < 3 or img.dtype != np.uint8:
+        raise UserError(f"traversal {name} frame {i}: expected uint8 RGB [H, W, 3], got "
+                        f"{img.dtype} {img.shape}")
+    return img[:, :, :3]
+
+
+def neighbours_within(positions: np.ndarray, radius_m: float) -> list[np.ndarray]:
+    """For each frame the indices of the *other* frames within ``radius_m`` (int64 arrays)."""
+    pos = np.asarray(positions, np.float64)
+    out = []
+    for start in range(0, len(pos), 1024):  # chunked: N x N at once would not fit for big sets
+        d2 = ((pos[start:start + 1024, None, :] - pos[None, :, :]) ** 2).sum(-1)
+        for r, row in enumerate(d2 <= radius_m ** 2):
+            row[start + r] = False
+            out.append(np.flatnonzero(row))
+    return out
+
+
+class PairBatchSampler(Sampler[list[int]]):
+    """Batches of P anchors, each followed by one positive: [a0, p0, a1, p1, ...].
+
+    Positives are other frames within ``pos_radius_m``, preferably from another
+    traversal (so a pair shows a change of conditions).  Anchors without any
+    positive are never drawn.  With DDP, rank r takes every world-th batch.
+    """
+
+    def __init__(self, frames: FrameIndex, pairs_per_batch: int, pos_radius_m: float = 10.0,
+                 seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        if pairs_per_batch < 2:
+            raise ValueError("pairs_per_batch must be >= 2 (batch-hard mining needs negatives)")
+        self.p, self.seed, self.rank, self.world = pairs_per_batch, seed, rank, world_size
+        self.epoch = 0
+        nbrs = neighbours_within(frames.positions, pos_radius_m)
+        tid = frames.traversal_ids
+        self.cross = [n[tid[n] != tid[k]] for k, n in enumerate(nbrs)]
+        self.any = nbrs
+        self.anchors = np.array([k for k, n in enumerate(nbrs) if len(n)], dtype=np.int64)
+        if len(self.anchors) < pairs_per_batch:
+            raise UserError(f"only {len(self.anchors)} training frames have a positive within "
+                            f"{pos_radius_m} m, fewer than one batch of {pairs_per_batch} pairs; "
+                            "lower train.pairs_per_batch or use more traversals")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.anchors) // self.p // self.world
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        order = rng.permutation(self.anchors)
+        n = len(self) * self.world
+        for b in range(self.rank, n, self.world):
+            batch = []
+            for a in order[b * self.p:(b + 1) * self.p]:
+                pool = self.cross[a] if len(self.cross[a]) else self.any[a]
+                batch += [int(a), int(pool[rng.integers(len(pool))])]
+            yield batch
+
+
+def collate(items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack a list of PlaceDataset items into batch tensors."""
+    out = {"index": torch.tensor([it["index"] for it in items], dtype=torch.int64),
+           "image": torch.stack([it["image"] for it in items])}
+    if "lidar" in items[0]:
+        out["lidar"] = torch.stack([it["lidar"] for it in items])
+    return out

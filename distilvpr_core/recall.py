@@ -1,0 +1,96 @@
+"""Recall@N of place recognition, the PointNetVLAD / DistilVPR protocol.
+
+For every ordered pair of runs (query run i, database run j, i != j):
+descriptors are L2-normalised, each query's 25 nearest database entries are
+found by cosine similarity, a query counts only if some database frame lies
+within ``radius_m`` of it, and it is a hit at N if one of its first N
+retrievals is such a true neighbour.  Recall@1..25 and Recall@1% (cut-off
+max(round(|db| / 100), 1)) are averaged over the pairs that have queries.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import faiss
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RecallResult:
+    """recall_at: float64 [top_k], recall_at[n-1] = Recall@n in percent;
+    recall_1pct: percent; pairs: number of (query, db) run pairs averaged;
+    queries: number of evaluated queries summed over the pairs."""
+    recall_at: np.ndarray
+    recall_1pct: float
+    pairs: int
+    queries: int
+
+    @property
+    def r1(self) -> float:
+        return float(self.recall_at[0])
+
+    def to_dict(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {f"R@{n}": float(self.recall_at[n - 1]) for n in (1, 5, 10, 25)
+                                       if n <= len(self.recall_at)}
+        out.update({"R@1%": float(self.recall_1pct), "pairs": self.pairs, "queries": self.queries})
+        return out
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def recall_one_pair(q_desc: np.ndarray, q_pos: np.ndarray, db_desc: np.ndarray, db_pos: np.ndarray,
+                    top_k: int = 25, radius_m: float = 25.0) -> tuple[np.ndarray, int, int]:
+    """Hits of one query run against one database run.
+
+    q_desc float [Q, D], q_pos float [Q, 2|3] metres; db_desc [M, D], db_pos [M, 2|3].
+    Returns (hits int64 [top_k]: queries whose first true neighbour is within
+    the first n retrievals, cumulative over n; hits at the 1 % cut-off;
+    number of queries with a true neighbour).
+    """
+    k = min(top_k, len(db_desc))
+    index = faiss.IndexFlatIP(db_desc.shape[1])
+    index.add(_normalise(db_desc))
+    _, nn = index.search(_normalise(q_desc), k)
+    d2 = ((np.asarray(q_pos, np.float64)[:, None, :] - np.asarray(db_pos, np.float64)[None]) ** 2).sum(-1)
+    true = d2 <= radius_m ** 2                        # [Q, M]
+    has_true = true.any(axis=1)
+    correct = np.take_along_axis(true, nn, axis=1)[has_true]   # [Q', k] retrieval is a true neighbour
+    first_hit = np.where(correct.any(axis=1), correct.argmax(axis=1), top_k)
+    hits = np.array([(first_hit < n).sum() for n in range(1, top_k + 1)], dtype=np.int64)
+    cut = max(int(round(len(db_desc) / 100.0)), 1)
+    hits_1pct = int((first_hit < cut).sum())
+    return hits, hits_1pct, int(has_true.sum())
+
+
+def evaluate_runs(descs: Sequence[np.ndarray], positions: Sequence[np.ndarray],
+                  top_k: int = 25, radius_m: float = 25.0,
+                  pairs: Sequence[tuple[int, int]] | None = None) -> RecallResult:
+    """Average Recall over every ordered pair (i, j), i != j, of runs.
+
+    descs[i] float [N_i, D]; positions[i] float [N_i, 2|3] metres, same frame for all runs.
+    ``pairs`` restricts the (query run, database run) pairs (validation uses
+    the val run as query only).  Pairs without any query that has a true
+    neighbour are skipped.
+    """
+    if len(descs) != len(positions) or len(descs) < 2:
+        raise ValueError("need descriptors and positions of at least two runs")
+    if pairs is None:
+        pairs = [(i, j) for i in range(len(descs)) for j in range(len(descs)) if i != j]
+    recalls, r1pct, queries = [], [], 0
+    for i, j in pairs:
+        if i == j:
+            raise ValueError(f"pair ({i}, {j}): a run is never its own database")
+        hits, hits_1pct, n = recall_one_pair(descs[i], positions[i], descs[j], positions[j],
+                                             top_k, radius_m)
+        if n == 0:
+            continue
+        recalls.append(100.0 * hits / n)
+        r1pct.append(100.0 * hits_1pct / n)
+        queries += n
+    if not recalls:
+        return RecallResult(np.zeros(top_k), 0.0, 0, 0)
+    return RecallResult(np.mean(recalls, axis=0), float(np.mean(r1pct)), len(recalls), queries)

@@ -1,0 +1,67 @@
+"""The Recall@N protocol on hand-built cases whose answer is worked out by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distilvpr_core.recall import evaluate_runs, recall_one_pair
+
+
+def _onehot(ids, dim=8):
+    out = np.zeros((len(ids), dim), np.float32)
+    out[np.arange(len(ids)), ids] = 1.0
+    return out
+
+
+def test_hand_built_two_runs():
+    # Database run: 4 places 100 m apart on a line; descriptor = one-hot of the place.
+    db_pos = np.array([[0, 0], [100, 0], [200, 0], [300, 0]], float)
+    db = _onehot([0, 1, 2, 3]) * 5.0       # scale must not matter (L2-normalised)
+    # Query run: q0 near place 0, retrieved right; q1 near place 1 but looks like
+    # place 2 first, place 1 second; q2 near place 3 but looks like place 0 then
+    # 2 then 3 (hit only at N=3); q3 is 1 km away (no true neighbour: skipped).
+    q_pos = np.array([[3, 0], [110, 0], [290, 5], [1000, 0]], float)
+    q = np.stack([_onehot([0])[0],
+                  0.9 * _onehot([2])[0] + 0.4 * _onehot([1])[0],
+                  0.9 * _onehot([0])[0] + 0.5 * _onehot([2])[0] + 0.3 * _onehot([3])[0],
+                  _onehot([1])[0]])
+    hits, hits_1pct, n = recall_one_pair(q, q_pos, db, db_pos, top_k=4, radius_m=25.0)
+    assert n == 3
+    assert hits.tolist() == [1, 2, 3, 3]
+    assert hits_1pct == 1                  # cut-off max(round(4/100), 1) = 1
+    # Reverse direction: every db frame except place 2 has a query within 25 m.
+    res = evaluate_runs([q, db], [q_pos, db_pos], top_k=4, radius_m=25.0)
+    rev_hits, _, rev_n = recall_one_pair(db, db_pos, q, q_pos, top_k=4, radius_m=25.0)
+    assert rev_n == 3                      # place 2 has no query within 25 m: skipped
+    expected = (np.array([1, 2, 3, 3]) / 3 + rev_hits / 3) / 2 * 100
+    np.testing.assert_allclose(res.recall_at, expected)
+    assert res.pairs == 2 and res.queries == 6
+    assert res.r1 == pytest.approx(100 * (1 / 3 + rev_hits[0] / 3) / 2)
+
+
+def test_reverse_direction_by_hand():
+    db_pos = np.array([[0, 0], [100, 0]], float)
+    q_pos = np.array([[5, 0], [105, 0]], float)
+    # Query 0 looks like db 1, query 1 looks like db 1: only query 1 is right at N=1.
+    hits, h1, n = recall_one_pair(_onehot([1, 1]), q_pos, _onehot([0, 1]), db_pos, top_k=2)
+    assert (hits.tolist(), h1, n) == ([1, 2], 1, 2)
+
+
+def test_perfect_descriptors_give_100_and_pairs_option():
+    rng = np.random.default_rng(0)
+    pos = np.cumsum(np.full((30, 2), 30.0), axis=0)
+    base = rng.normal(size=(30, 16)).astype(np.float32)
+    runs = [base + 0.01 * rng.normal(size=base.shape).astype(np.float32) for _ in range(3)]
+    res = evaluate_runs(runs, [pos] * 3)
+    assert res.pairs == 6 and res.r1 == pytest.approx(100.0) and res.recall_1pct == pytest.approx(100.0)
+    res = evaluate_runs(runs, [pos] * 3, pairs=[(0, 1), (0, 2)])
+    assert res.pairs == 2 and res.queries == 60
+    shuffled = evaluate_runs([runs[0], runs[1][rng.permutation(30)]], [pos, pos])
+    assert shuffled.r1 < 30.0
+    with pytest.raises(ValueError):
+        evaluate_runs(runs, [pos] * 3, pairs=[(1, 1)])
+
+
+def test_no_true_neighbours_anywhere():
+    res = evaluate_runs([_onehot([0]), _onehot([1])], [np.zeros((1, 2)), np.full((1, 2), 500.0)])
+    assert res.pairs == 0 and res.queries == 0

@@ -1,0 +1,186 @@
+"""Datasets, augmentations, the P-pairs batch sampler and the Boreas reader."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from distilvpr_core.data.boreas import open_boreas
+from distilvpr_core.data.datasets import (AugmentConfig, DataConfig, FrameIndex, PairBatchSampler,
+                                          PlaceDataset, neighbours_within, open_traversals, select)
+from distilvpr_core.errors import UserError
+from distilvpr_core.infer.preprocess import preprocess
+
+torch.set_num_threads(1)
+
+
+class Run:
+    """A minimal in-memory traversal (positions only) for sampler tests."""
+    has_lidar = True
+
+    def __init__(self, name, positions):
+        self.name, self.role, self.positions = name, "train", np.asarray(positions, float)
+
+    def __len__(self):
+        return len(self.positions)
+
+
+def _line(n, step, offset=0.0):
+    return np.c_[np.arange(n) * step + offset, np.zeros(n)]
+
+
+def test_neighbours_within_matches_brute_force():
+    pos = np.random.default_rng(0).uniform(0, 100, (300, 2))
+    got = neighbours_within(pos, 12.0)
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    for i in range(len(pos)):
+        want = np.flatnonzero((d[i] <= 12.0) & (np.arange(len(pos)) != i))
+        assert got[i].tolist() == want.tolist()
+
+
+def test_pair_sampler_batches_are_anchor_positive_pairs():
+    # Two runs over the same 20 places 30 m apart, plus a lone frame 1 km away.
+    frames = FrameIndex([Run("a", _line(20, 30.0)), Run("b", _line(20, 30.0, 2.0)),
+                         Run("c", [[1000.0, 0.0]])])
+    sampler = PairBatchSampler(frames, pairs_per_batch=4, pos_radius_m=10.0, seed=1)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 40 // 4
+    seen = set()
+    for batch in batches:
+        assert len(batch) == 8
+        for a, p in zip(batch[::2], batch[1::2]):
+            assert np.linalg.norm(frames.positions[a] - frames.positions[p]) <= 10.0
+            assert frames.traversal_ids[a] != frames.traversal_ids[p]  # across conditions
+            seen.add(a)
+    assert 40 not in seen and len(seen) == 40  # every anchor once, the lone frame never
+    assert list(sampler) == batches            # same seed + epoch: same batches
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+    r0 = PairBatchSampler(frames, 4, 10.0, seed=1, rank=0, world_size=2)
+    r1 = PairBatchSampler(frames, 4, 10.0, seed=1, rank=1, world_size=2)
+    a0 = {a for b in r0 for a in b[::2]}
+    a1 = {a for b in r1 for a in b[::2]}
+    assert len(r0) == len(r1) == 5 and not a0 & a1
+
+
+def test_pair_sampler_too_few_positives_is_a_user_error():
+    frames = FrameIndex([Run("a", _line(5, 100.0))])
+    with pytest.raises(UserError, match="pairs_per_batch"):
+        PairBatchSampler(frames, 4)
+
+
+def _boreas(root, seq="seq1", n=4, with_intensity=True):
+    d = root / seq
+    (d / "lidar_1_4096_interval10").mkdir(parents=True)
+    (d / "camera_lidar_interval10").mkdir()
+    rows = ["timestamp,northing,easting"]
+    for i in range(n):
+        stamp = f"16000000{i:02d}"
+        rows.append(f"{stamp},{5000.0 + 20 * i},{300.0}")
+        img = np.full((30, 40, 3), 20 * i, np.uint8)
+        img[:, : 10 * (i + 1)] = 255
+        Image.fromarray(img).save(d / "camera_lidar_interval10" / f"{stamp}.png")
+        pts = np.random.default_rng(i).uniform(-1, 1, (64, 4 if with_intensity else 3))
+        np.save(d / "lidar_1_4096_interval10" / f"{stamp}.npy", pts)
+    (d / "pointcloud_locations_interval10.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_boreas_reader(tmp_path):
+    _boreas(tmp_path, "s1")
+    _boreas(tmp_path, "s2", with_intensity=False)
+    runs = open_boreas(tmp_path, {"s1": "train", "s2": "test"})
+    assert [r.name for r in runs] == ["s1", "s2"] and runs[1].role == "test"
+    np.testing.assert_allclose(runs[0].positions[:, 0], [5000, 5020, 5040, 5060])
+    img = runs[0].load_image(1)
+    assert img.shape == (30, 40, 3) and img.dtype == np.uint8 and img[0, 0, 0] == 255
+    pts = runs[1].load_lidar(2)
+    assert pts.shape == (64, 4) and pts.dtype == np.float32 and (pts[:, 3] == 1).all()
+    cfg = DataConfig(format="boreas", root=str(tmp_path), boreas_sequences={"s1": "train"})
+    assert [t.name for t in open_traversals(cfg)] == ["s1"]
+
+
+def test_boreas_errors_name_the_file(tmp_path):
+    with pytest.raises(UserError, match="pointcloud_locations_interval10.csv: missing"):
+        open_boreas(tmp_path, {"nope": "train"})
+    _boreas(tmp_path, "s1")
+    (tmp_path / "s1" / "pointcloud_locations_interval10.csv").write_text("time,x\n1,2\n")
+    with pytest.raises(UserError, match="expected columns"):
+        open_boreas(tmp_path, {"s1": "train"})
+    with pytest.raises(UserError, match="directory not found"):
+        open_boreas(tmp_path / "missing", {"s1": "train"})
+
+
+def test_place_dataset_uses_the_deployed_preprocessing(tmp_path):
+    _boreas(tmp_path, "s1")
+    runs = open_boreas(tmp_path, {"s1": "train"})
+    cfg = DataConfig(format="boreas", root=str(tmp_path), input_size=(32, 24))
+    frames = FrameIndex(runs)
+    plain = PlaceDataset(frames, cfg.contract())
+    item = plain[2]
+    want = preprocess(runs[0].load_image(2), cfg.contract())[0]
+    np.testing.assert_array_equal(item["image"].numpy(), want)
+    assert item["index"] == 2 and "lidar" not in item
+    aug = PlaceDataset(frames, cfg.contract(), AugmentConfig(erase_prob=1.0), lambda p: p[:10].copy(), seed=3)
+    a, b = aug[1], aug[1]
+    torch.testing.assert_close(a["image"], b["image"])        # deterministic per (seed, epoch, k)
+    assert not torch.equal(a["image"], plain[1]["image"])     # but augmented
+    assert (a["image"] == 0).all(dim=0).any()                 # an erased rectangle
+    aug.set_epoch(1)
+    assert not torch.equal(aug[1]["image"], a["image"])
+    assert a["lidar"].shape == (10, 4)
+
+
+def test_lidar_on_camera_only_traversal_is_a_user_error(tmp_path):
+    cam = Run("cam", _line(3, 1.0))
+    cam.has_lidar = False
+    with pytest.raises(UserError, match="camera-only"):
+        PlaceDataset(FrameIndex([cam]), DataConfig().contract(), lidar_prepare=lambda p: p)
+    with pytest.raises(UserError, match="no traversal with role 'val'"):
+        select([cam], "val")
+
+
+def _oxford_export(root):
+    from distilvpr_core.data import oxford_format as ox
+    runs = []
+    for k, (role, run) in enumerate([("train", "2020-01-01-00-00-00"), ("val", "2020-01-02-00-00-00"),
+                                     ("test", "2020-01-03-00-00-00"), ("test", "2020-01-04-00-00-00")]):
+        ts = np.arange(3, dtype=np.int64) * 1000 + 10**6 * (k + 1)
+        img_ts = ts + 7
+        for t, it in zip(ts, img_ts):
+            ox.write_submap(root, ox.submap_relpath(run, int(t)),
+                            np.random.default_rng(int(t)).uniform(-1, 1, (ox.POINTS, 3)))
+            (root / "images4lidar" / run).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((20, 30, 3), k * 40, np.uint8)).save(root / "images4lidar" / run / f"{it}.png")
+        runs.append({"run": run, "name": f"r{k}", "role": role, "timestamps_us": ts,
+                     "positions": np.c_[np.arange(3) * 20.0 + 1000, np.full(3, 50.0)],
+                     "image_timestamps_us": img_ts})
+    ox.write_export_index(root, runs)
+    return root
+
+
+def test_oxford_export_is_read_through_the_restricted_pickles(tmp_path):
+    _oxford_export(tmp_path)
+    runs = open_traversals(DataConfig(format="oxford", root=str(tmp_path)))
+    assert [(r.name, r.role, len(r)) for r in runs] == [
+        ("2020-01-01-00-00-00", "train", 3), ("2020-01-02-00-00-00", "val", 3),
+        ("2020-01-03-00-00-00", "test", 3), ("2020-01-04-00-00-00", "test", 3)]
+    np.testing.assert_allclose(runs[2].positions[:, 0], [1000, 1020, 1040])
+    assert runs[3].load_image(1)[0, 0, 0] == 120          # the image paired through lidar2image_ndx
+    pts = runs[0].load_lidar(2)
+    assert pts.shape == (4096, 4) and pts.dtype == np.float32 and np.abs(pts[:, :3]).max() <= 1
+    with pytest.raises(UserError, match="no lidar2image_ndx.pickle"):
+        open_traversals(DataConfig(format="oxford", root=str(tmp_path / "images4lidar")))
+
+
+def test_teacher_dataset_pickles_for_dataloader_workers(tmp_path):
+    import pickle
+    from distilvpr_core.models import BevConfig, TeacherConfig
+    from distilvpr_core.train import _lidar_prepare
+    _boreas(tmp_path, "s1")
+    ds = PlaceDataset(FrameIndex(open_boreas(tmp_path, {"s1": "train"})), DataConfig(input_size=(32, 24)).contract(),
+                      AugmentConfig(), _lidar_prepare(TeacherConfig(bev=BevConfig(range_m=1.0, cells=16))))
+    clone = pickle.loads(pickle.dumps(ds))  # spawn-started workers receive the dataset this way
+    torch.testing.assert_close(clone[0]["lidar"], ds[0]["lidar"])
+    assert clone[0]["lidar"].shape == (6, 16, 16)
