@@ -204,7 +204,8 @@ def stage_student(ctx: RunContext) -> Path:
         return loss, parts
 
     def save_best(m: nn.Module, epoch: int, row: dict) -> None:
-        save_checkpoint(best_path, m, "student", cfg.student, cfg.data.input_size, epoch, _numbers(row))
+        save_checkpoint(best_path, m, "student", cfg.student, cfg.data.input_size, epoch, _numbers(row),
+                        preprocess=cfg.data.contract().to_dict())
     train_stage(ctx, "student", model, cfg.train_student, dataset, frames, loss_fn,
                  _validator(ctx, "student", None), save_best)
     return best_path

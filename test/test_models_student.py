@@ -123,3 +123,19 @@ def test_student_exports_to_onnx_and_matches_onnxruntime(tmp_path):
     got = sess.run(None, {"image": x.numpy()})[0]
     with torch.no_grad():
         np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_carries_the_training_preprocessing(tmp_path):
+    """Export must deploy the resize policy the student was trained with."""
+    from distilvpr_core.export.student_io import load_student_checkpoint
+    from distilvpr_core.infer.contract import PreprocessContract
+    from distilvpr_core.models import build_student, save_checkpoint
+    from distilvpr_core.models.config import StudentConfig
+
+    cfg = StudentConfig(dim=16)
+    trained = PreprocessContract(input_size=(64, 48), resize="stretch")
+    path = save_checkpoint(tmp_path / "s.pt", build_student(cfg), "student", cfg, (64, 48),
+                           preprocess=trained.to_dict())
+    loaded = load_student_checkpoint(path)
+    assert loaded.contract.resize == "stretch" and loaded.contract.input_size == (64, 48)
+    assert loaded.contract.descriptor_dim == 16

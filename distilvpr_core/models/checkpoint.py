@@ -32,11 +32,14 @@ _CONFIGS = {"student": StudentConfig, "teacher": TeacherConfig}
 
 def save_checkpoint(path: str | Path, model: nn.Module, kind: str, model_cfg: Any,
                     input_size: Sequence[int], epoch: int = 0,
-                    metrics: Mapping[str, Any] | None = None) -> Path:
+                    metrics: Mapping[str, Any] | None = None,
+                    preprocess: Mapping[str, Any] | None = None) -> Path:
     """Atomically write ``model``'s weights and config to ``path``.
 
     ``model_cfg`` is a StudentConfig/TeacherConfig (or its dict); ``input_size``
-    is the model input [W, H] in pixels; ``metrics`` plain numbers/strings.
+    is the model input [W, H] in pixels; ``metrics`` plain numbers/strings;
+    ``preprocess`` the training preprocessing contract (``contract.to_dict()``),
+    so export deploys exactly the resize policy the model was trained with.
     """
     if kind not in _CONFIGS:
         raise ValueError(f"kind must be one of {sorted(_CONFIGS)}, got {kind!r}")
@@ -46,6 +49,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, kind: str, model_cfg: An
     payload = {"format": FORMAT, "version": VERSION, "kind": kind, "model": cfg_dict,
                "state_dict": state, "input_size": [int(input_size[0]), int(input_size[1])],
                "epoch": int(epoch), "metrics": dict(metrics or {})}
+    if preprocess is not None:
+        payload["preprocess"] = dict(preprocess)
     buf = io.BytesIO()
     torch.save(payload, buf)
     return write_bytes_atomic(path, buf.getvalue())
