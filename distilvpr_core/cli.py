@@ -24,7 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("distilvpr_core.doctor", "check the Python/ROS/GPU environment and print what is found"),
     "synth": ("distilvpr_core.sim.cli", "generate the synthetic town: native dataset, rosbag2 per traversal, Oxford export, difficulty report"),
     "distil": ("distilvpr_core.train", "train teacher -> cache teacher embeddings -> distil the camera-only student -> evaluate"),
-    "eval": ("distilvpr_core.eval", "evaluate a checkpoint with the VPR protocol (Recall@N, Recall@1%) on a dataset"),
+    "eval": ("distilvpr_core.eval", "evaluate a checkpoint with the VPR protocol (Recall@N, Recall@1%%) on a dataset"),
     "export": ("distilvpr_core.export.cli", "export a student checkpoint to ONNX (+ optional INT8)"),
     "build-engine": ("distilvpr_core.export.engine_cli", "build or reuse a TensorRT 10 engine for an exported ONNX"),
     "map": ("distilvpr_core.mapdb.cli", "prior map: build from a dataset or rosbag, info, verify, merge, query"),

@@ -36,6 +36,11 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 if os.environ.get("VIRTUAL_ENV") is None and sys.prefix != sys.base_prefix:
     os.environ["VIRTUAL_ENV"] = sys.prefix
 os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+# Fast DDS reads its XML profile once per process, at the first participant:
+# set it before any test touches rclpy so every test (and every node it
+# starts) uses shared memory for large raw images and UDP on loopback only.
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
+                      str(Path(__file__).resolve().parent.parent / "config" / "fastdds_large_images.xml"))
 # Keep test runs off the network: torch hub and HF must never download.
 os.environ["TORCH_HOME"] = os.path.join(_ROS_TMP, "torch_home")
 os.environ["HF_HUB_OFFLINE"] = "1"
