@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from types import ModuleType
+from typing import Callable, Sequence
 
 from . import __version__
 from .errors import UserError
@@ -74,14 +75,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    return _invoke(f"distilvpr {args.command}", args._run, args)
+
+
+def _invoke(prog: str, run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a subcommand: user errors become one line and exit 2, Ctrl-C exit 130."""
     try:
-        return int(args._run(args) or 0)
+        return int(run(args) or 0)
     except UserError as exc:
-        print(f"distilvpr {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"distilvpr {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def standalone_main(prog: str, module: ModuleType, argv: Sequence[str] | None = None) -> int:
+    """Entry point for one subcommand module run on its own (e.g. ``replay_eval``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=module.HELP)
+    module.add_arguments(parser)
+    return _invoke(prog, module.run, parser.parse_args(argv))
 
 
 def distil_main(argv: Sequence[str] | None = None) -> int:

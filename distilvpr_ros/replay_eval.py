@@ -488,17 +488,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``replay_eval`` executable; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="replay_eval", description=HELP)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except UserError as exc:
-        print(f"replay_eval: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("replay_eval: interrupted", file=sys.stderr)
-        return 130
+    from distilvpr_core.cli import standalone_main
+    return standalone_main("replay_eval", sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

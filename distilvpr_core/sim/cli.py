@@ -51,16 +51,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point (same flags as ``distilvpr synth``)."""
-    from ..errors import UserError
     import sys
-    parser = argparse.ArgumentParser(prog="distilvpr synth", description=HELP)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except UserError as exc:
-        print(f"distilvpr synth: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("distilvpr synth: interrupted", file=sys.stderr)
-        return 130
+
+    from ..cli import standalone_main
+    return standalone_main("distilvpr synth", sys.modules[__name__], argv)
