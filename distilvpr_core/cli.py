@@ -25,7 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("distilvpr_core.doctor", "check the Python/ROS/GPU environment and print what is found"),
     "synth": ("distilvpr_core.sim.cli", "generate the synthetic town: native dataset, rosbag2 per traversal, Oxford export, difficulty report"),
     "distil": ("distilvpr_core.train", "train teacher -> cache teacher embeddings -> distil the camera-only student -> evaluate"),
-    "eval": ("distilvpr_core.eval", "evaluate a checkpoint with the VPR protocol (Recall@N, Recall@1%%) on a dataset"),
+    "eval": ("distilvpr_core.eval", "evaluate a checkpoint with the VPR protocol (Recall@N, Recall@1%) on a dataset"),
     "export": ("distilvpr_core.export.cli", "export a student checkpoint to ONNX (+ optional INT8)"),
     "build-engine": ("distilvpr_core.export.engine_cli", "build or reuse a TensorRT 10 engine for an exported ONNX"),
     "map": ("distilvpr_core.mapdb.cli", "prior map: build from a dataset or rosbag, info, verify, merge, query"),
@@ -52,7 +52,8 @@ def build_parser(only: str | None = None, argv_hint: list[str] | None = None) ->
     parser.add_argument("--version", action="version", version=f"distilvpr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
+        # argparse %-formats help strings (not descriptions): escape % there.
+        sp = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text)
         if name == only:
             module = importlib.import_module(module_name)
             if name == "bench":  # bench imports only the chosen target's module
