@@ -49,22 +49,8 @@ def export_random_student(out_dir: str | Path, input_size: tuple[int, int] = (16
 
     input_size: student input (W, H) pixels; dim: descriptor size D.
     """
-    import torch
-
-    from distilvpr_core.export.onnx_export import export_student_onnx
-    from distilvpr_core.export.student_io import load_student_checkpoint
-    from distilvpr_core.models.checkpoint import save_checkpoint
-    from distilvpr_core.models.config import StudentConfig
-    from distilvpr_core.models.student import build_student
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    cfg = StudentConfig(dim=dim)
-    save_checkpoint(out / "student.pt", build_student(cfg), "student", cfg, input_size)
-    student = load_student_checkpoint(out / "student.pt")
-    export_student_onnx(student.model, student.contract, student.fingerprint, out / "student.onnx")
-    return out / "student.pt", out / "student.onnx"
+    from distilvpr_core.export.random_student import export_random_student as export
+    return export(out_dir, input_size, dim, seed)
 
 
 def build_map(out: str | Path, model: str | Path, images: np.ndarray, poses: np.ndarray,

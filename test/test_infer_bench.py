@@ -9,22 +9,16 @@ import numpy as np
 import pytest
 
 from distilvpr_core.errors import UserError
+from distilvpr_core.export.random_student import export_random_student
 from distilvpr_core.infer import bench, load_embedder
 
 
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory) -> tuple[Path, Path]:
     import torch
-    from distilvpr_core.export.onnx_export import export_student_onnx
-    from distilvpr_core.export.student_io import load_student_checkpoint
-    from distilvpr_core.models import StudentConfig, build_student, save_checkpoint
     torch.set_num_threads(1)
-    torch.manual_seed(2)
-    d = tmp_path_factory.mktemp("bench")
-    ckpt = save_checkpoint(d / "s.pt", build_student(), "student", StudentConfig(), [96, 64])
-    s = load_student_checkpoint(ckpt)
-    export_student_onnx(s.model, s.contract, s.fingerprint, d / "s.onnx")
-    return d / "s.onnx", ckpt
+    ckpt, onnx_path = export_random_student(tmp_path_factory.mktemp("bench"), (96, 64), seed=2)
+    return onnx_path, ckpt
 
 
 def _args(*argv: str) -> argparse.Namespace:

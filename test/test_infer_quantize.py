@@ -29,21 +29,16 @@ def place_frame(seed: int, shift: int = 0, gain: float = 1.0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> tuple[Path, Path]:
     import torch
-    from distilvpr_core.export.onnx_export import export_student_onnx
-    from distilvpr_core.export.student_io import load_student_checkpoint
-    from distilvpr_core.models import StudentConfig, build_student, save_checkpoint
+    from distilvpr_core.export.random_student import export_random_student
     torch.set_num_threads(1)
-    torch.manual_seed(1)
     d = tmp_path_factory.mktemp("q")
-    ckpt = save_checkpoint(d / "s.pt", build_student(), "student", StudentConfig(), [160, 120])
-    s = load_student_checkpoint(ckpt)
-    export_student_onnx(s.model, s.contract, s.fingerprint, d / "s.onnx")
+    _, fp32 = export_random_student(d, (160, 120), seed=1)
     calib = d / "calib"
     calib.mkdir()
     for i in range(16):  # calibration traversal: other places than the ones evaluated
         Image.fromarray(place_frame(1000 + i)).save(calib / f"{i:03d}.png")
-    quantize_int8(d / "s.onnx", d / "s.int8.onnx", CalibrationSource(calib, limit=16))
-    return d / "s.onnx", d / "s.int8.onnx"
+    quantize_int8(fp32, d / "s.int8.onnx", CalibrationSource(calib, limit=16))
+    return fp32, d / "s.int8.onnx"
 
 
 def test_int8_keeps_descriptors_and_recall(models):

@@ -151,16 +151,9 @@ def _parse_list(text: str, what: str, cast: Callable[[str], Any]) -> list[Any]:
 
 
 def _default_model(tmp: Path) -> tuple[Path, Path]:
-    import torch
-    from ..export.onnx_export import export_student_onnx
-    from ..export.student_io import load_student_checkpoint
-    from ..models import StudentConfig, build_student, save_checkpoint
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp / "student.pt", build_student(StudentConfig()), "student",
-                           StudentConfig(), [320, 240])
-    s = load_student_checkpoint(ckpt)
-    export_student_onnx(s.model, s.contract, s.fingerprint, tmp / "student.onnx")
-    return tmp / "student.onnx", ckpt
+    from ..export.random_student import export_random_student
+    ckpt, onnx_path = export_random_student(tmp)
+    return onnx_path, ckpt
 
 
 def _make_embedder(name: str, args: argparse.Namespace, model: Path, ckpt: Path | None) -> Any:
