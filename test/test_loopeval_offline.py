@@ -69,16 +69,13 @@ def test_offline_without_ground_truth_writes_partial_report(tmp_path, model_map)
 def test_dataset_traversal_and_its_bag_give_the_same_recall(tmp_path, tmp_path_factory, model_map):
     from distilvpr_core.data import native
     from distilvpr_core.sim import tiny_dataset
+    from distilvpr_ros.synthetic_assets import build_map
 
     model, _ = model_map
     root = tiny_dataset(tmp_path_factory.getbasetemp() / "synth")
     trav = native.open_dataset(root).traversal("train_noon")
-    emb = load_embedder(model, backend="onnxruntime", intra_op_threads=1)
-    n = len(trav.stamps_ns)
-    m = PriorMap.create(emb.dim, emb.fingerprint, emb.contract)
-    m.add(emb.embed([trav.load_image(i) for i in range(n)]), trav.stamps_ns, trav.poses,
-          "train_noon", np.arange(n))
-    m.save(tmp_path / "map")
+    images = np.stack([trav.load_image(i) for i in range(len(trav.stamps_ns))])
+    build_map(tmp_path / "map", model, images, trav.poses, trav.stamps_ns, "train_noon")
     common = ("--map", str(tmp_path / "map"), "--model", str(model), "--offline", "--radius-m", "10")
     assert run(_args("--dataset", str(root), "--traversal", "test_noon", "--out",
                      str(tmp_path / "d"), *common)) == 0

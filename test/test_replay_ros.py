@@ -179,19 +179,14 @@ def test_synthetic_town_bag_ros_agrees_with_offline(tmp_path, tmp_path_factory, 
     import numpy as np
 
     from distilvpr_core.data import native
-    from distilvpr_core.infer import load_embedder
-    from distilvpr_core.mapdb import PriorMap
     from distilvpr_core.sim import tiny_dataset
+    from distilvpr_ros.synthetic_assets import build_map
 
     model, _ = model_map
     root = tiny_dataset(tmp_path_factory.getbasetemp() / "synth")
     trav = native.open_dataset(root).traversal("train_noon")
-    emb = load_embedder(model, backend="onnxruntime", intra_op_threads=1)
-    n = len(trav.stamps_ns)
-    m = PriorMap.create(emb.dim, emb.fingerprint, emb.contract)
-    m.add(emb.embed([trav.load_image(i) for i in range(n)]), trav.stamps_ns, trav.poses,
-          "train_noon", np.arange(n))
-    m.save(tmp_path / "map")
+    images = np.stack([trav.load_image(i) for i in range(len(trav.stamps_ns))])
+    build_map(tmp_path / "map", model, images, trav.poses, trav.stamps_ns, "train_noon")
     out = tmp_path / "cmp"
     assert run(_args("--bag", str(root / "bags" / "test_noon"), "--map", str(tmp_path / "map"),
                      "--model", str(model), "--out", str(out), "--compare-offline",
