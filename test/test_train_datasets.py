@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from distilvpr_core.config import ConfigError, load_config
 from distilvpr_core.data.boreas import open_boreas
 from distilvpr_core.data.datasets import (AugmentConfig, DataConfig, FrameIndex, PairBatchSampler,
                                           PlaceDataset, neighbours_within, open_traversals, select)
@@ -99,6 +100,19 @@ def test_boreas_reader(tmp_path):
     assert pts.shape == (64, 4) and pts.dtype == np.float32 and (pts[:, 3] == 1).all()
     cfg = DataConfig(format="boreas", root=str(tmp_path), boreas_sequences={"s1": "train"})
     assert [t.name for t in open_traversals(cfg)] == ["s1"]
+
+
+def test_frame_stride_keeps_every_kth_frame(tmp_path):
+    _boreas(tmp_path, "s1", n=5)
+    full = open_traversals(DataConfig(format="boreas", root=str(tmp_path), boreas_sequences={"s1": "train"}))[0]
+    thin = open_traversals(DataConfig(format="boreas", root=str(tmp_path), boreas_sequences={"s1": "train"},
+                                      frame_stride=2))[0]
+    assert (thin.name, thin.role, thin.has_lidar, len(thin)) == ("s1", "train", True, 3)
+    np.testing.assert_allclose(thin.positions[:, 0], [5000, 5040, 5080])
+    np.testing.assert_array_equal(thin.load_image(2), full.load_image(4))
+    np.testing.assert_array_equal(thin.load_lidar(1), full.load_lidar(2))
+    with pytest.raises(ConfigError, match="frame_stride"):
+        load_config(DataConfig, data={"frame_stride": 0})
 
 
 def test_boreas_errors_name_the_file(tmp_path):

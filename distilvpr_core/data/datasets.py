@@ -41,6 +41,8 @@ class DataConfig:
     resize: str = field(default="center_crop", metadata=spec(
         "resize policy of the preprocessing contract", choices=("stretch", "center_crop")))
     num_workers: int = field(default=0, metadata=spec("DataLoader worker processes", ge=0))
+    frame_stride: int = field(default=1, metadata=spec(
+        "use every k-th frame of each traversal (1 = all); thins densely recorded data", ge=1))
 
     def __post_init__(self) -> None:
         if any(v < 16 for v in self.input_size):
@@ -151,8 +153,34 @@ def _open_oxford(root: str | Path) -> list[Any]:
             for run, g in groups.items()]
 
 
+class _StridedTraversal:
+    """Every ``stride``-th frame of another traversal (same name, role, LiDAR)."""
+
+    def __init__(self, trav: Any, stride: int) -> None:
+        self._trav, self._stride = trav, stride
+        self.name, self.role, self.has_lidar = trav.name, trav.role, trav.has_lidar
+        self.positions = np.asarray(trav.positions)[::stride]
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def load_image(self, i: int) -> np.ndarray:
+        return self._trav.load_image(i * self._stride)
+
+    def load_lidar(self, i: int) -> np.ndarray:
+        return self._trav.load_lidar(i * self._stride)
+
+
 def open_traversals(cfg: DataConfig) -> list[Any]:
-    """All traversals of the configured dataset, in dataset order."""
+    """All traversals of the configured dataset, in dataset order, thinned to
+    every ``cfg.frame_stride``-th frame."""
+    travs = _open_format(cfg)
+    if cfg.frame_stride > 1:
+        travs = [_StridedTraversal(t, cfg.frame_stride) for t in travs]
+    return travs
+
+
+def _open_format(cfg: DataConfig) -> list[Any]:
     if cfg.format == "native":
         from . import native  # imported here: only the chosen format's reader is needed
         ds = native.open_dataset(cfg.root)
