@@ -3,6 +3,11 @@
 The paper uses MinkLoc3D on MinkowskiEngine, which does not install here; the
 ``bev`` encoder is a 2-D CNN + GeM over a height/occupancy grid that trains on
 a CPU.  A new encoder registers a :class:`LidarEncoderSpec`.
+
+No sparse-convolution (MinkLoc3D-style) encoder: spconv 2.3.8's CPU wheel
+installs here and runs forward, but its backward pass calls
+``torch.cuda.current_stream()`` and fails without a GPU driver, so such an
+encoder could neither train nor be tested on these machines.
 """
 from __future__ import annotations
 
