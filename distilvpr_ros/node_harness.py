@@ -47,6 +47,7 @@ def require_local_dds(env: dict[str, str] | None = None, large_images: bool = Tr
         raise UserError(f"ROS_AUTOMATIC_DISCOVERY_RANGE={rng}: must be LOCALHOST (or unset) so DDS "
                         "traffic stays on this machine")
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.pop("ROS_STATIC_PEERS", None)  # static peers would be contacted even with LOCALHOST
     env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
     env.setdefault("AMENT_PREFIX_PATH", sys.prefix)
     return dict(env)
@@ -82,6 +83,7 @@ class LocalizerProcess:
 
     def __init__(self, ros_args: Sequence[str], log_path: str | Path, cwd: str | Path | None = None) -> None:
         self.log_path = Path(log_path)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
         args = list(ros_args)
         if args[:1] != ["--ros-args"]:
@@ -106,6 +108,13 @@ class LocalizerProcess:
         if not self._log.closed:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
+
+    def exit_reason(self, tail_lines: int = 15) -> str | None:
+        """Why the node is gone (exit code, log path and log tail), or None while it runs."""
+        if self.alive():
+            return None
+        tail = "\n".join(self.output().splitlines()[-tail_lines:])
+        return f"the localizer exited with code {self.proc.returncode} ({self.log_path}):\n{tail}"
 
     def stop(self, timeout_s: float = 15.0) -> int:
         """SIGINT, wait, SIGKILL if it hangs; returns the exit code."""

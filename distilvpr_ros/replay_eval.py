@@ -17,9 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -38,6 +35,8 @@ from distilvpr_core.loopeval.matching import match_answers
 from distilvpr_core.loopeval.offline import (SearchSettings, evaluate_bag, evaluate_frames,
                                              frames_from_traversal, load_model_and_map)
 from distilvpr_core.loopeval.report import write_report
+
+from .node_harness import LocalizerProcess, require_local_dds
 
 HELP = "replay a rosbag through the localizer node and report recall, precision-recall and latency"
 
@@ -94,77 +93,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="run the ROS replay and the offline evaluation; report both")
 
 
-# -- ROS environment -------------------------------------------------------
+# -- ROS environment and the node process ----------------------------------
 def ensure_local_ros_env(need_domain: bool) -> None:
-    """Keep DDS on this machine: LOCALHOST discovery, an explicit or random domain.
+    """Keep DDS on this machine (:func:`node_harness.require_local_dds`).
 
     ``need_domain``: the user's node lives in some domain we cannot guess, so
     ROS_DOMAIN_ID must be set by the user.
     """
-    rng = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
-    if rng is None or rng == "":
-        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    elif rng != "LOCALHOST":
-        raise UserError(f"ROS_AUTOMATIC_DISCOVERY_RANGE={rng}: replay evaluation keeps DDS on this "
-                        "machine; unset it or set it to LOCALHOST")
-    os.environ.pop("ROS_STATIC_PEERS", None)
-    if not os.environ.get("ROS_DOMAIN_ID"):
-        if need_domain:
-            raise UserError("--node given but ROS_DOMAIN_ID is not set: export the domain id the "
-                            "running localizer uses")
-        # 1..101 keeps the DDS ports valid for every domain id.
-        os.environ["ROS_DOMAIN_ID"] = str(random.randint(1, 101))
+    if need_domain and not os.environ.get("ROS_DOMAIN_ID"):
+        raise UserError("--node given but ROS_DOMAIN_ID is not set: export the domain id the "
+                        "running localizer uses")
+    require_local_dds(large_images=False)
 
 
-# -- the node process ------------------------------------------------------
-@dataclass
-class NodeProcess:
-    """The localizer started as ``python -m distilvpr_ros.localizer --ros-args ...``."""
-
-    cmd: list[str]
-    log_path: Path
-    proc: subprocess.Popen | None = None
-    _log: Any = None
-
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")
-        # Own session: a Ctrl-C in the terminal reaches us, and we stop the
-        # node ourselves in order (SIGINT, then kill) by its PID.
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def dead(self) -> str | None:
-        """Why the node is gone (with its log tail), or None while it runs."""
-        if self.proc is None or self.proc.poll() is None:
-            return None
-        return (f"the localizer exited with code {self.proc.returncode} ({self.log_path}):\n"
-                + self.log_tail())
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(text[-lines:])
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        """SIGINT (clean rclpy shutdown), then SIGKILL by PID after ``grace_s``."""
-        try:
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGINT)
-                try:
-                    self.proc.wait(grace_s)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
-        finally:
-            if self._log is not None:
-                self._log.close()
-
-
-def node_command(args: argparse.Namespace, namespace: str, image_topic: str, compressed: bool) -> list[str]:
-    """The localizer command line, built from the launch-argument table."""
+def node_ros_args(args: argparse.Namespace, namespace: str, image_topic: str, compressed: bool) -> list[str]:
+    """The localizer's ``--ros-args``, built from the launch-argument table."""
     from .launch_args import node_arguments
     values = {"map": str(Path(args.map).resolve()), "model": str(Path(args.model).resolve()),
               "backend": args.backend, "namespace": namespace, "image_topic": image_topic,
@@ -177,10 +120,10 @@ def node_command(args: argparse.Namespace, namespace: str, image_topic: str, com
         if not sep or not name:
             raise UserError(f"--node-param {text!r}: expected NAME:=VALUE, e.g. top_k:=10")
         extra[name] = value
-    cmd = [sys.executable, "-m", "distilvpr_ros.localizer", *node_arguments(values)]
+    ros_args = node_arguments(values)
     for name, value in extra.items():
-        cmd += ["-p", f"{name}:={value}"]
-    return cmd
+        ros_args += ["-p", f"{name}:={value}"]
+    return ros_args
 
 
 # -- the ROS session -------------------------------------------------------
@@ -233,7 +176,7 @@ def _reliable_publisher(ros_node: Any, topic: str, timeout_s: float, alive: Any)
 
 
 def replay_through_node(args: argparse.Namespace, first: Any, records: Iterable[Any], total: int,
-                        msgtype: str, node_proc: NodeProcess | None, fq_name: str,
+                        msgtype: str, node_proc: LocalizerProcess | None, fq_name: str,
                         image_topic: str) -> RosRun:
     """Play ``records`` (``total`` of them, ``first`` for the warm-up) to the node named
     ``fq_name`` and collect its answers.
@@ -248,7 +191,7 @@ def replay_through_node(args: argparse.Namespace, first: Any, records: Iterable[
     from .bag_player import AnswerCollector, BagPlayer
 
     run = RosRun()
-    alive = node_proc.dead if node_proc else (lambda: None)
+    alive = node_proc.exit_reason if node_proc else (lambda: None)
     context = Context()
     rclpy.init(context=context)
     ros_node = rclpy.create_node("replay_eval", context=context,
@@ -385,7 +328,7 @@ def _start_and_replay(args: argparse.Namespace, bag: BagSource, msgtype: str, to
                       out: Path, notes: list[str]) -> RosRun:
     """Start the node (unless --node), replay the bag's images, always stop the node."""
     compressed = msgtype.endswith("CompressedImage")
-    node_proc = None
+    ros_args = None
     if args.node:
         fq_name = args.node.rstrip("/")
         image_topic = args.node_image_topic or (fq_name.rsplit("/", 1)[0] + "/image")
@@ -394,13 +337,12 @@ def _start_and_replay(args: argparse.Namespace, bag: BagSource, msgtype: str, to
     else:
         ns = f"/replay_eval_{os.getpid()}"
         fq_name, image_topic = f"{ns}/localizer", f"{ns}/camera/image"
-        node_proc = NodeProcess(node_command(args, ns, image_topic, compressed), out / "node.log")
+        ros_args = node_ros_args(args, ns, image_topic, compressed)
     if compressed:
         image_topic += "/compressed"
     first = next(iter(bag.images()))
+    node_proc = LocalizerProcess(ros_args, out / "node.log") if ros_args else None
     try:
-        if node_proc:
-            node_proc.start()
         return replay_through_node(args, first, bag.images(), total, msgtype, node_proc, fq_name,
                                    image_topic)
     finally:

@@ -48,7 +48,8 @@ def test_dds_must_stay_on_this_machine():
     from distilvpr_ros.node_harness import require_local_dds
     with pytest.raises(UserError, match="LOCALHOST"):
         require_local_dds({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"})
-    env = require_local_dds({})
+    env = require_local_dds({"ROS_STATIC_PEERS": "192.0.2.1"})
+    assert "ROS_STATIC_PEERS" not in env
     assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST" and 1 <= int(env["ROS_DOMAIN_ID"]) <= 101
     assert env["FASTDDS_DEFAULT_PROFILES_FILE"].endswith("fastdds_large_images.xml")
 
