@@ -8,6 +8,7 @@ ordered pair of test traversals (:mod:`distilvpr_core.recall`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass, field
@@ -86,7 +87,8 @@ def evaluate_model(model: nn.Module, branch: str, traversals: Sequence[Any], dat
                                   f"{progress} {trav.name}" if progress else None))
         positions.append(trav.positions)
     model.train(was_training)
-    return evaluate_runs(descs, positions, cfg.top_k, cfg.radius_m, pairs=pairs)
+    res = evaluate_runs(descs, positions, cfg.top_k, cfg.radius_m, pairs=pairs)
+    return dataclasses.replace(res, run_names=tuple(t.name for t in traversals))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -138,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{branch} on {len(travs)} {args.role} traversals ({res.pairs} pairs, {res.queries} queries): "
           f"R@1 {res.r1:.2f}  R@5 {res.recall_at[min(4, len(res.recall_at) - 1)]:.2f}  "
           f"R@1% {res.recall_1pct:.2f}")
+    for pair, r1 in out.get("R@1 by pair", {}).items():
+        print(f"  {pair:40s} R@1 {r1:6.2f}")
     if args.output:
         write_text_atomic(Path(args.output), json.dumps(out, indent=2) + "\n")
     return 0

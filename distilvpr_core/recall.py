@@ -9,7 +9,7 @@ max(round(|db| / 100), 1)) are averaged over the pairs that have queries.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import faiss
@@ -20,11 +20,15 @@ import numpy as np
 class RecallResult:
     """recall_at: float64 [top_k], recall_at[n-1] = Recall@n in percent;
     recall_1pct: percent; pairs: number of (query, db) run pairs averaged;
-    queries: number of evaluated queries summed over the pairs."""
+    queries: number of evaluated queries summed over the pairs;
+    pair_r1: (query run, database run, Recall@1 in percent) of each averaged pair;
+    run_names: names of the runs, when known (then ``to_dict`` lists R@1 by pair)."""
     recall_at: np.ndarray
     recall_1pct: float
     pairs: int
     queries: int
+    pair_r1: tuple[tuple[int, int, float], ...] = ()
+    run_names: tuple[str, ...] = field(default=())
 
     @property
     def r1(self) -> float:
@@ -34,6 +38,8 @@ class RecallResult:
         out: dict[str, float | int] = {f"R@{n}": float(self.recall_at[n - 1]) for n in (1, 5, 10, 25)
                                        if n <= len(self.recall_at)}
         out.update({"R@1%": float(self.recall_1pct), "pairs": self.pairs, "queries": self.queries})
+        if self.run_names:
+            out["R@1 by pair"] = {f"{self.run_names[i]}->{self.run_names[j]}": r for i, j, r in self.pair_r1}
         return out
 
 
@@ -80,7 +86,7 @@ def evaluate_runs(descs: Sequence[np.ndarray], positions: Sequence[np.ndarray],
         raise ValueError("need descriptors and positions of at least two runs")
     if pairs is None:
         pairs = [(i, j) for i in range(len(descs)) for j in range(len(descs)) if i != j]
-    recalls, r1pct, queries = [], [], 0
+    recalls, r1pct, queries, pair_r1 = [], [], 0, []
     for i, j in pairs:
         if i == j:
             raise ValueError(f"pair ({i}, {j}): a run is never its own database")
@@ -89,8 +95,10 @@ def evaluate_runs(descs: Sequence[np.ndarray], positions: Sequence[np.ndarray],
         if n == 0:
             continue
         recalls.append(100.0 * hits / n)
+        pair_r1.append((i, j, float(recalls[-1][0])))
         r1pct.append(100.0 * hits_1pct / n)
         queries += n
     if not recalls:
         return RecallResult(np.zeros(top_k), 0.0, 0, 0)
-    return RecallResult(np.mean(recalls, axis=0), float(np.mean(r1pct)), len(recalls), queries)
+    return RecallResult(np.mean(recalls, axis=0), float(np.mean(r1pct)), len(recalls), queries,
+                        tuple(pair_r1))

@@ -59,6 +59,9 @@ def test_eval_student_matches_protocol_computed_by_hand(data, tmp_path, capsys, 
     want = evaluate_runs(descs, pos, top_k=5)
     assert got["R@1"] == pytest.approx(want.r1, abs=1e-4)
     assert got["R@1%"] == pytest.approx(want.recall_1pct, abs=1e-4)
+    by_pair = got["R@1 by pair"]
+    assert list(by_pair) == ["t1->t2", "t2->t1"]
+    assert [by_pair[k] for k in by_pair] == pytest.approx([r for _, _, r in want.pair_r1], abs=1e-4)
 
 
 def test_eval_teacher_branches_and_errors(data, tmp_path):

@@ -37,6 +37,9 @@ def test_hand_built_two_runs():
     np.testing.assert_allclose(res.recall_at, expected)
     assert res.pairs == 2 and res.queries == 6
     assert res.r1 == pytest.approx(100 * (1 / 3 + rev_hits[0] / 3) / 2)
+    assert [(i, j) for i, j, _ in res.pair_r1] == [(0, 1), (1, 0)]
+    assert res.pair_r1[0][2] == pytest.approx(100 / 3) and res.pair_r1[1][2] == pytest.approx(100 * rev_hits[0] / 3)
+    assert "R@1 by pair" not in res.to_dict()  # no run names known
 
 
 def test_reverse_direction_by_hand():

@@ -48,4 +48,15 @@ def test_bench_runs_rows_and_writes_report(tmp_path, repo_root, monkeypatch):
     assert bench.main(["--config", str(tmp_path / "bench.yaml")]) == 0
     again = json.loads((tmp_path / "runs" / "results.json").read_text())
     assert again["runs"] == state["runs"]
+    assert "## R@1 by test pair" in report and "| DistilVPR (full) | " in report.split("by test pair")[1]
+    # A run evaluated before R@1 was kept per pair gets only its eval stage again.
+    key = "seed0/DistilVPR (full)"
+    eval_json = tmp_path / "runs" / state["runs"][key].split("/")[-1] / "eval.json"
+    old = json.loads(eval_json.read_text())
+    want = old["student"].pop("R@1 by pair")
+    eval_json.write_text(json.dumps(old))
+    assert bench.main(["--config", str(tmp_path / "bench.yaml")]) == 0
+    third = json.loads((tmp_path / "runs" / "results.json").read_text())
+    assert third["results"][key]["student"]["R@1 by pair"] == want
+    assert third["seconds"] == again["seconds"] and third["runs"] == state["runs"]
     assert bench.main(["--config", str(tmp_path / "bench.yaml"), "--only", "nope"]) == 2
