@@ -102,3 +102,23 @@ def evaluate_runs(descs: Sequence[np.ndarray], positions: Sequence[np.ndarray],
         return RecallResult(np.zeros(top_k), 0.0, 0, 0)
     return RecallResult(np.mean(recalls, axis=0), float(np.mean(r1pct)), len(recalls), queries,
                         tuple(pair_r1))
+
+
+def chance_recall_at_1(positions: Sequence[np.ndarray], radius_m: float = 25.0) -> float:
+    """Expected Recall@1 in percent of descriptors that carry no information,
+    averaged over the ordered run pairs like :func:`evaluate_runs`.
+
+    positions[i] float [N_i, 2|3] metres.  A query with t true neighbours among
+    the M database frames is right with probability t / M; queries without a
+    true neighbour are skipped, as are pairs without any such query.
+    """
+    per_pair = []
+    for i, q in enumerate(positions):
+        for j, db in enumerate(positions):
+            if i == j:
+                continue
+            d2 = ((np.asarray(q, np.float64)[:, None, :] - np.asarray(db, np.float64)[None]) ** 2).sum(-1)
+            t = (d2 <= radius_m ** 2).sum(axis=1)
+            if (t > 0).any():
+                per_pair.append(100.0 * float(np.mean(t[t > 0] / len(db))))
+    return float(np.mean(per_pair)) if per_pair else 0.0

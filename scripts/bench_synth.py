@@ -144,6 +144,18 @@ def _fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
+def _chance_r1(bench: BenchConfig) -> float | None:
+    """Expected R@1 of uninformative descriptors on the benchmark's test traversals."""
+    from distilvpr_core.data.datasets import open_traversals, select
+    from distilvpr_core.recall import chance_recall_at_1
+    cfg = _distil_cfg(bench, [])
+    try:
+        tests = select(open_traversals(cfg.data), "test", cfg.data.root)
+    except UserError:
+        return None  # dataset not here (report rewritten elsewhere)
+    return chance_recall_at_1([t.positions for t in tests], cfg.eval.radius_m)
+
+
 def _pair_table(bench: BenchConfig, state: dict, rows: list[tuple[str, str, str]]) -> list[str]:
     """Markdown: mean R@1 over the seeds for every (query -> database) test pair."""
     per_row: dict[str, dict[str, list[float]]] = {}
@@ -188,6 +200,9 @@ def write_report(bench: BenchConfig, state: dict, command: str) -> str:
                 r1p.append(res["R@1%"])
                 r5.append(res.get("R@5", float("nan")))
         lines.append(f"| {label} | {_fmt(r1)} | {_fmt(r1p)} | {_fmt(r5)} | {len(r1)} |")
+    chance = _chance_r1(bench)
+    if chance is not None:
+        lines.append(f"| *chance: descriptors without information* | {chance:.1f} | | | |")
     lines += _pair_table(bench, state, rows)
     tp = state.get("throughput")
     if tp:

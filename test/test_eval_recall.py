@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distilvpr_core.recall import evaluate_runs, recall_one_pair
+from distilvpr_core.recall import chance_recall_at_1, evaluate_runs, recall_one_pair
 
 
 def _onehot(ids, dim=8):
@@ -68,3 +68,17 @@ def test_perfect_descriptors_give_100_and_pairs_option():
 def test_no_true_neighbours_anywhere():
     res = evaluate_runs([_onehot([0]), _onehot([1])], [np.zeros((1, 2)), np.full((1, 2), 500.0)])
     assert res.pairs == 0 and res.queries == 0
+
+
+def test_chance_recall_by_hand_and_by_simulation():
+    # Run A: 2 frames at x=0 and x=10; run B: 4 frames at x=0, 5, 100, 200 (radius 25 m).
+    a = np.array([[0, 0], [10, 0]], float)
+    b = np.array([[0, 0], [5, 0], [100, 0], [200, 0]], float)
+    # A->B: both queries see 2 of 4 true -> 50 %; B->A: the first two see 2 of 2
+    # (100 %), the others none (skipped) -> 100 %.  Mean of the pairs: 75 %.
+    assert chance_recall_at_1([a, b]) == pytest.approx(75.0)
+    # Random descriptors reach it on average.
+    rng = np.random.default_rng(1)
+    pos = [np.cumsum(rng.uniform(0, 8, (60, 2)), axis=0) for _ in range(2)]
+    sims = [evaluate_runs([rng.normal(size=(60, 8)), rng.normal(size=(60, 8))], pos).r1 for _ in range(300)]
+    assert np.mean(sims) == pytest.approx(chance_recall_at_1(pos), abs=1.5)

@@ -39,7 +39,7 @@ def test_bench_runs_rows_and_writes_report(tmp_path, repo_root, monkeypatch):
     assert state["throughput"]["plain_s"] > 0 and state["throughput"]["ratio"] > 0
     report = (tmp_path / "bench.md").read_text()
     assert "| DistilVPR (full) |" in report and "| teacher image branch alone |" in report
-    assert "ratio:" in report
+    assert "ratio:" in report and "| *chance: descriptors without information* |" in report
     # Students reused the teacher's cache instead of training another teacher.
     for key in ("seed0/student (no distillation)", "seed0/DistilVPR (full)"):
         run = tmp_path / "runs" / state["runs"][key].split("/")[-1]
