@@ -156,6 +156,16 @@ def _chance_r1(bench: BenchConfig) -> float | None:
     return chance_recall_at_1([t.positions for t in tests], cfg.eval.radius_m)
 
 
+def _best_val(run_dir: str | None, branch: str) -> float | None:
+    """Best validation R@1 of the stage that trained ``branch`` (None: not trained by validation)."""
+    stage = {"student": "student", "teacher": "teacher"}.get(branch)
+    path = Path(run_dir) / "metrics.json" if run_dir else None
+    if stage is None or path is None or not path.is_file():
+        return None
+    history = json.loads(path.read_text()).get(stage, [])
+    return max((row["val_R@1"] for row in history if "val_R@1" in row), default=None)
+
+
 def _pair_table(bench: BenchConfig, state: dict, rows: list[tuple[str, str, str]]) -> list[str]:
     """Markdown: mean R@1 over the seeds for every (query -> database) test pair."""
     per_row: dict[str, dict[str, list[float]]] = {}
@@ -189,20 +199,25 @@ def write_report(bench: BenchConfig, state: dict, command: str) -> str:
              f"Produced by `{command}` (config `{bench.base_config}` + the `common` overrides of "
              "`config/bench_synth.yaml`).", "",
              "Test protocol: every ordered pair of test traversals, cosine top-25, true neighbours "
-             "within 25 m; mean ± sample std over the seeds that finished (n). Numbers in percent.", "",
-             "| method | R@1 | R@1% | R@5 | n seeds |", "|---|---|---|---|---|"]
+             "within 25 m; mean ± sample std over the seeds that finished (n). Numbers in percent. "
+             "*best val R@1* is the model-selection score (validation traversal as queries against "
+             "the training traversals), not a test result: it is the maximum over epochs.", "",
+             "| method | R@1 | R@1% | R@5 | best val R@1 | n seeds |", "|---|---|---|---|---|---|"]
     for label, key, branch in rows:
-        r1, r1p, r5 = [], [], []
+        r1, r1p, r5, val = [], [], [], []
         for seed in bench.seeds:
             res = state["results"].get(f"seed{seed}/{key}", {}).get(branch)
             if res:
                 r1.append(res["R@1"])
                 r1p.append(res["R@1%"])
                 r5.append(res.get("R@5", float("nan")))
-        lines.append(f"| {label} | {_fmt(r1)} | {_fmt(r1p)} | {_fmt(r5)} | {len(r1)} |")
+                best = _best_val(state["runs"].get(f"seed{seed}/{key}"), branch)
+                if best is not None:
+                    val.append(best)
+        lines.append(f"| {label} | {_fmt(r1)} | {_fmt(r1p)} | {_fmt(r5)} | {_fmt(val)} | {len(r1)} |")
     chance = _chance_r1(bench)
     if chance is not None:
-        lines.append(f"| *chance: descriptors without information* | {chance:.1f} | | | |")
+        lines.append(f"| *chance: descriptors without information* | {chance:.1f} | | | | |")
     lines += _pair_table(bench, state, rows)
     tp = state.get("throughput")
     if tp:

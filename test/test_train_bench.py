@@ -38,7 +38,7 @@ def test_bench_runs_rows_and_writes_report(tmp_path, repo_root, monkeypatch):
     assert "teacher_image" in state["results"]["seed0/teacher"]
     assert state["throughput"]["plain_s"] > 0 and state["throughput"]["ratio"] > 0
     report = (tmp_path / "bench.md").read_text()
-    assert "| DistilVPR (full) |" in report and "| teacher image branch alone |" in report
+    assert "| best val R@1 |" in report and "| DistilVPR (full) |" in report and "| teacher image branch alone |" in report
     assert "ratio:" in report and "| *chance: descriptors without information* |" in report
     # Students reused the teacher's cache instead of training another teacher.
     for key in ("seed0/student (no distillation)", "seed0/DistilVPR (full)"):
