@@ -48,6 +48,12 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+def true_neighbours(q_pos: np.ndarray, db_pos: np.ndarray, radius_m: float) -> np.ndarray:
+    """bool [Q, M]: database frame m lies within ``radius_m`` of query q (positions in metres)."""
+    d2 = ((np.asarray(q_pos, np.float64)[:, None, :] - np.asarray(db_pos, np.float64)[None]) ** 2).sum(-1)
+    return d2 <= radius_m ** 2
+
+
 def recall_one_pair(q_desc: np.ndarray, q_pos: np.ndarray, db_desc: np.ndarray, db_pos: np.ndarray,
                     top_k: int = 25, radius_m: float = 25.0) -> tuple[np.ndarray, int, int]:
     """Hits of one query run against one database run.
@@ -61,8 +67,7 @@ def recall_one_pair(q_desc: np.ndarray, q_pos: np.ndarray, db_desc: np.ndarray, 
     index = faiss.IndexFlatIP(db_desc.shape[1])
     index.add(_normalise(db_desc))
     _, nn = index.search(_normalise(q_desc), k)
-    d2 = ((np.asarray(q_pos, np.float64)[:, None, :] - np.asarray(db_pos, np.float64)[None]) ** 2).sum(-1)
-    true = d2 <= radius_m ** 2                        # [Q, M]
+    true = true_neighbours(q_pos, db_pos, radius_m)   # [Q, M]
     has_true = true.any(axis=1)
     correct = np.take_along_axis(true, nn, axis=1)[has_true]   # [Q', k] retrieval is a true neighbour
     first_hit = np.where(correct.any(axis=1), correct.argmax(axis=1), top_k)
@@ -117,8 +122,7 @@ def chance_recall_at_1(positions: Sequence[np.ndarray], radius_m: float = 25.0) 
         for j, db in enumerate(positions):
             if i == j:
                 continue
-            d2 = ((np.asarray(q, np.float64)[:, None, :] - np.asarray(db, np.float64)[None]) ** 2).sum(-1)
-            t = (d2 <= radius_m ** 2).sum(axis=1)
+            t = true_neighbours(q, db, radius_m).sum(axis=1)
             if (t > 0).any():
                 per_pair.append(100.0 * float(np.mean(t[t > 0] / len(db))))
     return float(np.mean(per_pair)) if per_pair else 0.0

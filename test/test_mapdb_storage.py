@@ -93,6 +93,18 @@ def test_flipped_byte_is_a_checksum_error(tmp_path, index, name):
         PriorMap.load(path)
 
 
+def test_an_index_of_the_wrong_kind_is_refused(tmp_path):
+    import faiss
+
+    from distilvpr_core.mapdb.index import INDEX_FILE, HNSWIndex, IVFPQIndex
+    faiss.write_index(faiss.IndexHNSWFlat(D, 8), str(tmp_path / INDEX_FILE))
+    with pytest.raises(UserError, match=r"index.faiss: expected an IVF-PQ index, found IndexHNSWFlat"):
+        IVFPQIndex.read(tmp_path, D, {}, 0)
+    faiss.write_index(faiss.IndexFlatL2(D), str(tmp_path / INDEX_FILE))
+    with pytest.raises(UserError, match=r"expected an HNSW index, found IndexFlatL2; the map is damaged"):
+        HNSWIndex.read(tmp_path, D, {}, 0)
+
+
 def test_truncated_or_missing_files_are_named(tmp_path):
     path, _ = built(tmp_path, index="hnsw")
     idx = path / "index.faiss"

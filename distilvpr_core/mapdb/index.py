@@ -121,12 +121,17 @@ def _write_faiss(index: Any, path: Path) -> FileEntry:
     return file_entry(path)
 
 
-def _read_faiss(path: Path) -> Any:
+def _read_faiss(path: Path, expected: type, kind: str) -> Any:
+    """The FAISS index in ``path``; UserError unless it reads and is an ``expected`` (``kind`` names it)."""
     try:
-        return faiss.read_index(str(path))
+        index = faiss.read_index(str(path))
     except RuntimeError as exc:
         raise UserError(f"{path}: FAISS cannot read this index ({str(exc).splitlines()[0]}); "
                         "the file is damaged, rebuild the map") from None
+    if not isinstance(index, expected):
+        raise UserError(f"{path}: expected {kind} index, found {type(index).__name__}; "
+                        "the map is damaged, rebuild it")
+    return index
 
 
 class FlatIndex(DescriptorIndex):
@@ -196,10 +201,7 @@ class HNSWIndex(DescriptorIndex):
 
     @classmethod
     def read(cls, directory: Path, dim: int, params: dict[str, Any], n: int) -> "HNSWIndex":
-        index = _read_faiss(directory / INDEX_FILE)
-        if not isinstance(index, faiss.IndexHNSWFlat):
-            raise UserError(f"{directory / INDEX_FILE}: expected an HNSW index, found "
-                            f"{type(index).__name__}; the map is damaged, rebuild it")
+        index = _read_faiss(directory / INDEX_FILE, faiss.IndexHNSWFlat, "an HNSW")
         return cls(dim, params, index)
 
 
@@ -268,10 +270,7 @@ class IVFPQIndex(DescriptorIndex):
 
     @classmethod
     def read(cls, directory: Path, dim: int, params: dict[str, Any], n: int) -> "IVFPQIndex":
-        index = _read_faiss(directory / INDEX_FILE)
-        if not isinstance(index, faiss.IndexIVFPQ):
-            raise UserError(f"{directory / INDEX_FILE}: expected an IVF-PQ index, found "
-                            f"{type(index).__name__}; the map is damaged, rebuild it")
+        index = _read_faiss(directory / INDEX_FILE, faiss.IndexIVFPQ, "an IVF-PQ")
         return cls(dim, params, index, RowBuffer.load(directory / VECTORS_FILE, dim, n))
 
 
