@@ -158,11 +158,10 @@ def _chance_r1(bench: BenchConfig) -> float | None:
 
 def _best_val(run_dir: str | None, branch: str) -> float | None:
     """Best validation R@1 of the stage that trained ``branch`` (None: not trained by validation)."""
-    stage = {"student": "student", "teacher": "teacher"}.get(branch)
     path = Path(run_dir) / "metrics.json" if run_dir else None
-    if stage is None or path is None or not path.is_file():
-        return None
-    history = json.loads(path.read_text()).get(stage, [])
+    if branch not in ("student", "teacher") or path is None or not path.is_file():
+        return None  # teacher_image: a branch of the teacher, never selected on its own
+    history = json.loads(path.read_text()).get(branch, [])
     return max((row["val_R@1"] for row in history if "val_R@1" in row), default=None)
 
 
@@ -263,11 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for k in ("runs", "results", "seconds"):
             state.setdefault(k, {})
         command = "python scripts/bench_synth.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        if not args.report_only:  # the report names the command that ran the runs, not a rewrite
+            state["command"] = command
 
         def save() -> None:
             write_text_atomic(state_path, json.dumps(state, indent=2) + "\n")
             write_text_atomic(REPO / bench.output if not Path(bench.output).is_absolute() else bench.output,
-                              write_report(bench, state, command))
+                              write_report(bench, state, state.get("command", command)))
         if not args.report_only:
             for seed in bench.seeds:
                 seed_sets = [f"run.seed={seed}"]

@@ -60,3 +60,7 @@ def test_bench_runs_rows_and_writes_report(tmp_path, repo_root, monkeypatch):
     assert third["results"][key]["student"]["R@1 by pair"] == want
     assert third["seconds"] == again["seconds"] and third["runs"] == state["runs"]
     assert bench.main(["--config", str(tmp_path / "bench.yaml"), "--only", "nope"]) == 2
+    # Rewriting the report keeps naming the command that produced the runs.
+    assert bench.main(["--config", str(tmp_path / "bench.yaml"), "--report-only"]) == 0
+    assert f"Produced by `python scripts/bench_synth.py --config {tmp_path / 'bench.yaml'}`" in \
+        (tmp_path / "bench.md").read_text()
