@@ -35,6 +35,9 @@ class EvalConfig:
     radius_m: float = field(default=25.0, metadata=spec("true-neighbour radius, metres", gt=0))
     top_k: int = field(default=25, metadata=spec("retrievals per query (Recall@1..top_k)", ge=1))
     batch_size: int = field(default=32, metadata=spec("frames per forward pass", ge=1))
+    database: str = field(default="", metadata=spec(
+        "protocols D and S (datasets with split.json): the training traversal used as the map "
+        "(empty = the first training traversal)"))
 
 
 @dataclass

@@ -27,6 +27,7 @@ from torch import nn
 from .atomic import write_bytes_atomic
 from .config import load_config
 from .data.datasets import FrameIndex, PlaceDataset, open_traversals, select
+from .data.geosplit import exclude_near_test_regions, read_split
 from .distill import BatchHardTripletLoss, build_distill_loss
 from .errors import UserError
 from .eval import evaluate_model
@@ -67,9 +68,21 @@ def seed_everything(seed: int) -> None:
 
 
 def place_masks(positions: torch.Tensor, pos_m: float, neg_m: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positive (<= pos_m) and negative (> neg_m) masks bool [B, B] from positions [B, 2] metres."""
-    d = torch.cdist(positions, positions)
+    """Positive (<= pos_m) and negative (> neg_m) masks bool [B, B] from positions [B, 2] metres.
+
+    Differences are taken in float64: on UTM coordinates (~5.7e6 m) float32
+    rounds positions to 0.5 m and cdist's expansion errs by kilometres.
+    """
+    p = positions.to(torch.float64)
+    d = (p[:, None, :] - p[None, :, :]).norm(dim=-1)
     return d <= pos_m, d > neg_m
+
+
+def embedding_spread(emb: torch.Tensor) -> float:
+    """Mean pairwise distance of a batch's embeddings [B, D] over their mean norm (0 = collapsed)."""
+    with torch.no_grad():
+        e = emb.detach().float()
+        return float(torch.pdist(e).mean() / e.norm(dim=1).mean().clamp_min(1e-12)) if len(e) > 1 else 0.0
 
 
 # ----------------------------------------------------------------------------- stages
@@ -100,8 +113,9 @@ def _validator(ctx: RunContext, branch: str, prepare: Callable | None) -> Callab
 
 def _task(ctx: RunContext, frames: FrameIndex) -> tuple[BatchHardTripletLoss, torch.Tensor]:
     tc = ctx.cfg.task
+    # float64 on purpose: see place_masks.
     return (BatchHardTripletLoss(tc.margin, tc.swap),
-            torch.as_tensor(frames.positions, dtype=torch.float32, device=ctx.device))
+            torch.as_tensor(frames.positions, dtype=torch.float64, device=ctx.device))
 
 
 def stage_teacher(ctx: RunContext) -> Path:
@@ -118,7 +132,8 @@ def stage_teacher(ctx: RunContext) -> Path:
         emb = net(batch["image"], batch["lidar"]).float()
         p, n = place_masks(pos[batch["index"]], cfg.task.pos_radius_m, cfg.task.neg_radius_m)
         loss, stats = triplet(emb, p, n)
-        return loss, {"loss": loss.item(), "triplet_nonzero": stats.non_zero_fraction}
+        return loss, {"loss": loss.item(), "triplet": loss.item(), "triplet_nonzero": stats.non_zero_fraction,
+                      "spread": embedding_spread(emb)}
 
     def save_best(m: nn.Module, epoch: int, row: dict) -> None:
         save_checkpoint(best_path, m, "teacher", cfg.teacher, cfg.data.input_size, epoch, _numbers(row))
@@ -194,8 +209,9 @@ def stage_student(ctx: RunContext) -> Path:
         emb = net(batch["image"]).float()
         p, n = place_masks(pos[batch["index"]], cfg.task.pos_radius_m, cfg.task.neg_radius_m)
         task, stats = triplet(emb, p, n)
-        parts = {"triplet": task.item(), "triplet_nonzero": stats.non_zero_fraction}
-        loss = task
+        parts = {"triplet": task.item(), "triplet_nonzero": stats.non_zero_fraction,
+                 "spread": embedding_spread(emb)}
+        loss = cfg.task.student_weight * task
         if teacher_emb is not None:
             dl, dparts = distill(emb, teacher_emb[batch["index"]])
             loss = loss + dl
@@ -212,7 +228,12 @@ def stage_student(ctx: RunContext) -> Path:
 
 
 def stage_eval(ctx: RunContext) -> dict[str, Any]:
-    """Recall on the test traversals of the best student (and teacher, if this run has one)."""
+    """Recall on the test traversals of the best student (and teacher, if this run has one).
+
+    On a dataset with a geographic split every model is scored under the
+    protocols P, D and S (:mod:`distilvpr_core.protocols`); its top-level
+    R@N are protocol P's.  Without a split: every ordered pair of test traversals.
+    """
     from .models import load_student
     cfg = ctx.cfg
     tests = select(ctx.traversals, "test", cfg.data.root)
@@ -220,26 +241,48 @@ def stage_eval(ctx: RunContext) -> dict[str, Any]:
         raise UserError(f"{cfg.data.root}: evaluation needs >= 2 test traversals, found "
                         f"{[t.name for t in tests]}")
     results: dict[str, Any] = {"test_traversals": [t.name for t in tests]}
+    models: list[tuple[str, nn.Module, Callable | None]] = []
     student_path = ctx.run_dir / "student_best.pt"
     if student_path.is_file():
-        model, _ = load_student(student_path)
-        results["student"] = evaluate_model(model.to(ctx.device), "student", tests, cfg.data, cfg.eval,
-                                            ctx.device, progress="eval student").to_dict()
+        models.append(("student", load_student(student_path)[0], None))
     teacher_path = ctx.run_dir / "teacher_best.pt"
     if teacher_path.is_file():
         teacher, tcfg = load_teacher(teacher_path)
         tc = load_config(TeacherConfig, data=dict(tcfg, pretrained="none"))
-        teacher.to(ctx.device)
-        results["teacher"] = evaluate_model(teacher, "teacher", tests, cfg.data, cfg.eval, ctx.device,
-                                            _lidar_prepare(tc), progress="eval teacher").to_dict()
-        results["teacher_image"] = evaluate_model(teacher, "teacher_image", tests, cfg.data, cfg.eval,
-                                                  ctx.device, progress="eval teacher image").to_dict()
+        models += [("teacher", teacher, _lidar_prepare(tc)), ("teacher_image", teacher, None)]
+    for name, model, prepare in models:
+        model.to(ctx.device)
+        if ctx.split is None:
+            results[name] = evaluate_model(model, name, tests, cfg.data, cfg.eval, ctx.device, prepare,
+                                           progress=f"eval {name}").to_dict()
+        else:
+            results[name] = _eval_protocols(ctx, model, name, prepare, tests)
     write_json(ctx.run_dir / "eval.json", results)
     for name in ("teacher", "teacher_image", "student"):
         if name in results:
             r = results[name]
-            print(f"[eval] {name:13s} R@1 {r['R@1']:.2f}  R@1% {r['R@1%']:.2f}  ({r['pairs']} pairs)")
+            extra = "  ".join(f"{k[0].upper()} {v['R@1']:.2f}" for k, v in r.get("protocols", {}).items())
+            print(f"[eval] {name:13s} R@1 {r['R@1']:.2f}  R@1% {r['R@1%']:.2f}  ({r['pairs']} pairs)"
+                  + (f"  by protocol R@1: {extra}" if extra else ""))
     return results
+
+
+def _eval_protocols(ctx: RunContext, model: nn.Module, branch: str, prepare: Callable | None,
+                    tests: list[Any]) -> dict[str, Any]:
+    """P/D/S of one model; the top-level keys are P's (the paper's protocol)."""
+    from .eval import embed_frames, embedder_for
+    from .protocols import evaluate_protocols, mapping_traversal
+    cfg = ctx.cfg
+    fn, needs_lidar = embedder_for(model, branch)
+    model.eval()
+
+    def embed(trav: Any) -> np.ndarray:
+        ds = PlaceDataset(FrameIndex([trav]), cfg.data.contract(), lidar_prepare=prepare if needs_lidar else None)
+        return embed_frames(fn, ds, cfg.eval.batch_size, ctx.device, cfg.data.num_workers,
+                            f"eval {branch} {trav.name}")
+    database = mapping_traversal(select(ctx.traversals, "train", cfg.data.root), cfg.eval.database)
+    protos = evaluate_protocols(embed, tests, database, ctx.split, cfg.eval.top_k, cfg.eval.radius_m)
+    return {**protos["unseen_places"], "protocols": protos}
 
 
 # ----------------------------------------------------------------------------- entry
@@ -280,6 +323,9 @@ def _run_stages(cfg: DistilRunConfig, argv: list[str] | None) -> Path:
         torch.cuda.set_device(device)
     seed_everything(cfg.run.seed + rank)
     traversals = open_traversals(cfg.data)
+    split = read_split(cfg.data.root, traversals, cfg.data.frame_stride) if cfg.data.format == "native" else None
+    if split is not None:
+        traversals = exclude_near_test_regions(traversals, split)
     check_config(cfg, traversals)
     if cfg.run.resume:
         run_dir = Path(cfg.run.resume)
@@ -293,7 +339,7 @@ def _run_stages(cfg: DistilRunConfig, argv: list[str] | None) -> Path:
         run_dir = Path(box[0])
     from torch.utils.tensorboard import SummaryWriter
     writer = SummaryWriter(str(run_dir / "tb")) if rank == 0 else NullWriter()
-    ctx = RunContext(cfg, run_dir, device, rank, world, traversals, writer)
+    ctx = RunContext(cfg, run_dir, device, rank, world, traversals, writer, split)
     if rank == 0:
         print(f"[distil] run directory {run_dir} on {device}" + (f" x{world}" if world > 1 else ""))
     try:

@@ -23,6 +23,11 @@ class StageConfig:
     gamma: float = field(default=0.1, metadata=spec("learning-rate decay factor", gt=0, le=1))
     pairs_per_batch: int = field(default=16, metadata=spec("P: anchors per batch, each with one positive", ge=2))
     max_batches: int = field(default=0, metadata=spec("stop each epoch after this many batches (0 = all)", ge=0))
+    warmup_steps: int = field(default=0, metadata=spec(
+        "linear learning-rate warm-up over this many optimiser steps (0 = none)", ge=0))
+    collapse_check: bool = field(default=True, metadata=spec(
+        "stop the run when the embeddings collapse (spread ~0, or triplet loss pinned at the margin "
+        "for a whole epoch)"))
 
 
 @dataclass
@@ -32,6 +37,8 @@ class TaskConfig:
     swap: bool = field(default=True, metadata=spec("use the positive-negative distance if smaller"))
     pos_radius_m: float = field(default=10.0, metadata=spec("positives: frames at most this far", gt=0))
     neg_radius_m: float = field(default=50.0, metadata=spec("negatives: frames farther than this", gt=0))
+    student_weight: float = field(default=0.5, metadata=spec(
+        "weight of the student's triplet loss next to the distillation terms (the reference uses 0.5)", ge=0))
 
     def __post_init__(self) -> None:
         if self.neg_radius_m < self.pos_radius_m:

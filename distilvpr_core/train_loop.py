@@ -30,6 +30,25 @@ def write_json(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
+class CollapsedTraining(UserError):
+    """The embeddings collapsed; the message names the run, stage and epoch."""
+
+
+def collapse_reason(row: dict[str, Any], margin: float) -> str | None:
+    """Why an epoch's mean batch statistics look collapsed, or None.
+
+    Collapse = the embeddings no longer spread (mean pairwise distance below
+    1e-3 of their norm), or the batch-hard triplet loss sat at the margin
+    with every triplet active for the whole epoch (all distances equal).
+    """
+    spread, trip, nz = row.get("spread"), row.get("triplet"), row.get("triplet_nonzero")
+    if spread is not None and spread < 1e-3:
+        return f"embedding spread {spread:.2e} (mean pairwise distance / mean norm)"
+    if trip is not None and nz is not None and nz >= 0.999 and abs(trip - margin) < 1e-3 * max(margin, 1.0):
+        return f"triplet loss {trip:.4f} pinned at the margin {margin} with {100 * nz:.1f} % of triplets active"
+    return None
+
+
 class NonFiniteLoss(UserError):
     """Training produced a NaN/inf loss; the message names the batch and the diagnostic file."""
 
@@ -44,6 +63,7 @@ class RunContext:
     world: int
     traversals: list[Any]
     writer: Any
+    split: Any = None          # data.geosplit.GeoSplit of a dataset with split.json, else None
 
 
 def train_stage(ctx: RunContext, stage: str, model: nn.Module, sc: StageConfig, dataset: PlaceDataset,
@@ -80,7 +100,9 @@ def train_stage(ctx: RunContext, stage: str, model: nn.Module, sc: StageConfig, 
         start, best = int(st["epoch"]) + 1, float(st["best"])
         history = json.loads(metrics_path.read_text()) if metrics_path.is_file() else []
         print(f"[{stage}] resuming after epoch {start - 1} (best val R@1 {best:.2f})")
+    steps_per_epoch = len(sampler) if not sc.max_batches else min(sc.max_batches, len(sampler))
     for epoch in range(start, sc.epochs):
+        scheduled = [g["lr"] for g in opt.param_groups]
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
         net.train()
@@ -93,6 +115,13 @@ def train_stage(ctx: RunContext, stage: str, model: nn.Module, sc: StageConfig, 
             if sc.max_batches and b >= sc.max_batches:
                 break
             batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+            step = epoch * steps_per_epoch + b
+            if step < sc.warmup_steps:
+                for g, lr in zip(opt.param_groups, scheduled):
+                    g["lr"] = lr * (step + 1) / sc.warmup_steps
+            elif step == sc.warmup_steps:
+                for g, lr in zip(opt.param_groups, scheduled):
+                    g["lr"] = lr
             with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
                 loss, parts = loss_fn(net, batch)
             if not torch.isfinite(loss):
@@ -105,6 +134,8 @@ def train_stage(ctx: RunContext, stage: str, model: nn.Module, sc: StageConfig, 
                 sums[k] = sums.get(k, 0.0) + float(v)
             n_batches += 1
             bar.set_postfix(loss=f"{parts['loss']:.4f}")
+        for g, lr in zip(opt.param_groups, scheduled):   # the schedule continues from its own value
+            g["lr"] = lr
         sched.step()
         row: dict[str, Any] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "batches": n_batches,
                                "seconds": round(time.perf_counter() - t0, 2)}
@@ -129,6 +160,13 @@ def train_stage(ctx: RunContext, stage: str, model: nn.Module, sc: StageConfig, 
             write_bytes_atomic(resume_path, buf)
             print(f"[{stage}] epoch {epoch + 1}/{sc.epochs} loss {row.get('loss', float('nan')):.4f} "
                   f"val R@1 {row.get('val_R@1', float('nan')):.2f} (best {best:.2f})")
+            reason = collapse_reason(row, cfg.task.margin) if sc.collapse_check else None
+            if reason:
+                write_text_atomic(ctx.run_dir / f"{stage}.collapsed", reason + "\n")
+                raise CollapsedTraining(
+                    f"{ctx.run_dir}: the {stage} collapsed in epoch {epoch + 1} ({reason}); its results "
+                    f"are not usable. Lower train_{stage}.lr, add train_{stage}.warmup_steps or enlarge "
+                    f"train_{stage}.pairs_per_batch")
         if ctx.world > 1:
             torch.distributed.barrier()
     if ctx.rank == 0:

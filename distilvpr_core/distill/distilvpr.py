@@ -22,7 +22,7 @@ from torch import nn
 
 from .cross_agent import CrossAgentLoss
 from .manifolds import Euclidean, PoincareBall
-from .relations import CosineSimilarity, ManifoldDistance
+from .relations import CosineSimilarity, ManifoldDistance, MeanNormScaled
 from .self_agent import SelfAgentAngleLoss, SelfAgentDistanceLoss
 
 if TYPE_CHECKING:
@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 SELF_AGENT: dict[str, Callable[[float, float], nn.Module]] = {
     "euclidean": lambda beta, c: SelfAgentDistanceLoss(ManifoldDistance(Euclidean()), beta),
     "sphere": lambda beta, c: SelfAgentAngleLoss(beta),
-    "poincare": lambda beta, c: SelfAgentDistanceLoss(ManifoldDistance(PoincareBall(c)), beta),
+    # Raw embeddings are rescaled onto the informative part of the ball (relations.MeanNormScaled;
+    # the reference maps them unscaled and relies on its artanh gradient through the clamp).
+    "poincare": lambda beta, c: SelfAgentDistanceLoss(
+        MeanNormScaled(ManifoldDistance(PoincareBall(c)), 1.0 / c ** 0.5), beta),
 }
 
 # manifold name -> builder of its cross-agent loss (curvature)

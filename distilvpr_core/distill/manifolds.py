@@ -63,9 +63,29 @@ def _tanh(x: Tensor) -> Tensor:
     return x.clamp(-g.tanh_max, g.tanh_max).tanh()
 
 
+class _ClampedArtanh(torch.autograd.Function):
+    """artanh of the clamped argument whose gradient passes through the clamp.
+
+    Like the reference's (hyptorch) Artanh: backward is 1 / (1 - x_c^2) at the
+    clamped value x_c, so points pushed onto the ball's rim still get a
+    (large, finite) gradient instead of the exact zero of a plain clamp.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        g = guards_for(x.dtype)
+        xc = x.clamp(-g.artanh_max, g.artanh_max)
+        ctx.save_for_backward(xc)
+        return torch.atanh(xc)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (xc,) = ctx.saved_tensors
+        return grad / (1 - xc * xc)
+
+
 def _artanh(x: Tensor) -> Tensor:
-    g = guards_for(x.dtype)
-    return torch.atanh(x.clamp(-g.artanh_max, g.artanh_max))
+    return _ClampedArtanh.apply(x)
 
 
 # --------------------------------------------------------------- Euclidean

@@ -7,6 +7,8 @@ Poincaré cases.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -30,6 +32,30 @@ class ManifoldDistance:
 
     def __repr__(self) -> str:
         return f"ManifoldDistance({self.manifold!r})"
+
+
+class MeanNormScaled:
+    """Rescale the rows so their mean norm is ``radius``, then apply ``relation``.
+
+    Raw embeddings have norms of tens (random 384-d features: ~20), where
+    sqrt(c)*||x|| >= 4 puts every point on the Poincaré ball's rim: every
+    pairwise distance then hits the artanh clamp and the hyperbolic relation is
+    constant.  Scaling by the batch's own mean norm keeps the relation
+    scale-free (the self-agent loss divides by its mean entry anyway) and puts
+    a typical point at tanh(sqrt(c) * radius) of the ball's radius.  x and y
+    are scaled by x's mean norm (self relations pass the same tensor twice).
+    """
+
+    def __init__(self, relation: Callable[[Tensor, Tensor], Tensor], radius: float) -> None:
+        self.relation = relation
+        self.radius = radius
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        s = self.radius / x.norm(dim=-1).mean().clamp_min(1e-12)
+        return self.relation(x * s, y * s)
+
+    def __repr__(self) -> str:
+        return f"MeanNormScaled({self.relation!r}, radius={self.radius:g})"
 
 
 class CosineSimilarity:

@@ -98,6 +98,11 @@ class TraversalConfig:
     changed_buildings: int = field(default=0, metadata=spec("buildings repainted/rebuilt for this drive", ge=0))
     reverse_fraction: float = field(default=0.0, metadata=spec("part of the route driven in the opposite direction", ge=0.0, le=0.9))
     start_fraction: float = field(default=0.0, metadata=spec("where on the loop the drive starts, as a fraction of its length", ge=0.0, lt=1.0))
+    frames: int = field(default=0, metadata=spec("frames of this drive (0 = route.frames); a shorter drive covers only part of the loop", ge=0))
+
+    def condition(self) -> tuple[str, str, str]:
+        """(time_of_day, weather, season): what 'the same condition' means for the split checks."""
+        return (self.time_of_day, self.weather, self.season)
 
 
 @dataclass
@@ -110,6 +115,33 @@ class OutputConfig:
     oxford_points: int = field(default=4096, metadata=spec("points per Oxford submap", ge=16))
     difficulty_report: bool = field(default=True, metadata=spec("compute tiny-image and LiDAR baselines"))
     odom_drift: float = field(default=0.01, metadata=spec("odometry scale/heading noise per metre (dimensionless)", ge=0.0, le=0.5))
+
+
+@dataclass
+class SplitConfig:
+    """The geographic train/test split (docs/synth.md, "Benchmark split").
+
+    Test regions are contiguous stretches of the loop given as fractions of its
+    arc length; frames driven over them are test-region frames.  Training and
+    validation frames within ``buffer_m`` of any test-region frame are
+    excluded when the data is loaded (and counted by the generator).
+    """
+    test_regions: list[list[float]] = field(default_factory=list, metadata=spec(
+        "[[start, end], ...] fractions of the loop length (0 <= start < end <= 1); empty = no split"))
+    buffer_m: float = field(default=50.0, metadata=spec(
+        "no training/validation frame within this distance of a test-region frame", ge=0.0))
+    stress_traversals: list[str] = field(default_factory=list, metadata=spec(
+        "test traversals in a condition no training traversal has (protocol S)"))
+
+    def __post_init__(self) -> None:
+        for i, r in enumerate(self.test_regions):
+            if len(r) != 2 or not (0.0 <= float(r[0]) < float(r[1]) <= 1.0):
+                raise ConfigError(f"split.test_regions[{i}]: expected [start, end] with 0 <= start < end <= 1 "
+                                  f"(fractions of the loop length), got {r}")
+        spans = sorted((float(a), float(b)) for a, b in self.test_regions)
+        for (a0, b0), (a1, b1) in zip(spans, spans[1:]):
+            if a1 < b0:
+                raise ConfigError(f"split.test_regions: [{a0}, {b0}] and [{a1}, {b1}] overlap; merge them")
 
 
 def _default_traversals() -> list[TraversalConfig]:
@@ -127,6 +159,11 @@ class SynthConfig:
     lidar: LidarConfig = field(default_factory=LidarConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     traversals: list[TraversalConfig] = field(default_factory=_default_traversals)
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+    def frames_of(self, t: TraversalConfig) -> int:
+        """Frames of traversal ``t`` (its own ``frames`` or ``route.frames``)."""
+        return t.frames or self.route.frames
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.traversals]
@@ -139,13 +176,32 @@ class SynthConfig:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ConfigError(f"traversals: duplicate names {dup}; give each traversal its own name")
-        need = (self.route.frames - 1) * self.route.spacing_m
         have = approx_route_length(self.town)
-        if need > have:
-            raise ConfigError(
-                f"route.frames: {self.route.frames} frames x route.spacing_m {self.route.spacing_m} m "
-                f"= {need:.0f} m, but the town's loop is only ~{have:.0f} m; lower route.frames or "
-                f"route.spacing_m, or raise town.blocks_x/blocks_y/block_size_m")
+        for t in self.traversals:
+            n = self.frames_of(t)
+            need = (n - 1) * self.route.spacing_m
+            if need > have:
+                key = f"traversals[{t.name}].frames" if t.frames else "route.frames"
+                raise ConfigError(
+                    f"{key}: {n} frames x route.spacing_m {self.route.spacing_m} m "
+                    f"= {need:.0f} m, but the town's loop is only ~{have:.0f} m; lower {key} or "
+                    f"route.spacing_m, or raise town.blocks_x/blocks_y/block_size_m")
+        self._check_split()
+
+    def _check_split(self) -> None:
+        by_name = {t.name: t for t in self.traversals}
+        train_conditions = {t.condition() for t in self.traversals if t.role == "train"}
+        for name in self.split.stress_traversals:
+            t = by_name.get(name)
+            if t is None or t.role != "test":
+                raise ConfigError(f"split.stress_traversals: {name!r} is not a test traversal; "
+                                  f"test traversals: {[x.name for x in self.traversals if x.role == 'test']}")
+            if t.condition() in train_conditions:
+                raise ConfigError(f"split.stress_traversals: {name!r} drives in condition {t.condition()}, "
+                                  "which a training traversal has too; protocol S needs a condition unseen "
+                                  "in training (change its time_of_day, weather or season)")
+        if self.split.stress_traversals and not self.split.test_regions:
+            raise ConfigError("split.stress_traversals needs split.test_regions (the geographic split)")
 
 
 def approx_route_length(town: TownConfig) -> float:

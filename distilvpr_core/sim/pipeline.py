@@ -148,9 +148,10 @@ def generate(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False, wor
     world = build_world(cfg.town, cfg.seed)
     plans = plan_traversals(cfg, world)
     camera_meta, lidar_meta = dataset_meta(cfg)
-    n = cfg.route.frames
-    tasks = [(p.index, i) for p in plans for i in range(n)]
-    tiny = np.zeros((len(plans), n, 768), dtype=np.float32)
+    from .split import build_split
+    split = build_split(cfg, world.loop, plans)   # checked before any rendering
+    tasks = [(p.index, i) for p in plans for i in range(len(p.poses))]
+    tiny: list[list[np.ndarray]] = [[] for _ in plans]
     ldesc: list[list[np.ndarray]] = [[] for _ in plans]
     runs = [run_folder_name(int(p.stamps_ns[0])) for p in plans]
     assert len(set(runs)) == len(runs), "each traversal starts on its own day (plan.EPOCH_NS)"
@@ -166,10 +167,10 @@ def generate(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False, wor
                 bag = TraversalBagWriter(tmp / "bags" / name, cfg.output.bag_storage, cfg.output.bag_image, camera_meta)
                 bag.__enter__()
             try:
-                for i in range(n):
+                for i in range(len(p.poses)):
                     r = next(results)
                     native.write_frame(tdir, i, r["png"], r["points"])
-                    tiny[p.index, i] = r["tiny"]
+                    tiny[p.index].append(r["tiny"])
                     ldesc[p.index].append(r["lidar_desc"])
                     if bag is not None:
                         img = r.get("image")
@@ -203,7 +204,7 @@ def generate(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False, wor
         if cfg.output.difficulty_report:
             drives = [Drive(p.cfg.name, p.cfg.time_of_day, p.cfg.weather, p.cfg.season, p.poses[:, :2].copy())
                       for p in plans]
-            report = difficulty_report(drives, list(tiny), [np.stack(d) for d in ldesc])
+            report = difficulty_report(drives, [np.stack(d) for d in tiny], [np.stack(d) for d in ldesc])
             (tmp / "difficulty.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
             text = format_report(report)
             (tmp / "difficulty.txt").write_text(text)
@@ -213,12 +214,14 @@ def generate(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False, wor
             "generator": "distilvpr synth", "seed": cfg.seed, "camera": camera_meta, "lidar": lidar_meta,
             "frames": {"map": "ENU, metres, z up", "base_link": "x forward, y left, z up (REP 103)",
                        "camera": "optical: z forward, x right, y down", "lidar": "axes parallel to base_link"},
-            "traversals": [{"name": p.cfg.name, "role": p.cfg.role, "num_frames": n,
+            "traversals": [{"name": p.cfg.name, "role": p.cfg.role, "num_frames": len(p.poses),
                             "conditions": {"time_of_day": p.cfg.time_of_day, "weather": p.cfg.weather,
                                            "season": p.cfg.season}} for p in plans],
             "outputs": {"bags": cfg.output.bags, "bag_storage": cfg.output.bag_storage, "oxford": cfg.output.oxford,
                         "difficulty_report": report is not None},
             "config": to_dict(cfg)})
+        if split is not None:
+            (tmp / "split.json").write_text(json.dumps(split, indent=1, sort_keys=True) + "\n")
         from .preview import contact_sheet
         (tmp / "preview.png").write_bytes(contact_sheet(tmp))
     return out_dir

@@ -29,6 +29,7 @@ class TraversalPlan:
     stamps_ns: np.ndarray    # int64 [N]
     odom: np.ndarray         # float64 [N, 7] base_link in odom (odom = base_link at frame 0)
     twist: np.ndarray        # float64 [N, 6] vx vy vz wx wy wz in base_link
+    arc_m: np.ndarray        # float64 [N] arc length of the loop under each frame, metres
 
 
 def plan_traversals(cfg: SynthConfig, world: World) -> list[TraversalPlan]:
@@ -37,7 +38,7 @@ def plan_traversals(cfg: SynthConfig, world: World) -> list[TraversalPlan]:
     r = cfg.route
     for k, t in enumerate(cfg.traversals):
         rng = np.random.default_rng([cfg.seed, 7, k])
-        poses, _, rev = traversal_poses(world.loop, r.frames, r.spacing_m, cfg.town.street_width_m,
+        poses, arc, rev = traversal_poses(world.loop, cfg.frames_of(t), r.spacing_m, cfg.town.street_width_m,
                                         t.start_fraction, t.reverse_fraction, t.lateral_offset_m,
                                         t.lane_changes, r.heading_jitter_deg, rng)
         step = np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1)
@@ -48,7 +49,8 @@ def plan_traversals(cfg: SynthConfig, world: World) -> list[TraversalPlan]:
         base = EPOCH_NS + k * 86_400 * 1_000_000_000 + int(HOUR[t.time_of_day] * 3600) * 1_000_000_000
         stamps = base + np.round(t_s * 1e9).astype(np.int64)
         odom, twist = _odometry(poses, t_s, cfg.output.odom_drift, np.random.default_rng([cfg.seed, 8, k]))
-        out.append(TraversalPlan(index=k, cfg=t, poses=poses, reversed=rev, stamps_ns=stamps, odom=odom, twist=twist))
+        out.append(TraversalPlan(index=k, cfg=t, poses=poses, reversed=rev, stamps_ns=stamps, odom=odom, twist=twist,
+                                 arc_m=arc))
     return out
 
 
