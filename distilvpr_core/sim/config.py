@@ -99,6 +99,9 @@ class TraversalConfig:
     reverse_fraction: float = field(default=0.0, metadata=spec("part of the route driven in the opposite direction", ge=0.0, le=0.9))
     start_fraction: float = field(default=0.0, metadata=spec("where on the loop the drive starts, as a fraction of its length", ge=0.0, lt=1.0))
     frames: int = field(default=0, metadata=spec("frames of this drive (0 = route.frames); a shorter drive covers only part of the loop", ge=0))
+    length_fraction: float = field(default=0.0, metadata=spec(
+        "drive this fraction of the loop instead of a frame count (0 = use frames); the frame "
+        "count then follows route.spacing_m", ge=0.0, le=1.0))
 
     def condition(self) -> tuple[str, str, str]:
         """(time_of_day, weather, season): what 'the same condition' means for the split checks."""
@@ -161,8 +164,11 @@ class SynthConfig:
     traversals: list[TraversalConfig] = field(default_factory=_default_traversals)
     split: SplitConfig = field(default_factory=SplitConfig)
 
-    def frames_of(self, t: TraversalConfig) -> int:
-        """Frames of traversal ``t`` (its own ``frames`` or ``route.frames``)."""
+    def frames_of(self, t: TraversalConfig, loop_length_m: float | None = None) -> int:
+        """Frames of traversal ``t``: from ``length_fraction`` of the loop (needs
+        ``loop_length_m``), else its own ``frames``, else ``route.frames``."""
+        if t.length_fraction and loop_length_m is not None:
+            return max(2, int(t.length_fraction * loop_length_m / self.route.spacing_m) + 1)
         return t.frames or self.route.frames
 
     def __post_init__(self) -> None:
@@ -178,6 +184,8 @@ class SynthConfig:
             raise ConfigError(f"traversals: duplicate names {dup}; give each traversal its own name")
         have = approx_route_length(self.town)
         for t in self.traversals:
+            if t.length_fraction:
+                continue   # sized from the built loop (sim.plan), always fits
             n = self.frames_of(t)
             need = (n - 1) * self.route.spacing_m
             if need > have:
