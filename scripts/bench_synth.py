@@ -7,15 +7,20 @@
 Per seed: one teacher run (train teacher, cache its embeddings, evaluate the
 teacher and its image branch), then one student run per variant reusing that
 teacher's cache.  Finished runs (eval.json present) are reused, unfinished
-ones resumed, so the benchmark can be interrupted and continued.  Results go
-to <runs_root>/results.json and the markdown table (mean ± std over the seeds
-that finished; n is shown).  It also measures the cost of a distillation step
-with cached teacher embeddings against a plain student step on the same batch.
+ones resumed, so the benchmark can be interrupted and continued.  A run whose
+embeddings collapse stops (train_loop.CollapsedTraining) and is listed as
+collapsed, never averaged.  Every model is scored under the protocols P, D and
+S of a dataset with a geographic split (distilvpr_core.protocols).  Results go
+to <runs_root>/results.json, the Markdown report (mean ± std over the seeds
+that finished; n is shown) and a JSON file beside it with every per-seed
+value.  It also measures the cost of a distillation step with cached teacher
+embeddings against a plain student step on the same batch.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import statistics
@@ -27,10 +32,12 @@ from typing import Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
+sys.path.insert(0, str(REPO / "scripts"))
 
 from distilvpr_core.atomic import write_text_atomic  # noqa: E402
 from distilvpr_core.config import load_config, spec  # noqa: E402
 from distilvpr_core.errors import UserError  # noqa: E402
+import bench_synth_report as report  # noqa: E402
 
 
 @dataclass
@@ -43,10 +50,13 @@ class ThroughputConfig:
 class BenchConfig:
     base_config: str = field(default="config/distil_synth.yaml", metadata=spec("distil config of every run"))
     runs_root: str = field(default="runs/bench_synth", metadata=spec("where the runs and results.json go"))
-    output: str = field(default="docs/benchmark_synth.md", metadata=spec("markdown report"))
+    output: str = field(default="docs/benchmark_synth.md", metadata=spec(
+        "markdown report; the JSON goes beside it with the suffix .json"))
+    title: str = field(default="Synthetic benchmark: DistilVPR and baselines", metadata=spec("report title"))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata=spec("seeds"))
     common: list[str] = field(default_factory=list, metadata=spec("--set overrides of every run"))
-    variants: dict[str, list[str]] = field(default_factory=dict, metadata=spec("student rows"))
+    variants: dict[str, list[str]] = field(default_factory=dict, metadata=spec(
+        "student rows: JSON key (no_distillation, distilvpr, mse, ...) -> overrides"))
     throughput: ThroughputConfig = field(default_factory=ThroughputConfig)
     notes: list[str] = field(default_factory=list, metadata=spec("paragraphs added to the report"))
 
@@ -60,35 +70,35 @@ def _distil_cfg(bench: BenchConfig, overrides: Sequence[str]):
     return load_config(DistilRunConfig, REPO / bench.base_config, [*bench.common, *overrides])
 
 
-def _run(bench: BenchConfig, state: dict, key: str, overrides: list[str]) -> Path:
-    """Run (or reuse / resume) one distil run; returns its run directory."""
+def _run(bench: BenchConfig, state: dict, key: str, overrides: list[str]) -> Path | None:
+    """Run (or reuse / resume) one distil run; returns its run directory (None: it collapsed)."""
     from distilvpr_core.train import run_pipeline
+    from distilvpr_core.train_loop import CollapsedTraining
+    if key in state["collapsed"]:
+        print(f"[bench] {key}: collapsed earlier ({state['collapsed'][key]}), not rerun")
+        return None
     run_dir = state["runs"].get(key)
-    reeval = False
     if run_dir and (Path(run_dir) / "eval.json").is_file():
-        if _has_pair_recall(Path(run_dir) / "eval.json"):
-            print(f"[bench] {key}: done earlier in {run_dir}")
-            return Path(run_dir)
-        # Evaluated before R@1 was kept per test pair: redo only the eval stage.
-        print(f"[bench] {key}: re-evaluating {run_dir} for R@1 by test pair")
-        reeval = True
+        print(f"[bench] {key}: done earlier in {run_dir}")
+        return Path(run_dir)
     extra = [f"run.root={bench.runs_root}", f"run.name={slug(key)}"]
     if run_dir and (Path(run_dir) / "config.yaml").is_file():
         extra.append(f"run.resume={run_dir}")
-    if reeval:
-        extra.append("run.stages=[eval]")
     cfg = _distil_cfg(bench, [*overrides, *extra])
     t0 = time.perf_counter()
-    path = run_pipeline(cfg, ["scripts/bench_synth.py", key, *bench.common, *overrides])
+    try:
+        path = run_pipeline(cfg, ["scripts/bench_synth.py", key, *bench.common, *overrides])
+    except CollapsedTraining as exc:
+        print(f"[bench] {key}: {exc}")
+        state["collapsed"][key] = str(exc)
+        return None
     state["runs"][key] = str(path)
-    if not reeval:  # the seconds column is the run's training + evaluation time
-        state["seconds"][key] = state["seconds"].get(key, 0.0) + time.perf_counter() - t0
+    state["seconds"][key] = state["seconds"].get(key, 0.0) + time.perf_counter() - t0
+    for branch in ("teacher", "student"):   # kept in results.json: the report needs no run directory
+        best = _best_val(str(path), branch)
+        if best is not None:
+            state["best_val"][f"{key}/{branch}"] = best
     return path
-
-
-def _has_pair_recall(eval_json: Path) -> bool:
-    res = json.loads(eval_json.read_text())
-    return all("R@1 by pair" in v for k, v in res.items() if isinstance(v, dict))
 
 
 def measure_throughput(bench: BenchConfig, teacher_run: Path, seed: int) -> dict[str, float]:
@@ -103,13 +113,17 @@ def measure_throughput(bench: BenchConfig, teacher_run: Path, seed: int) -> dict
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     seed_everything(seed)
-    frames = FrameIndex(select(open_traversals(cfg.data), "train", cfg.data.root))
+    from distilvpr_core.data.geosplit import exclude_near_test_regions, read_split
+    travs = open_traversals(cfg.data)
+    split = read_split(cfg.data.root, travs, cfg.data.frame_stride)
+    travs = exclude_near_test_regions(travs, split) if split else travs   # the frames the cache holds
+    frames = FrameIndex(select(travs, "train", cfg.data.root))
     ds = PlaceDataset(frames, cfg.data.contract(), cfg.aug, None, seed)
     idx = next(iter(PairBatchSampler(frames, cfg.train_student.pairs_per_batch, cfg.task.pos_radius_m, seed)))
     batch = collate([ds[i] for i in idx])
     cache = torch.load(teacher_run / "teacher_cache.pt", weights_only=True)["embeddings"]
     teacher = cache[batch["index"]]
-    pos = torch.as_tensor(frames.positions, dtype=torch.float32)[batch["index"]]
+    pos = torch.as_tensor(frames.positions, dtype=torch.float64)[batch["index"]]
     pmask, nmask = place_masks(pos, cfg.task.pos_radius_m, cfg.task.neg_radius_m)
     model = build_student(cfg.student).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
@@ -119,6 +133,7 @@ def measure_throughput(bench: BenchConfig, teacher_run: Path, seed: int) -> dict
         t0 = time.perf_counter()
         emb = model(batch["image"])
         loss, _ = triplet(emb, pmask, nmask)
+        loss = cfg.task.student_weight * loss
         if with_distill:
             loss = loss + distill(emb, teacher)[0]
         opt.zero_grad()
@@ -136,26 +151,6 @@ def measure_throughput(bench: BenchConfig, teacher_run: Path, seed: int) -> dict
             "threads": torch.get_num_threads()}
 
 
-def _fmt(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
-
-
-def _chance_r1(bench: BenchConfig) -> float | None:
-    """Expected R@1 of uninformative descriptors on the benchmark's test traversals."""
-    from distilvpr_core.data.datasets import open_traversals, select
-    from distilvpr_core.recall import chance_recall_at_1
-    cfg = _distil_cfg(bench, [])
-    try:
-        tests = select(open_traversals(cfg.data), "test", cfg.data.root)
-    except UserError:
-        return None  # dataset not here (report rewritten elsewhere)
-    return chance_recall_at_1([t.positions for t in tests], cfg.eval.radius_m)
-
-
 def _best_val(run_dir: str | None, branch: str) -> float | None:
     """Best validation R@1 of the stage that trained ``branch`` (None: not trained by validation)."""
     path = Path(run_dir) / "metrics.json" if run_dir else None
@@ -165,59 +160,40 @@ def _best_val(run_dir: str | None, branch: str) -> float | None:
     return max((row["val_R@1"] for row in history if "val_R@1" in row), default=None)
 
 
-def _pair_table(bench: BenchConfig, state: dict, rows: list[tuple[str, str, str]]) -> list[str]:
-    """Markdown: mean R@1 over the seeds for every (query -> database) test pair."""
-    per_row: dict[str, dict[str, list[float]]] = {}
-    pairs: list[str] = []
-    for label, key, branch in rows:
-        for seed in bench.seeds:
-            res = state["results"].get(f"seed{seed}/{key}", {}).get(branch) or {}
-            for pair, r1 in res.get("R@1 by pair", {}).items():
-                per_row.setdefault(label, {}).setdefault(pair, []).append(r1)
-                if pair not in pairs:
-                    pairs.append(pair)
-    if not pairs:
-        return []
-    short = [p.replace("test_", "") for p in pairs]
-    out = ["", "## R@1 by test pair", "",
-           "Query traversal -> database traversal; mean over the seeds that finished.", "",
-           "| method | " + " | ".join(short) + " |", "|---|" + "---|" * len(pairs)]
-    for label, _, _ in rows:
-        vals = per_row.get(label, {})
-        out.append(f"| {label} | " + " | ".join(
-            f"{statistics.mean(vals[p]):.1f}" if vals.get(p) else "–" for p in pairs) + " |")
-    return out
+def _hardware() -> str:
+    import torch
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    return f"CPU only ({os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads)"
 
 
-def write_report(bench: BenchConfig, state: dict, command: str) -> str:
-    """The markdown report from whatever finished so far."""
-    rows = [("teacher (camera + LiDAR)", "teacher", "teacher"),
-            ("teacher image branch alone", "teacher", "teacher_image")]
-    rows += [(name, name, "student") for name in bench.variants]
-    lines = ["# Synthetic benchmark: DistilVPR and baselines", "",
-             f"Produced by `{command}` (config `{bench.base_config}` + the `common` overrides of "
-             "`config/bench_synth.yaml`).", "",
-             "Test protocol: every ordered pair of test traversals, cosine top-25, true neighbours "
-             "within 25 m; mean ± sample std over the seeds that finished (n). Numbers in percent. "
-             "*best val R@1* is the model-selection score (validation traversal as queries against "
-             "the training traversals), not a test result: it is the maximum over epochs.", "",
-             "| method | R@1 | R@1% | R@5 | best val R@1 | n seeds |", "|---|---|---|---|---|---|"]
-    for label, key, branch in rows:
-        r1, r1p, r5, val = [], [], [], []
+def write_report(bench: BenchConfig, state: dict, command: str) -> tuple[str, dict]:
+    """The Markdown report and the JSON document from whatever finished so far."""
+    variants = list(bench.variants)
+    doc = report.collect(state, bench.seeds, variants)
+    doc.update(command=command, seeds=list(bench.seeds), hardware=state.get("hardware", _hardware()),
+               collapsed=state["collapsed"])
+    best_val: dict[str, list[float]] = {}
+    for row, run, branch in report.row_sources(variants):
         for seed in bench.seeds:
-            res = state["results"].get(f"seed{seed}/{key}", {}).get(branch)
-            if res:
-                r1.append(res["R@1"])
-                r1p.append(res["R@1%"])
-                r5.append(res.get("R@5", float("nan")))
-                best = _best_val(state["runs"].get(f"seed{seed}/{key}"), branch)
-                if best is not None:
-                    val.append(best)
-        lines.append(f"| {label} | {_fmt(r1)} | {_fmt(r1p)} | {_fmt(r5)} | {_fmt(val)} | {len(r1)} |")
-    chance = _chance_r1(bench)
-    if chance is not None:
-        lines.append(f"| *chance: descriptors without information* | {chance:.1f} | | | | |")
-    lines += _pair_table(bench, state, rows)
+            v = state["best_val"].get(f"seed{seed}/{run}/{branch}")
+            if v is not None:
+                best_val.setdefault(row, []).append(v)
+    lines = [f"# {bench.title}", "",
+             f"Produced by `{command}` (config `{bench.base_config}` + the `common` overrides of the "
+             f"benchmark config); hardware: {doc['hardware']}. Every number is in percent: mean ± sample "
+             "std over the seeds that finished (n); JSON with every per-seed value beside this file.", "",
+             "Metric (the paper's): cosine top-25, a true neighbour lies within 25 m, R@1 / R@5 / R@1%. "
+             "*best val R@1* is the model-selection score (validation drive against the training drives, "
+             "the maximum over epochs), not a test result. R@1 per query condition is the mean over "
+             "the pairs whose queries have that condition (time/weather/season).", "",
+             "## Results by protocol"]
+    for proto in report.PROTOCOLS:
+        lines += report.protocol_table(doc, proto, best_val, variants)
+    lines += report.target_lines(doc)
+    if state["collapsed"]:
+        lines += ["", "## Collapsed runs (not in any mean)", ""]
+        lines += [f"- {k}: {v}" for k, v in sorted(state["collapsed"].items())]
     tp = state.get("throughput")
     if tp:
         lines += ["", "## Step cost with cached teacher embeddings", "",
@@ -230,12 +206,14 @@ def write_report(bench: BenchConfig, state: dict, command: str) -> str:
         lines += ["", "## Notes", ""] + [f"{n}\n" for n in bench.notes]
     lines += ["", "## Scale", "", f"Seeds requested: {bench.seeds}. Overrides of every run:", ""]
     lines += [f"- `{o}`" for o in bench.common]
+    lines += ["", "Rows (student overrides):", ""]
+    lines += [f"- {report.LABELS.get(k, k)} (`{k}`): `{' '.join(v)}`" for k, v in bench.variants.items()]
     lines += ["", "## Runs", "", "| run | seconds | directory |", "|---|---|---|"]
     for key, path in sorted(state["runs"].items()):
         lines.append(f"| {key} | {state['seconds'].get(key, 0):.0f} | `{path}` |")
     lines += ["", f"Machine: {platform.processor() or platform.machine()}, {platform.platform()}; "
               f"generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines), doc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -247,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a benchmark config value, e.g. --set output=/tmp/b.md")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from results.json")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="RESULTS_JSON",
+                        help="first merge the runs of these results.json files (seeds run in parallel)")
     args = parser.parse_args(argv)
     try:
         bench = load_config(BenchConfig, REPO / args.config if not Path(args.config).is_absolute()
@@ -259,21 +239,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = Path(bench.runs_root)
         state_path = root / "results.json"
         state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-        for k in ("runs", "results", "seconds"):
+        for k in ("runs", "results", "seconds", "collapsed", "best_val"):
             state.setdefault(k, {})
+        for other in args.merge:   # e.g. seeds run as parallel processes, one results.json each
+            o = json.loads(Path(other).read_text())
+            for k in ("runs", "results", "seconds", "collapsed", "best_val"):
+                state[k].update(o.get(k, {}))
+            if o.get("throughput"):
+                state.setdefault("throughput", o["throughput"])
+            state.setdefault("command", o.get("command"))
+        state.setdefault("hardware", _hardware())
         command = "python scripts/bench_synth.py " + " ".join(argv if argv is not None else sys.argv[1:])
         if not args.report_only:  # the report names the command that ran the runs, not a rewrite
             state["command"] = command
 
         def save() -> None:
             write_text_atomic(state_path, json.dumps(state, indent=2) + "\n")
-            write_text_atomic(REPO / bench.output if not Path(bench.output).is_absolute() else bench.output,
-                              write_report(bench, state, state.get("command", command)))
+            out = REPO / bench.output if not Path(bench.output).is_absolute() else Path(bench.output)
+            text, doc = write_report(bench, state, state.get("command", command))
+            write_text_atomic(out, text)
+            write_text_atomic(out.with_suffix(".json"), json.dumps(doc, indent=1) + "\n")
         if not args.report_only:
             for seed in bench.seeds:
                 seed_sets = [f"run.seed={seed}"]
                 t_run = _run(bench, state, f"seed{seed}/teacher",
                              [*seed_sets, "run.stages=[teacher, cache, eval]"])
+                if t_run is None:   # a collapsed teacher has no cache to distil from
+                    save()
+                    continue
                 state["results"][f"seed{seed}/teacher"] = json.loads((t_run / "eval.json").read_text())
                 save()
                 if seed == bench.seeds[0] and "throughput" not in state:
@@ -286,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     key = f"seed{seed}/{name}"
                     s_run = _run(bench, state, key, [*seed_sets, *overrides, "run.stages=[student, eval]",
                                                      f"run.teacher_cache={t_run / 'teacher_cache.pt'}"])
-                    state["results"][key] = json.loads((s_run / "eval.json").read_text())
+                    if s_run is not None:
+                        state["results"][key] = json.loads((s_run / "eval.json").read_text())
                     save()
         save()
         print(f"[bench] report written to {bench.output}")

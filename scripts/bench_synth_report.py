@@ -1,0 +1,118 @@
+"""The synthetic benchmark's report: Markdown tables and the JSON beside them.
+
+Input is ``results.json`` of :mod:`bench_synth` (``state``): per ``seed<k>/<row>``
+the run's ``eval.json``, whose model entries hold ``protocols`` ->
+``unseen_places`` | ``deployment`` | ``unseen_condition`` -> R@1, R@5, R@1%,
+R@1 by query condition and the chance level.  Collapsed runs are listed, never
+averaged.  The targets (issue 13) are tested on P and D with the per-seed
+differences DistilVPR - no distillation: mean >= 3 points and > 2 standard
+errors, and DistilVPR's mean not below any baseline's.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any, Sequence
+
+PROTOCOLS = {"unseen_places": "P: unseen places (test regions, every ordered pair of test drives)",
+             "deployment": "D: deployment (queries from new drives outside the test regions, map = a training drive)",
+             "unseen_condition": "S: unseen condition (stress: a condition no training drive has, against the map)"}
+LABELS = {"teacher": "teacher (camera + LiDAR)", "teacher_image": "teacher image branch alone",
+          "no_distillation": "student, no distillation", "distilvpr": "DistilVPR (full)",
+          "mse": "MSE (embedding regression)", "rkd": "RKD", "kd": "KD (similarity distributions)",
+          "pkt": "PKT", "sp": "SP", "cc": "CC", "self_only": "ablation: self-agent only",
+          "cross_only": "ablation: cross-agent only", "no_euclidean": "ablation: no Euclidean",
+          "no_sphere": "ablation: no sphere", "no_poincare": "ablation: no Poincaré"}
+BASELINES = ("mse", "rkd", "kd", "pkt", "sp", "cc")
+
+
+def row_sources(variants: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(row key, run key, branch) of every table row: the teacher run gives two rows."""
+    return [("teacher", "teacher", "teacher"), ("teacher_image", "teacher", "teacher_image")] + \
+        [(v, v, "student") for v in variants]
+
+
+def collect(state: dict, seeds: Sequence[int], variants: Sequence[str]) -> dict[str, Any]:
+    """The JSON document: per protocol the chance level and per row the per-seed values."""
+    protos: dict[str, Any] = {}
+    for row, run, branch in row_sources(variants):
+        for seed in seeds:
+            model = (state["results"].get(f"seed{seed}/{run}") or {}).get(branch) or {}
+            for proto, res in (model.get("protocols") or {}).items():
+                p = protos.setdefault(proto, {"chance_r1": res.get("chance R@1"), "rows": {}})
+                r = p["rows"].setdefault(row, {"seeds": [], "r1": [], "r1_pct": [], "r5": [],
+                                               "r1_by_condition": {}})
+                r["seeds"].append(seed)
+                r["r1"].append(round(res["R@1"], 3))
+                r["r1_pct"].append(round(res["R@1%"], 3))
+                r["r5"].append(round(res.get("R@5", float("nan")), 3))
+                for cond, v in res.get("R@1 by query condition", {}).items():
+                    r["r1_by_condition"].setdefault(cond, []).append(round(v, 3))
+    return {"protocols": protos}
+
+
+def _fmt(values: Sequence[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def target_check(doc: dict[str, Any], proto: str) -> dict[str, Any] | None:
+    """DistilVPR vs no distillation on ``proto``: paired per-seed differences and the verdict."""
+    rows = doc["protocols"].get(proto, {}).get("rows", {})
+    a, b = rows.get("distilvpr"), rows.get("no_distillation")
+    if not a or not b:
+        return None
+    common = [s for s in a["seeds"] if s in b["seeds"]]
+    diffs = [a["r1"][a["seeds"].index(s)] - b["r1"][b["seeds"].index(s)] for s in common]
+    if not diffs:
+        return None
+    mean = statistics.mean(diffs)
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    mean_d = statistics.mean(a["r1"])
+    beaten_by = [k for k in BASELINES if rows.get(k) and statistics.mean(rows[k]["r1"]) > mean_d]
+    gain_ok = mean >= 3.0 and len(diffs) > 1 and mean > 2 * se
+    return {"diffs": diffs, "mean": mean, "se": se, "gain_met": gain_ok, "baselines_above": beaten_by,
+            "met": gain_ok and not beaten_by}
+
+
+def protocol_table(doc: dict[str, Any], proto: str, best_val: dict[str, list[float]],
+                   variants: Sequence[str]) -> list[str]:
+    """Markdown lines of one protocol: R@1/R@5/R@1% and R@1 per query condition."""
+    p = doc["protocols"].get(proto)
+    if not p:
+        return []
+    conds = sorted({c for r in p["rows"].values() for c in r["r1_by_condition"]})
+    out = ["", f"### {PROTOCOLS[proto]}", "",
+           "| method | R@1 | R@5 | R@1% | " + " | ".join(f"R@1 {c}" for c in conds) + " | best val R@1 | n |",
+           "|---|---|---|---|" + "---|" * len(conds) + "---|---|"]
+    for row, _, _ in row_sources(variants):
+        r = p["rows"].get(row)
+        if not r:
+            continue
+        by_c = " | ".join(_fmt(r["r1_by_condition"].get(c, [])) for c in conds)
+        out.append(f"| {LABELS.get(row, row)} | {_fmt(r['r1'])} | {_fmt(r['r5'])} | {_fmt(r['r1_pct'])} | "
+                   f"{by_c} | {_fmt(best_val.get(row, []))} | {len(r['r1'])} |")
+    if p.get("chance_r1") is not None:
+        out.append(f"| *chance (descriptors without information)* | {p['chance_r1']:.1f} | | |"
+                   + " |" * len(conds) + " | |")
+    return out
+
+
+def target_lines(doc: dict[str, Any]) -> list[str]:
+    """The verdict on the targets, on P and on D."""
+    out = ["", "## Targets", "",
+           "DistilVPR >= no distillation + 3 R@1 points with the difference above twice its standard "
+           "error over seeds (paired by seed), and DistilVPR not below any baseline; on P and on D.", ""]
+    for proto in ("unseen_places", "deployment"):
+        t = target_check(doc, proto)
+        if t is None:
+            out.append(f"- {proto}: not enough finished runs to judge.")
+            continue
+        verdict = "**met**" if t["met"] else "**not met**"
+        out.append(f"- {proto}: DistilVPR - no distillation = {t['mean']:+.1f} R@1 points "
+                   f"(per seed {', '.join(f'{d:+.1f}' for d in t['diffs'])}; standard error {t['se']:.1f}); "
+                   f"baselines above DistilVPR: {t['baselines_above'] or 'none'} -> {verdict}")
+    return out
