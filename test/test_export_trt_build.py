@@ -167,3 +167,14 @@ def test_fewer_images_than_one_batch_is_refused(tmp_path):
     with pytest.raises(UserError, match="no full batch of 8 images"):
         trt_build.build_engine(tmp_path / "m.onnx", spec("int8"), CONTRACT, calib=calib,
                                calib_cache=tmp_path / "t.calib", trt=ftrt.make_module(), uploader=Uploads())
+
+
+def test_exported_student_pooling_nodes_carry_the_pinned_prefix(tmp_path):
+    """TensorRT names layers after ONNX nodes: the GeM nodes must start with POOL_LAYER_PREFIX."""
+    import onnx
+
+    from distilvpr_core.export.random_student import export_random_student
+    _pt, path = export_random_student(tmp_path, (64, 48), dim=16)
+    names = [n.name for n in onnx.load(str(path)).graph.node]
+    pool = [n for n in names if n.startswith(trt_build.POOL_LAYER_PREFIX)]
+    assert {"Pow", "ReduceMean", "ReduceMax"} <= {n.split("/")[-1].split("_")[0] for n in pool}
