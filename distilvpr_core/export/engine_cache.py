@@ -256,7 +256,7 @@ class EngineCache:
         if path is not None:
             return path, False, why
         with self.lock(self.paths(key, stem)[0].stem):
-            path, why_now = self.lookup(key, stem)
+            path, _ = self.lookup(key, stem)
             if path is not None:
                 return path, False, "hit (built by another process while this one waited)"
             return self.store(key, build(), stem, extra), True, why
