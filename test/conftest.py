@@ -9,7 +9,8 @@ subprocess a test starts (they inherit os.environ) uses:
 * ``ROS_HOME`` / ``ROS_LOG_DIR`` in a temp dir.
 
 Markers: ``slow`` (long but still run by ``make test``), ``gpu`` (skipped
-without CUDA), ``tensorrt`` (skipped without TensorRT + a GPU).
+without torch CUDA), ``tensorrt`` (skipped without TensorRT 10 + cuda-python +
+a CUDA device; torch is not involved).
 """
 from __future__ import annotations
 
@@ -56,13 +57,24 @@ def _has_cuda() -> bool:
 
 
 def _has_tensorrt() -> bool:
-    return importlib.util.find_spec("tensorrt") is not None and _has_cuda()
+    """TensorRT 10 + cuda-python + a CUDA device: what the tensorrt backend itself needs (not torch)."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return False
+    from distilvpr_core.errors import UserError
+    from distilvpr_core.export.trt_build import import_tensorrt
+    from distilvpr_core.infer.cuda_mem import has_cuda_device
+    try:
+        import_tensorrt()
+    except UserError:
+        return False
+    return has_cuda_device()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than ~20 s; still run by make test")
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one)")
-    config.addinivalue_line("markers", "tensorrt: needs TensorRT and a CUDA GPU (skipped without them)")
+    config.addinivalue_line("markers", "tensorrt: needs TensorRT 10, cuda-python and a CUDA device "
+                                       "(skipped without them)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -74,8 +86,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "gpu" in item.keywords and not cuda:
             item.add_marker(pytest.mark.skip(reason="no CUDA GPU on this machine"))
         if "tensorrt" in item.keywords and not trt:
-            item.add_marker(pytest.mark.skip(reason="TensorRT (python package 'tensorrt') "
-                                                    "and a CUDA GPU are not both available"))
+            item.add_marker(pytest.mark.skip(reason="needs TensorRT 10 (python package 'tensorrt'), "
+                                                    "cuda-python and a CUDA device"))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -6,6 +6,7 @@ build + parity test is marked ``tensorrt``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -14,14 +15,14 @@ import numpy as np
 import pytest
 
 from distilvpr_core.errors import UserError
-from distilvpr_core.export.engine_cache import (EngineCache, EngineKey, EngineSpec, GpuFacts,
-                                                check_engine_facts, read_sidecar)
+from distilvpr_core.export.engine_cache import (RECIPE_VERSION, EngineCache, EngineKey, EngineSpec, GpuFacts,
+                                                build_recipe, check_engine_facts, read_sidecar)
 from distilvpr_core.export.engines import ensure_engine
 from distilvpr_core.infer.contract import PreprocessContract
 from distilvpr_core.infer.model_meta import ModelInfo
 
-ORIN = GpuFacts("10.3.0", "Orin", (8, 7))
-H100 = GpuFacts("10.8.0.43", "NVIDIA H100 80GB HBM3", (9, 0))
+ORIN = GpuFacts("10.3.0", "Orin", (8, 7), 16, 62841)
+H100 = GpuFacts("10.8.0.43", "NVIDIA H100 80GB HBM3", (9, 0), 132, 81008)
 
 
 @pytest.fixture
@@ -205,3 +206,159 @@ def test_int8_onnx_runtime_model_is_not_an_engine_source(tiny_onnx, tmp_path):
     onnx.save(m, str(q))
     with pytest.raises(UserError, match="tiny.int8.onnx: is a int8 ONNX Runtime model"):
         ensure_engine(q, "fp16", tmp_path / "c", facts=ORIN, builder=CountingBuilder())
+
+
+def test_key_covers_sm_count_memory_and_build_recipe():
+    spec = EngineSpec("00" * 32, "fp16", (240, 320), (1, 1, 8))
+    base = EngineKey(spec, ORIN)
+    assert base.recipe == build_recipe("fp16") and base.to_dict()["recipe"]["version"] == RECIPE_VERSION
+    # Orin modules of different size: same name and compute capability.
+    orin_nx = GpuFacts("10.3.0", "Orin", (8, 7), 8, 15656)
+    orin_32 = GpuFacts("10.3.0", "Orin", (8, 7), 14, 30697)
+    int8 = EngineSpec("00" * 32, "int8", (240, 320), (1, 1, 8), "cc" * 32)
+    variants = [EngineKey(spec, orin_nx), EngineKey(spec, orin_32),
+                EngineKey(spec, ORIN, build_recipe("fp16", workspace_mb=2048)),
+                EngineKey(spec, ORIN, dataclasses.replace(build_recipe("fp16"), version=RECIPE_VERSION + 1)),
+                EngineKey(int8, ORIN, build_recipe("int8", calib_batch=8)),
+                EngineKey(int8, ORIN, build_recipe("int8", calib_batch=16))]
+    digests = {v.digest() for v in variants} | {base.digest()}
+    assert len(digests) == len(variants) + 1
+    assert build_recipe("fp32").tf32 is False and build_recipe("fp16").tf32 is True
+    assert build_recipe("fp32").pool_fp32 is False and build_recipe("int8").pool_fp32 is True
+
+
+class TableBuilder(CountingBuilder):
+    """Also writes the INT8 calibration table where it is told, as TensorRT does."""
+
+    def __call__(self, onnx_path, spec, contract, **kw) -> bytes:
+        self.tables = getattr(self, "tables", []) + [kw["calib_cache"]]
+        if kw["calib_cache"] is not None and not Path(kw["calib_cache"]).exists():
+            Path(kw["calib_cache"]).write_bytes(f"scales of {spec.onnx_sha256[:8]}".encode())
+        return super().__call__(onnx_path, spec, contract, **kw)
+
+
+def _calib_dir(tmp_path: Path, n: int = 8) -> Path:
+    from PIL import Image
+    d = tmp_path / "calib"
+    d.mkdir(exist_ok=True)
+    for i in range(n):
+        Image.fromarray(np.full((8, 8, 3), i * 20, np.uint8)).save(d / f"{i}.png")
+    return d
+
+
+def _retrain(onnx_path: Path, value: float) -> None:
+    import onnx
+    m = onnx.load(str(onnx_path))
+    m.graph.initializer[0].float_data[:] = []
+    m.graph.initializer[0].raw_data = np.full((4, 3, 1, 1), value, np.float32).tobytes()
+    onnx.save(m, str(onnx_path))
+
+
+def test_calibration_table_is_per_engine_key_and_recorded(tiny_onnx, tmp_path):
+    from distilvpr_core.export.engine_cache import sha256_file
+    from distilvpr_core.infer.calibration import CalibrationSource
+    calib, build = CalibrationSource(_calib_dir(tmp_path), limit=8), TableBuilder()
+    first = ensure_engine(tiny_onnx, "int8", tmp_path / "c", calib=calib, facts=ORIN, builder=build)
+    _retrain(tiny_onnx, 2.0)  # same path, same calibration set, new weights
+    second = ensure_engine(tiny_onnx, "int8", tmp_path / "c", calib=calib, facts=ORIN, builder=build)
+    assert second.built and build.tables[0] != build.tables[1]
+    meta = read_sidecar(second.engine)
+    assert meta["calib_table"] == build.tables[1].name
+    assert meta["calib_table_sha256"] == sha256_file(build.tables[1])
+    assert build.tables[1].read_bytes() != b"scales of " + first.key.spec.onnx_sha256[:8].encode()
+    with pytest.raises(UserError, match="less than one calibration batch"):
+        ensure_engine(tiny_onnx, "int8", tmp_path / "c", calib=CalibrationSource(_calib_dir(tmp_path), limit=4),
+                      facts=ORIN, builder=build)
+
+
+def _race_worker(onnx_path: str, cache: str, log: str, q) -> None:
+    import time
+
+    def slow_builder(onnx_path, spec, contract, **kw):
+        with open(log, "a") as fh:
+            fh.write(f"build {os.getpid()}\n")
+        time.sleep(1.5)
+        return b"engine by %d" % os.getpid()
+
+    res = ensure_engine(onnx_path, "fp16", cache, facts=ORIN, builder=slow_builder)
+    q.put((res.built, res.reason, str(res.engine)))
+
+
+def test_two_processes_build_one_key_once(tiny_onnx, tmp_path):
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    q, log = ctx.Queue(), tmp_path / "builds.log"
+    procs = [ctx.Process(target=_race_worker, args=(str(tiny_onnx), str(tmp_path / "c"), str(log), q))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert len(log.read_text().splitlines()) == 1
+    assert sorted(r[0] for r in results) == [False, True]
+    waited = next(r for r in results if not r[0])
+    assert "another process" in waited[1] and results[0][2] == results[1][2]
+    assert read_sidecar(Path(waited[2]))["engine_sha256"]
+
+
+def test_prune_removes_only_unreachable_entries(tiny_onnx, tmp_path):
+    cache_dir, build = tmp_path / "c", CountingBuilder()
+    old_trt = GpuFacts("10.0.1", *[getattr(ORIN, f) for f in ("gpu_name", "compute_capability", "sm_count",
+                                                             "total_memory_mib")])
+    on_old_trt = ensure_engine(tiny_onnx, "fp16", cache_dir, facts=old_trt, builder=build, prune=False)
+    other_gpu = ensure_engine(tiny_onnx, "fp16", cache_dir, facts=H100, builder=build, prune=False)
+    old_recipe = ensure_engine(tiny_onnx, "fp32", cache_dir, facts=ORIN, builder=build, prune=False)
+    meta_path = old_recipe.engine.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["key"]["recipe"]["version"] = RECIPE_VERSION - 1
+    meta_path.write_text(json.dumps(meta))
+    current = ensure_engine(tiny_onnx, "fp16", cache_dir, facts=ORIN, builder=build, prune=False)
+    other = tmp_path / "other.onnx"
+    other.write_bytes(tiny_onnx.read_bytes())
+    before_retrain = ensure_engine(other, "fp16", cache_dir, facts=ORIN, builder=build, prune=False)
+    orphan_old, orphan_new = cache_dir / "gone-fp16-0.engine", cache_dir / "inflight-fp16-1.engine"
+    orphan_old.write_bytes(b"x")
+    orphan_new.write_bytes(b"y")
+    os.utime(orphan_old, (1e9, 1e9))
+    _retrain(other, 3.0)
+    now = ensure_engine(other, "fp16", cache_dir, facts=ORIN, builder=build)  # builds, then prunes
+    assert now.built
+    left = {p.name for p in cache_dir.glob("*.engine")}
+    assert left == {now.engine.name, current.engine.name, other_gpu.engine.name, orphan_new.name}
+    for gone in (on_old_trt, old_recipe, before_retrain):
+        assert not gone.engine.exists() and not gone.engine.with_suffix(".json").exists()
+
+
+def test_prune_leaves_an_entry_locked_by_a_build(tiny_onnx, tmp_path):
+    cache_dir = tmp_path / "c"
+    res = ensure_engine(tiny_onnx, "fp32", cache_dir, facts=ORIN, builder=CountingBuilder())
+    cache = EngineCache(cache_dir)
+    with cache.lock(res.engine.stem):
+        assert cache.prune(GpuFacts("10.9.0", "Orin", (8, 7), 16, 62841)) == []
+    assert res.engine.exists()
+    assert [p.name for p in cache.prune(GpuFacts("10.9.0", "Orin", (8, 7), 16, 62841))] == [
+        res.engine.name, res.engine.with_suffix(".json").name]
+
+
+def test_cli_and_backend_share_the_calibration_default():
+    import argparse
+    import inspect
+
+    from distilvpr_core.export import engine_cli
+    from distilvpr_core.infer.trt_backend import TrtEmbedder
+    p = argparse.ArgumentParser()
+    engine_cli.add_arguments(p)
+    cli_default = p.parse_args(["--model", "m.onnx"]).calib_count
+    assert cli_default == inspect.signature(TrtEmbedder).parameters["calib_count"].default
+
+
+def test_documented_tensorrt_options_are_accepted():
+    import inspect
+    import re
+
+    from distilvpr_core import infer
+    from distilvpr_core.infer.trt_backend import TrtEmbedder
+    doc = infer.load_embedder.__doc__.split('backend "tensorrt"')[1]
+    documented = set(re.findall(r"``(\w+)``", doc)) - {"onnx", "engine", "json"}
+    assert documented and documented <= set(inspect.signature(TrtEmbedder).parameters)

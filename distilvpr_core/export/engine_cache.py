@@ -1,10 +1,12 @@
-"""TensorRT engine cache: one engine per (model, TensorRT, GPU, precision, shapes, calibration).
+"""TensorRT engine cache: one engine per (model, TensorRT, GPU, precision, shapes, calibration, recipe).
 
 Isaac ROS keys its engine on the file path and rebuilds on every launch by
 default; here the key is everything that makes an engine valid::
 
     sha256(onnx bytes) + TensorRT version + GPU name + compute capability
+    + SM count + total memory (Orin modules of different size share name and CC)
     + precision + input H x W + batch (min, opt, max) + calibration digest (int8)
+    + build recipe (recipe version, workspace, TF32, fp32 pooling, calibration batch)
 
 Each engine ``<stem>-<precision>-<digest[:20]>.engine`` has a sidecar
 ``.json`` holding the full key, the engine's sha256 and the model's metadata.
@@ -13,6 +15,11 @@ the engine bytes hash to the recorded sha256: a stale, foreign or corrupt
 file is rebuilt, never served.  The engine is written first and the sidecar
 last, both atomically, so the sidecar is the commit marker.  An unwritable
 cache directory is an error at construction, not a silent rebuild every run.
+Builders of one key serialise on a per-key ``flock`` (``locks/<name>.lock``)
+and look up again once they hold it, so two nodes (or a node and
+``build-engine``) never build the same engine twice or interleave renames.
+``prune`` deletes entries no request can reach any more (older recipe, other
+TensorRT/GPU, a replaced ONNX at the recorded path).
 
 Pure Python: the facts about TensorRT and the GPU are passed in (``GpuFacts``),
 so all of this is tested without TensorRT; ``trt_build.current_facts()``
@@ -20,31 +27,72 @@ queries the real ones.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..atomic import write_bytes_atomic, write_text_atomic
 from ..errors import UserError
 
 ENGINE_FORMAT = "distilvpr-trt-engine/1"
 PRECISIONS = ("fp32", "fp16", "int8")
+# Bump whenever trt_build changes what it asks the builder for: old engines are then
+# never served again (and pruned).
+RECIPE_VERSION = 2
+ORPHAN_AGE_S = 3600.0
+# One default for the backend and ``build-engine``: the calibration set is part of the
+# engine key, so two defaults would mean CLI-built INT8 engines are never reused.
+DEFAULT_CALIB_COUNT = 128
+DEFAULT_CALIB_BATCH = 8
+DEFAULT_WORKSPACE_MB = 1024  # an engine without sidecar this old is no build in flight
 
 
 @dataclass(frozen=True)
 class GpuFacts:
-    """The build machine: TensorRT version, GPU name, compute capability (major, minor)."""
+    """The build machine: TensorRT version, GPU name, compute capability (major, minor),
+    streaming multiprocessor count and total device memory (MiB; 0 = unknown)."""
     trt_version: str
     gpu_name: str
     compute_capability: tuple[int, int]
+    sm_count: int = 0
+    total_memory_mib: int = 0
 
     def describe(self) -> str:
         cc = ".".join(map(str, self.compute_capability))
-        return f"TensorRT {self.trt_version} on {self.gpu_name!r} (compute {cc})"
+        return (f"TensorRT {self.trt_version} on {self.gpu_name!r} (compute {cc}, "
+                f"{self.sm_count} SMs, {self.total_memory_mib} MiB)")
+
+
+@dataclass(frozen=True)
+class BuildRecipe:
+    """How trt_build drives the builder; part of the key so a changed builder never serves old engines.
+
+    ``tf32``: TF32 tactics allowed (off for fp32 engines, so "fp32" means fp32
+    on Ampere and later); ``pool_fp32``: GeM pooling layers pinned to fp32;
+    ``calib_batch``: INT8 calibration batch (0 for fp engines).
+    """
+    version: int
+    workspace_mb: int
+    tf32: bool
+    pool_fp32: bool
+    calib_batch: int
+
+
+def build_recipe(precision: str, workspace_mb: int = DEFAULT_WORKSPACE_MB,
+                 calib_batch: int = DEFAULT_CALIB_BATCH) -> BuildRecipe:
+    """The recipe trt_build uses for ``precision``."""
+    if workspace_mb < 1 or calib_batch < 1:
+        raise UserError(f"workspace_mb and calib_batch must be >= 1, got {workspace_mb}, {calib_batch}")
+    low = precision != "fp32"
+    return BuildRecipe(RECIPE_VERSION, int(workspace_mb), tf32=low, pool_fp32=low,
+                       calib_batch=int(calib_batch) if precision == "int8" else 0)
 
 
 @dataclass(frozen=True)
@@ -72,9 +120,14 @@ class EngineSpec:
 class EngineKey:
     spec: EngineSpec
     facts: GpuFacts
+    recipe: BuildRecipe | None = None  # None: build_recipe(spec.precision)
+
+    def __post_init__(self) -> None:
+        if self.recipe is None:
+            object.__setattr__(self, "recipe", build_recipe(self.spec.precision))
 
     def to_dict(self) -> dict[str, Any]:
-        d = {**asdict(self.spec), **asdict(self.facts)}
+        d = {**asdict(self.spec), **asdict(self.facts), "recipe": asdict(self.recipe)}
         return json.loads(json.dumps(d))  # tuples -> lists, as read back from JSON
 
     def digest(self) -> str:
@@ -92,7 +145,8 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 def check_engine_facts(meta: dict[str, Any], facts: GpuFacts, engine_path: Path) -> None:
     """UserError naming both sides if an engine's sidecar says it was built elsewhere."""
     built = GpuFacts(str(meta.get("trt_version")), str(meta.get("gpu_name")),
-                     tuple(meta.get("compute_capability") or ()))  # type: ignore[arg-type]
+                     tuple(meta.get("compute_capability") or ()),  # type: ignore[arg-type]
+                     int(meta.get("sm_count") or 0), int(meta.get("total_memory_mib") or 0))
     if built != facts:
         raise UserError(f"{engine_path}: engine was built for {built.describe()}, this machine has "
                         f"{facts.describe()}; engines are not portable -- rebuild it from the ONNX "
@@ -157,7 +211,8 @@ class EngineCache:
                 "engine_sha256": hashlib.sha256(engine_bytes).hexdigest(),
                 "engine_size": len(engine_bytes), **(extra or {})}
         # Facts at top level too, so check_engine_facts works on a copied engine.
-        meta.update({k: meta["key"][k] for k in ("trt_version", "gpu_name", "compute_capability")})
+        meta.update({k: meta["key"][k] for k in ("trt_version", "gpu_name", "compute_capability",
+                                                  "sm_count", "total_memory_mib")})
         try:
             write_bytes_atomic(engine, engine_bytes)
             write_text_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -166,10 +221,94 @@ class EngineCache:
                             "free space or pass another cache directory") from None
         return engine
 
+    @contextlib.contextmanager
+    def lock(self, name: str, blocking: bool = True) -> Iterator[bool]:
+        """Exclusive cross-process lock for cache entry ``name``; yields whether it is held.
+
+        ``flock`` on ``locks/<name>.lock``: released by the kernel when the
+        holder dies, so a killed build never wedges the cache.  Lock files are
+        kept (deleting them would race with a waiter).
+        """
+        d = self.root / "locks"
+        d.mkdir(exist_ok=True)
+        fd = os.open(d / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
     def get_or_build(self, key: EngineKey, build: Callable[[], bytes], stem: str = "model",
                      extra: dict[str, Any] | None = None) -> tuple[Path, bool, str]:
-        """(engine path, built now?, reason): reuse a valid engine, else ``build()`` and store it."""
+        """(engine path, built now?, reason): reuse a valid engine, else ``build()`` and store it.
+
+        The build runs under the key's lock; whoever waited for it looks up
+        again and reuses what the other process built.
+        """
         path, why = self.lookup(key, stem)
         if path is not None:
             return path, False, why
-        return self.store(key, build(), stem, extra), True, why
+        with self.lock(self.paths(key, stem)[0].stem):
+            path, _ = self.lookup(key, stem)
+            if path is not None:
+                return path, False, "hit (built by another process while this one waited)"
+            return self.store(key, build(), stem, extra), True, why
+
+    def prune(self, facts: GpuFacts, models: dict[str, str] | None = None) -> list[Path]:
+        """Delete entries no request on this machine can reach any more; returns the deleted files.
+
+        Unreachable: a sidecar of another format or recipe version; one built
+        by another TensorRT version on this very GPU (``facts``: this machine;
+        engines of other GPUs stay, a cache directory may be shared); or one whose recorded ONNX
+        path is in ``models`` (resolved path -> current sha256) with another
+        sha256 (the model was replaced in place).  Also engines without a
+        sidecar older than an hour (a live build writes its sidecar within
+        seconds of the engine) and calibration tables without an engine.
+        Entries locked by a build in flight are left alone.
+        """
+        models = models or {}
+        gone: list[Path] = []
+        now = time.time()
+
+        def remove(name: str) -> None:
+            with self.lock(name, blocking=False) as held:
+                if not held:
+                    return
+                for suffix in (".engine", ".json", ".calib"):
+                    p = self.root / f"{name}{suffix}"
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+                        gone.append(p)
+
+        for meta_path in sorted(self.root.glob("*.json")):
+            try:
+                meta = json.loads(meta_path.read_text())
+                key = meta["key"]
+                built = GpuFacts(key["trt_version"], key["gpu_name"], tuple(key["compute_capability"]),
+                                 key.get("sm_count", 0), key.get("total_memory_mib", 0))
+                stale = (meta.get("format") != ENGINE_FORMAT
+                         or (key.get("recipe") or {}).get("version") != RECIPE_VERSION
+                         or (built != facts and replace(built, trt_version=facts.trt_version) == facts)
+                         or models.get(str(meta.get("onnx")), key["onnx_sha256"]) != key["onnx_sha256"])
+            except (OSError, ValueError, KeyError, TypeError):
+                stale = True
+            if stale:
+                remove(meta_path.stem)
+        for engine in sorted(self.root.glob("*.engine")):
+            if not engine.with_suffix(".json").exists():
+                with contextlib.suppress(FileNotFoundError):
+                    if now - engine.stat().st_mtime > ORPHAN_AGE_S:
+                        remove(engine.stem)
+        for table in sorted(self.root.glob("*.calib")):
+            if not table.with_suffix(".engine").exists():
+                with contextlib.suppress(FileNotFoundError):
+                    if now - table.stat().st_mtime > ORPHAN_AGE_S:
+                        remove(table.stem)
+        return gone

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .engine_cache import DEFAULT_CALIB_COUNT
+
 HELP = "build (or reuse from the cache) a TensorRT 10 engine for an exported ONNX student"
 
 
@@ -17,7 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib", metavar="DIR",
                         help="int8: calibration images, or a dataset root with --calib-traversal")
     parser.add_argument("--calib-traversal", metavar="NAME", help="int8: traversal of the dataset at --calib")
-    parser.add_argument("--calib-count", type=int, default=256, help="int8: images used (default: 256)")
+    parser.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_COUNT,
+                        help=f"int8: images used, evenly spaced (default: {DEFAULT_CALIB_COUNT}, as the "
+                             "tensorrt backend, so both reuse one engine)")
+    parser.add_argument("--no-prune", action="store_true",
+                        help="keep cache entries no request can reach any more (default: delete them "
+                             "after a build)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         src = CalibrationSource(Path(args.calib), args.calib_traversal, args.calib_count)
     elif args.calib_traversal:
         raise UserError("--calib-traversal needs --calib DATASET_ROOT")
-    res = ensure_engine(args.model, args.precision, args.cache_dir, (1, 1, args.max_batch), src)
+    res = ensure_engine(args.model, args.precision, args.cache_dir, (1, 1, args.max_batch), src,
+                        prune=not args.no_prune)
     state = "built" if res.built else "reused"
     print(f"{state} {res.engine} ({res.reason}); key {res.key.digest()[:20]}: "
           f"{res.key.facts.describe()}, {args.precision}, batch 1..{args.max_batch}")

@@ -10,7 +10,8 @@ from typing import Any, Callable
 from ..errors import UserError
 from ..infer.calibration import CalibrationSource, source_digest
 from ..infer.model_meta import read_model_info
-from .engine_cache import EngineCache, EngineKey, EngineSpec, GpuFacts, sha256_file
+from .engine_cache import (DEFAULT_CALIB_BATCH, DEFAULT_WORKSPACE_MB, EngineCache, EngineKey, EngineSpec,
+                           GpuFacts, build_recipe, sha256_file)
 
 
 def default_cache_dir() -> Path:
@@ -31,12 +32,16 @@ class EngineResult:
 
 def ensure_engine(onnx_path: str | Path, precision: str = "fp16", cache_dir: str | Path | None = None,
                   batch: tuple[int, int, int] = (1, 1, 8), calib: CalibrationSource | None = None,
-                  facts: GpuFacts | None = None,
-                  builder: Callable[..., bytes] | None = None) -> EngineResult:
+                  facts: GpuFacts | None = None, builder: Callable[..., bytes] | None = None,
+                  workspace_mb: int = DEFAULT_WORKSPACE_MB, calib_batch: int = DEFAULT_CALIB_BATCH,
+                  prune: bool = True) -> EngineResult:
     """Reuse or build the engine for ``onnx_path`` on this GPU.
 
     ``facts``/``builder`` default to the real TensorRT (``trt_build``); tests
-    inject them to exercise the cache without a GPU.
+    inject them to exercise the cache without a GPU.  After a build, entries
+    no request can reach any more are pruned (``EngineCache.prune``).  The
+    INT8 calibration table is named after the engine key (a retrained model
+    never inherits old scales) and its sha256 is recorded in the sidecar.
     """
     info = read_model_info(onnx_path)  # corrupt / no metadata -> UserError naming the file
     if info.precision != "fp32":
@@ -45,6 +50,9 @@ def ensure_engine(onnx_path: str | Path, precision: str = "fp16", cache_dir: str
     if precision == "int8" and calib is None:
         raise UserError("precision int8 needs calibration images: pass --calib DIR "
                         "(or a dataset root with --calib-traversal)")
+    if precision == "int8" and calib is not None and calib.limit < calib_batch:
+        raise UserError(f"INT8 calibration: {calib.limit} images is less than one calibration batch "
+                        f"({calib_batch}); use at least {calib_batch} (--calib-count)")
     c = info.contract
     spec = EngineSpec(sha256_file(onnx_path), precision, (c.height, c.width), tuple(batch),
                       source_digest(calib) if (calib is not None and precision == "int8") else "")
@@ -53,16 +61,25 @@ def ensure_engine(onnx_path: str | Path, precision: str = "fp16", cache_dir: str
         facts = facts or trt_build.current_facts()
         builder = builder or trt_build.build_engine
     cache = EngineCache(cache_dir or default_cache_dir())
-    key = EngineKey(spec, facts)
+    recipe = build_recipe(precision, workspace_mb, calib_batch)
+    key = EngineKey(spec, facts, recipe)
     gpu = re.sub(r"[^A-Za-z0-9]+", "_", facts.gpu_name).strip("_")
     timing = cache.root / f"timing-trt{facts.trt_version}-{gpu}-sm{''.join(map(str, facts.compute_capability))}.cache"
     stem = Path(onnx_path).stem
+    onnx_resolved = str(Path(onnx_path).resolve())
     extra: dict[str, Any] = {"contract": c.to_dict(), "fingerprint": info.fingerprint,
-                             "onnx": str(Path(onnx_path).resolve())}
+                             "onnx": onnx_resolved}
+    calib_table = cache.paths(key, stem)[0].with_suffix(".calib")
 
     def build() -> bytes:
-        return builder(onnx_path, spec, c, timing_cache=timing, calib=calib,
-                       calib_cache=cache.root / f"{stem}-{spec.calib_digest[:20]}.calib")
+        blob = builder(onnx_path, spec, c, recipe=recipe, timing_cache=timing, calib=calib,
+                       calib_cache=calib_table if precision == "int8" else None)
+        if precision == "int8":
+            extra["calib_table"] = calib_table.name
+            extra["calib_table_sha256"] = sha256_file(calib_table) if calib_table.is_file() else None
+        return blob
 
     path, built, why = cache.get_or_build(key, build, stem=stem, extra=extra)
+    if built and prune:
+        cache.prune(facts, {onnx_resolved: spec.onnx_sha256})
     return EngineResult(path, built, why, key)

@@ -1,15 +1,29 @@
 """Build a TensorRT 10 engine from the exported ONNX (fp32 / fp16 / int8), with a timing cache.
 
-TensorRT is imported lazily; without it every entry point raises a UserError
-that says so.  No torch.  INT8 uses implicit quantisation with an
-``IInt8EntropyCalibrator2`` fed by the shared preprocessing on real frames
-(directory or dataset traversal), its calibration table cached next to the
-engine.  Dynamic batch: one optimisation profile (min, opt, max) x 3 x H x W.
+TensorRT is imported lazily; without it, or with another major version, every
+entry point raises a UserError with the exact install command.  No torch.
+
+Only TensorRT 10 is supported.  TensorRT 11 removed what this builder uses
+(``BuilderFlag.FP16/INT8``, ``IInt8EntropyCalibrator2``, ``int8_calibrator``,
+``platform_has_fast_fp16``): it builds strongly typed networks only, so fp16
+must be cast into the ONNX graph and INT8 must come as explicit Q/DQ nodes
+(NVIDIA ModelOpt).  JetPack 6 (the Orin target) ships TensorRT 10.3 and TensorRT
+11 does not support JetPack, so an 11 path would be unused on robots and
+untested here; the gate below refuses 11 instead of crashing mid-build.
+
+INT8 uses implicit quantisation with an ``IInt8EntropyCalibrator2`` fed by the
+shared preprocessing on real frames (directory or dataset traversal); its
+table is named after the engine key.  A calibration error is re-raised after
+the build (the binding would otherwise read it as "end of data"), and zero
+batches are refused.  fp32 engines clear TF32; fp16/int8 engines pin the GeM
+pooling layers to fp32.  Dynamic batch: one optimisation profile
+(min, opt, max) x 3 x H x W.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -17,123 +31,273 @@ from ..atomic import write_bytes_atomic
 from ..errors import UserError
 from ..infer.calibration import CalibrationSource, iter_batches
 from ..infer.contract import PreprocessContract
-from .engine_cache import EngineSpec, GpuFacts
+from .engine_cache import BuildRecipe, EngineSpec, GpuFacts, build_recipe
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_MAJOR = 10
+INSTALL_HINT = ("install TensorRT 10 -- x86_64: pip install \"tensorrt-cu12>=10.3,<11\" (CUDA 12 driver) "
+                "or \"tensorrt-cu13>=10.14,<11\" (CUDA 13), plus \"cuda-python\" of the same CUDA major; "
+                "Jetson: JetPack 6.x (TensorRT 10.3: sudo apt install nvidia-tensorrt python3-libnvinfer); "
+                "or use backend='onnxruntime'")
+# Everything this package calls that is not in every TensorRT (11 removed the first ones).
+REQUIRED_API = ("BuilderFlag.FP16", "BuilderFlag.INT8", "BuilderFlag.TF32",
+                "BuilderFlag.PREFER_PRECISION_CONSTRAINTS", "IInt8EntropyCalibrator2",
+                "MemoryPoolType.WORKSPACE", "TensorIOMode.INPUT", "Builder", "Runtime", "OnnxParser",
+                "Logger")
+# ONNX node-name prefix torch gives the student's GeM (Student.pool); TensorRT keeps ONNX names.
+POOL_LAYER_PREFIX = "/pool/"
+
+_LOGGER: Any = None
+
+
+def check_tensorrt(trt: Any) -> None:
+    """UserError unless ``trt`` is a TensorRT 10 with every API this package uses."""
+    version = str(getattr(trt, "__version__", "?"))
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        major = -1
+    if major != SUPPORTED_MAJOR:
+        why = ("TensorRT 11 builds strongly typed networks only and removed BuilderFlag.FP16/INT8 and "
+               "the INT8 calibrator this package uses" if major > SUPPORTED_MAJOR else "too old")
+        raise UserError(f"TensorRT {version} found ({why}); this package supports TensorRT "
+                        f"{SUPPORTED_MAJOR}.x only: {INSTALL_HINT}")
+    missing = []
+    for dotted in REQUIRED_API:
+        obj = trt
+        for part in dotted.split("."):
+            obj = getattr(obj, part, None)
+        if obj is None:
+            missing.append(dotted)
+    if missing:
+        raise UserError(f"TensorRT {version} lacks {missing} (a lean/dispatch-only runtime?); "
+                        f"{INSTALL_HINT}")
 
 
 def import_tensorrt() -> Any:
     try:
         import tensorrt as trt
     except ImportError:
-        raise UserError("TensorRT is not installed (python package 'tensorrt'); install TensorRT 10 "
-                        "(JetPack on Jetson, 'pip install tensorrt' on x86 with an NVIDIA GPU) or use "
-                        "backend='onnxruntime'") from None
-    if int(trt.__version__.split(".")[0]) < 10:
-        raise UserError(f"TensorRT {trt.__version__} found; this code needs TensorRT >= 10")
+        raise UserError(f"TensorRT is not installed (python package 'tensorrt'); {INSTALL_HINT}") from None
+    check_tensorrt(trt)
     return trt
+
+
+def trt_logger(trt: Any) -> Any:
+    """The one TensorRT logger of this process (builder, runtime and parser share it)."""
+    global _LOGGER
+    if _LOGGER is None:
+        _LOGGER = trt.Logger(trt.Logger.WARNING)
+    return _LOGGER
 
 
 def current_facts(device: int = 0) -> GpuFacts:
     """The real TensorRT version and GPU of this machine."""
-    from ..infer.cuda_mem import gpu_name_and_cc
+    from ..infer.cuda_mem import gpu_properties
 
     trt = import_tensorrt()
-    name, cc = gpu_name_and_cc(device)
-    return GpuFacts(trt.__version__, name, cc)
+    p = gpu_properties(device)
+    return GpuFacts(trt.__version__, p.name, p.compute_capability, p.sm_count, p.total_memory_mib)
 
 
-def _logger(trt: Any) -> Any:
-    return trt.Logger(trt.Logger.WARNING)
+class _Calibrator:
+    """The body of the INT8 calibrator (mixed into ``trt.IInt8EntropyCalibrator2`` at build time).
 
+    Feeds full batches; an exception while reading or uploading a batch is
+    kept in ``error`` and ends the data (the binding swallows exceptions from
+    ``get_batch``), and ``build_engine`` re-raises it.  ``upload(host) -> ptr``
+    copies one float32 batch to the device; ``free()`` releases its buffer.
+    """
 
-def _make_calibrator(trt: Any, src: CalibrationSource, contract: PreprocessContract, batch: int,
-                     cache_file: Path) -> Any:
-    from ..infer.cuda_mem import DeviceBuffer
+    def _setup(self, batches: Iterator[np.ndarray], batch: int, cache_file: Path,
+               upload: Callable[[np.ndarray], int], free: Callable[[], None]) -> None:
+        self._batches, self._batch, self._cache_file = batches, batch, cache_file
+        self._upload, self._free = upload, free
+        self.error: BaseException | None = None
+        self.batches_fed = 0
 
-    class Calibrator(trt.IInt8EntropyCalibrator2):
-        """Feeds full batches of preprocessed frames; caches the calibration table."""
+    def get_batch_size(self) -> int:
+        return self._batch
 
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self._batches = (b for b in iter_batches(src, contract, batch) if len(b) == batch)
-            self._dev = DeviceBuffer(batch * 3 * contract.height * contract.width * 4)
-            self._host: np.ndarray | None = None  # keeps the last batch alive during the copy
-
-        def get_batch_size(self) -> int:
-            return batch
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            from ..infer.cuda_mem import check, cudart
+    def get_batch(self, names: list[str]) -> list[int] | None:
+        if self.error is not None:
+            return None
+        try:
             nxt = next(self._batches, None)
             if nxt is None:
+                if self.batches_fed == 0:
+                    raise UserError(f"INT8 calibration got no full batch of {self._batch} images; "
+                                    f"give at least {self._batch} readable images (--calib-count)")
                 return None
-            self._host = np.ascontiguousarray(nxt, np.float32)
-            rt = cudart()
-            check(rt.cudaMemcpy(self._dev.ptr, self._host.ctypes.data, self._host.nbytes,
-                                rt.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy calib")
-            return [self._dev.ptr]
+            ptr = self._upload(np.ascontiguousarray(nxt, np.float32))
+            self.batches_fed += 1
+            return [ptr]
+        except BaseException as exc:  # noqa: BLE001 -- re-raised by build_engine after the build
+            self.error = exc
+            return None
 
-        def read_calibration_cache(self) -> bytes | None:
-            return cache_file.read_bytes() if cache_file.is_file() else None
+    def read_calibration_cache(self) -> bytes | None:
+        return self._cache_file.read_bytes() if self._cache_file.is_file() else None
 
-        def write_calibration_cache(self, cache: Any) -> None:
-            write_bytes_atomic(cache_file, bytes(cache))
+    def write_calibration_cache(self, cache: Any) -> None:
+        if self.error is None:  # never keep scales from a partial calibration
+            write_bytes_atomic(self._cache_file, bytes(memoryview(cache)))
+
+    def free(self) -> None:
+        self._free()
+
+
+def _device_uploader(nbytes: int) -> tuple[Callable[[np.ndarray], int], Callable[[], None]]:
+    """(upload, free) over one device buffer of ``nbytes`` (cuda-python)."""
+    from ..infer.cuda_mem import DeviceBuffer, check, cudart
+
+    dev = DeviceBuffer(nbytes)
+    keep: list[np.ndarray] = []  # the host batch stays alive until the next copy
+
+    def upload(host: np.ndarray) -> int:
+        if host.nbytes > dev.nbytes:
+            raise UserError(f"calibration batch of {host.nbytes} bytes exceeds its {dev.nbytes}-byte buffer")
+        keep[:] = [host]
+        rt = cudart()
+        check(rt.cudaMemcpy(dev.ptr, host.ctypes.data, host.nbytes,
+                            rt.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy calib")
+        return dev.ptr
+
+    return upload, dev.free
+
+
+def make_calibrator(trt: Any, batches: Iterator[np.ndarray], batch: int, cache_file: Path,
+                    upload: Callable[[np.ndarray], int], free: Callable[[], None]) -> Any:
+    """A ``trt.IInt8EntropyCalibrator2`` over ``batches`` (float32 [batch, 3, H, W])."""
+
+    class Calibrator(_Calibrator, trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self._setup(batches, batch, cache_file, upload, free)
 
     return Calibrator()
 
 
+def _set_timing_cache(config: Any, tc_path: Path | None) -> None:
+    """Attach the timing cache at ``tc_path`` (or an empty one if it is unusable)."""
+    data = b""
+    if tc_path is not None and tc_path.is_file():
+        data = tc_path.read_bytes()
+    cache = config.create_timing_cache(data) if data else None
+    if cache is None or not config.set_timing_cache(cache, False):
+        if data:
+            log.warning("%s: timing cache unusable here (another TensorRT or GPU?); starting a new one",
+                        tc_path)
+        cache = config.create_timing_cache(b"")
+        if cache is None or not config.set_timing_cache(cache, False):
+            log.warning("TensorRT refused an empty timing cache; building without one")
+
+
+def _save_timing_cache(config: Any, tc_path: Path | None) -> None:
+    """Write the builder's timing cache; a failure costs only the next build's tuning time."""
+    if tc_path is None:
+        return
+    try:
+        cache = config.get_timing_cache()
+        blob = cache.serialize() if cache is not None else None
+        if blob is None:
+            log.warning("%s: TensorRT returned no timing cache; not saved", tc_path)
+            return
+        write_bytes_atomic(tc_path, bytes(memoryview(blob)))
+    except (OSError, RuntimeError) as exc:
+        log.warning("%s: timing cache not saved (%s)", tc_path, exc)
+
+
+def pin_pool_layers_fp32(trt: Any, network: Any) -> list[str]:
+    """Run the GeM pooling layers in fp32 (their outputs too); returns the layer names pinned."""
+    pinned = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if not str(layer.name).startswith(POOL_LAYER_PREFIX):
+            continue
+        layer.precision = trt.float32
+        for j in range(layer.num_outputs):
+            layer.set_output_type(j, trt.float32)
+        pinned.append(str(layer.name))
+    return pinned
+
+
 def build_engine(onnx_path: str | Path, spec: EngineSpec, contract: PreprocessContract,
-                 timing_cache: str | Path | None = None, calib: CalibrationSource | None = None,
-                 calib_cache: str | Path | None = None, calib_batch: int = 8,
-                 workspace_mb: int = 1024) -> bytes:
-    """Serialised engine bytes for ``onnx_path`` as ``spec`` asks.
+                 recipe: BuildRecipe | None = None, timing_cache: str | Path | None = None,
+                 calib: CalibrationSource | None = None, calib_cache: str | Path | None = None,
+                 trt: Any = None,
+                 uploader: Callable[[int], tuple[Callable[[np.ndarray], int], Callable[[], None]]]
+                 | None = None) -> bytes:
+    """Serialised engine bytes for ``onnx_path`` as ``spec`` and ``recipe`` ask.
 
     ``timing_cache``: file read before and written (atomically) after the
-    build, so rebuilds for the same GPU skip kernel timing.  Raises UserError
-    for parse errors (with the parser's messages) or a failed build.
+    build, so rebuilds for the same GPU skip kernel timing; a foreign or
+    broken one is replaced, and never costs the engine.  Raises UserError for
+    parse errors (with the parser's messages), a failed build, or a failed
+    calibration.  ``trt``/``uploader`` are injected by tests.
     """
-    trt = import_tensorrt()
-    logger = _logger(trt)
+    trt = trt or import_tensorrt()
+    recipe = recipe or build_recipe(spec.precision)
+    logger = trt_logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # TensorRT 10: networks are always explicit-batch
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise UserError(f"{onnx_path}: TensorRT cannot parse it: {errs}")
-    if network.num_inputs != 1:
-        raise UserError(f"{onnx_path}: expected one input, TensorRT sees {network.num_inputs}")
+    if network.num_inputs != 1 or network.num_outputs != 1:
+        raise UserError(f"{onnx_path}: expected one input and one output, TensorRT sees "
+                        f"{network.num_inputs} and {network.num_outputs}")
     inp = network.get_input(0)
     h, w = spec.input_hw
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, recipe.workspace_mb << 20)
     tc_path = Path(timing_cache) if timing_cache else None
-    tc_bytes = tc_path.read_bytes() if tc_path and tc_path.is_file() else b""
-    cache = config.create_timing_cache(tc_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    _set_timing_cache(config, tc_path)
 
     lo, opt, hi = spec.batch
     profile = builder.create_optimization_profile()
     profile.set_shape(inp.name, (lo, 3, h, w), (opt, 3, h, w), (hi, 3, h, w))
     config.add_optimization_profile(profile)
 
-    if spec.precision in ("fp16", "int8") and getattr(builder, "platform_has_fast_fp16", True):
+    if not recipe.tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default: "fp32" would be TF32 on Ampere+
+    if spec.precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)  # int8 layers fall back to fp16, not fp32
+    if recipe.pool_fp32 and pin_pool_layers_fp32(trt, network):
+        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+
+    calibrator = None
+    cfile = Path(calib_cache) if calib_cache else Path(str(onnx_path) + ".calib")
     if spec.precision == "int8":
         if calib is None:
             raise UserError("precision int8 needs calibration images (--calib)")
+        b = recipe.calib_batch
         config.set_flag(trt.BuilderFlag.INT8)
-        # Calibration runs at one fixed shape: its own profile.
-        cprof = builder.create_optimization_profile()
-        cshape = (calib_batch, 3, h, w)
+        cprof = builder.create_optimization_profile()  # calibration runs at one fixed shape
+        cshape = (b, 3, h, w)
         cprof.set_shape(inp.name, cshape, cshape, cshape)
         config.set_calibration_profile(cprof)
-        cfile = Path(calib_cache) if calib_cache else Path(str(onnx_path) + ".calib")
-        config.int8_calibrator = _make_calibrator(trt, calib, contract, calib_batch, cfile)
-
-    serialized = builder.build_serialized_network(network, config)
+        upload, free = (uploader or _device_uploader)(b * 3 * h * w * 4)
+        batches = (x for x in iter_batches(calib, contract, b) if len(x) == b)
+        calibrator = make_calibrator(trt, batches, b, cfile, upload, free)
+        config.int8_calibrator = calibrator
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.free()
+    if calibrator is not None and calibrator.error is not None:
+        cfile.unlink(missing_ok=True)
+        err = calibrator.error
+        if isinstance(err, UserError):
+            raise err
+        raise UserError(f"{onnx_path}: INT8 calibration failed after {calibrator.batches_fed} batches: "
+                        f"{type(err).__name__}: {err}").with_traceback(err.__traceback__)
     if serialized is None:
         raise UserError(f"{onnx_path}: TensorRT engine build failed ({spec.precision}); see the "
                         "TensorRT log above")
-    if tc_path is not None:
-        write_bytes_atomic(tc_path, bytes(memoryview(config.get_timing_cache().serialize())))
-    return bytes(memoryview(serialized))
+    blob = bytes(memoryview(serialized))  # the engine is safe before the timing cache is touched
+    _save_timing_cache(config, tc_path)
+    return blob

@@ -28,7 +28,8 @@ def load_embedder(path: str | Path, backend: str = "onnxruntime", **options: Any
     ``cuda_graphs``, ``max_batch``.
     backend "tensorrt": ``path`` is an ``.onnx`` (engine built or reused from
     the cache) or an ``.engine`` with its ``.json`` sidecar; options
-    ``precision``, ``cache_dir``, ``max_batch``, ``calib``, ``timing_cache``.
+    ``precision``, ``cache_dir`` (engines and the timing cache), ``max_batch``,
+    ``calib``, ``calib_traversal``, ``calib_count``.
     """
     if backend == "onnxruntime":
         from .ort_backend import OrtEmbedder

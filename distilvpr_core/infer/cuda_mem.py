@@ -7,6 +7,7 @@ a missing cuda-python or GPU is a UserError that says what to install.
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,11 +41,17 @@ def check(result: Any, what: str) -> Any:
 
 
 def handle(obj: Any) -> int:
-    """Integer handle/pointer of a cuda-python object (stream) or int."""
+    """Integer handle/pointer of a cuda-python object (stream) or int.
+
+    cuda-python handles convert with ``int()``.  ``getPtr()`` is no fallback:
+    it is the address of the Python object's storage for the handle, not the
+    handle, so passing it to TensorRT would name a wrong stream.
+    """
     try:
         return int(obj)
     except TypeError:
-        return int(obj.getPtr())
+        raise TypeError(f"cannot take the integer handle of {type(obj).__name__}; this cuda-python "
+                        "is not supported (pip install \"cuda-python>=12.6\")") from None
 
 
 class DeviceBuffer:
@@ -101,9 +108,28 @@ class Stream:
             self.obj = None
 
 
-def gpu_name_and_cc(device: int = 0) -> tuple[str, tuple[int, int]]:
-    """(GPU name, (major, minor)) of CUDA device ``device``."""
+@dataclass(frozen=True)
+class GpuProperties:
+    name: str
+    compute_capability: tuple[int, int]
+    sm_count: int
+    total_memory_mib: int
+
+
+def gpu_properties(device: int = 0) -> GpuProperties:
+    """Name, compute capability, SM count and total memory (MiB) of CUDA device ``device``."""
     props = check(cudart().cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
     name = props.name
     name = name.decode(errors="replace") if isinstance(name, (bytes, bytearray)) else str(name)
-    return name.split("\x00", 1)[0].strip(), (int(props.major), int(props.minor))
+    return GpuProperties(name.split("\x00", 1)[0].strip(), (int(props.major), int(props.minor)),
+                         int(props.multiProcessorCount), int(props.totalGlobalMem) >> 20)
+
+
+def has_cuda_device() -> bool:
+    """Whether cuda-python is importable and sees at least one CUDA device (never raises)."""
+    try:
+        rt = cudart()
+        err, count = rt.cudaGetDeviceCount()
+    except Exception:  # noqa: BLE001 -- no cuda-python, no driver: no device
+        return False
+    return err == rt.cudaError_t.cudaSuccess and int(count) > 0

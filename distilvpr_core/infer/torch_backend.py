@@ -1,6 +1,7 @@
 """torch backend: the checkpoint itself, on CPU or CUDA (fp16 and CUDA graphs on CUDA).
 
 For development and GPU timing; deployment uses ONNX Runtime or TensorRT.
+In fp16 the GeM pooling runs in fp32 (``pin_pooling_fp32``).
 The fingerprint is computed from the fp32 weights before any cast, so it
 equals the one stored in the exported ONNX file.
 """
@@ -13,6 +14,24 @@ import torch
 
 from ..errors import UserError
 from .embedder import Embedder
+
+
+def pin_pooling_fp32(model: torch.nn.Module) -> int:
+    """Run every GeM layer of a half-precision ``model`` in fp32; returns how many were pinned.
+
+    The GeM form is already fp16-safe (models/pooling.py); pooling in fp32 costs
+    nothing measurable and keeps the descriptor equal to the one TensorRT's
+    fp16 engine computes (its pooling layers are pinned to fp32 as well).
+    """
+    from ..models.pooling import GeM
+
+    n = 0
+    for mod in model.modules():
+        if isinstance(mod, GeM):
+            mod.float()
+            mod.register_forward_pre_hook(lambda _m, args: tuple(a.float() for a in args))
+            n += 1
+    return n
 
 
 class TorchEmbedder(Embedder):
@@ -49,6 +68,8 @@ class TorchEmbedder(Embedder):
         self.cuda_graphs = bool(cuda_graphs)
         self.dtype = torch.float16 if self.fp16 else torch.float32
         self.model = loaded.model.to(self.device, self.dtype).eval()
+        if self.fp16:
+            pin_pooling_fp32(self.model)
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
 
     @torch.inference_mode()
