@@ -42,7 +42,7 @@ import bench_synth_report as report  # noqa: E402
 
 @dataclass
 class ThroughputConfig:
-    steps: int = field(default=10, metadata=spec("timed steps per kind", ge=1))
+    steps: int = field(default=10, metadata=spec("timed steps per kind (0 = do not measure)", ge=0))
     warmup: int = field(default=2, metadata=spec("untimed steps first", ge=0))
 
 
@@ -269,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     continue
                 state["results"][f"seed{seed}/teacher"] = json.loads((t_run / "eval.json").read_text())
                 save()
-                if seed == bench.seeds[0] and "throughput" not in state:
+                if seed == bench.seeds[0] and "throughput" not in state and bench.throughput.steps:
                     state["throughput"] = measure_throughput(bench, t_run, seed)
                     print(f"[bench] throughput {state['throughput']}")
                     save()

@@ -28,9 +28,13 @@ if [ ! -f "$DATA/dataset.json" ]; then
 fi
 echo "town: $(( $(date +%s) - t0 )) s" | tee -a "$LOG"
 only=(); for r in "${ROWS[@]}"; do only+=(--only "$r"); done
+# DEADLINE_S (seconds from the start of this script): training stops in time for the merged
+# report; runs cut short are simply missing from it (n seeds shows it).
+left=$(( ${DEADLINE_S:-100000} - ($(date +%s) - t0) - 30 ))
+[ "$left" -gt 60 ] || { echo "no time left for training after the town" | tee -a "$LOG"; exit 1; }
 pids=()
 for seed in 0 1 2; do
-  "$PY" scripts/bench_synth.py --config "${BENCH_CONFIG:-config/bench_synth_gpu.yaml}" --seeds "$seed" "${only[@]}" \
+  timeout "$left" "$PY" scripts/bench_synth.py --config "${BENCH_CONFIG:-config/bench_synth_gpu.yaml}" --seeds "$seed" "${only[@]}" \
       --set "runs_root=$RUNS/seed$seed" --set "output=$RUNS/seed$seed/report.md" >"$RUNS/seed$seed.log" 2>&1 &
   pids+=($!)
 done
