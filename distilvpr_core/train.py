@@ -53,8 +53,8 @@ def _device(name: str) -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UserError(f"run.device: {name!r} but CUDA is not available; use run.device=cpu")
-        if name == "cuda" and "LOCAL_RANK" in os.environ:
-            name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        if name == "cuda":   # set_device needs an index; torchrun gives each rank its own
+            name = f"cuda:{int(os.environ.get('LOCAL_RANK', torch.cuda.current_device()))}"
     try:
         return torch.device(name)
     except RuntimeError:
