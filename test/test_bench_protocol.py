@@ -166,3 +166,33 @@ def test_collapse_is_detected_from_epoch_statistics():
     assert "spread" in collapse_reason({"spread": 1e-5, "triplet": 0.2, "triplet_nonzero": 1.0}, 0.2)
     assert "pinned at the margin" in collapse_reason({"spread": 0.2, "triplet": 0.2, "triplet_nonzero": 1.0}, 0.2)
     assert collapse_reason({"spread": 0.2, "triplet": 0.2, "triplet_nonzero": 0.9}, 0.2) is None
+
+
+def test_pipeline_on_a_split_town_scores_p_d_s_and_never_trains_on_test_regions(split_town, tmp_path,
+                                                                                repo_root, monkeypatch):
+    from distilvpr_core.distill.distilvpr import SELF_AGENT
+    from distilvpr_core.train import DistilRunConfig, run_pipeline
+    monkeypatch.chdir(repo_root)
+    sets = [f"data.root={split_town}", "data.input_size=[64, 48]", f"run.root={tmp_path}",
+            "run.device=cpu", "run.threads=1", "teacher.bev.cells=16", "train_teacher.epochs=1",
+            "train_student.epochs=1", "train_teacher.pairs_per_batch=4", "train_student.pairs_per_batch=4",
+            "eval.batch_size=16"]
+    run = run_pipeline(load_config(DistilRunConfig, "config/distil_synth.yaml", sets), ["test"])
+    res = json.loads((run / "eval.json").read_text())
+    for model in ("student", "teacher", "teacher_image"):
+        assert set(res[model]["protocols"]) == {"unseen_places", "deployment", "unseen_condition"}
+        assert res[model]["R@1"] == res[model]["protocols"]["unseen_places"]["R@1"]
+    travs, split = _open(split_town)
+    kept = exclude_near_test_regions(travs, split)
+    n_train = sum(len(t) for t in kept if t.role == "train")
+    cache = torch.load(run / "teacher_cache.pt", weights_only=True)["embeddings"]
+    assert cache.shape[0] == n_train < sum(len(t) for t in travs if t.role == "train")
+    # The hyperbolic self-agent term does work on a trained teacher's real embedding norms.
+    term = SELF_AGENT["poincare"](1.0, 0.1)
+    student = (cache[:8] + 0.5 * torch.randn(8, cache.shape[1])).requires_grad_()
+    loss = term(student, cache[8:16])
+    loss.backward()
+    assert loss.item() > 0 and torch.isfinite(student.grad).all() and student.grad.abs().sum() > 0
+    # The student's triplet loss enters with the reference's weight 0.5.
+    hist = json.loads((run / "student_metrics.json").read_text())[0]
+    assert hist["loss"] == pytest.approx(0.5 * hist["triplet"] + hist["distill"], rel=1e-6)
