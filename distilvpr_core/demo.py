@@ -7,6 +7,7 @@ its output already exists (``--fresh`` redoes everything):
 1. town     ``distilvpr synth --config config/synth_demo.yaml``
 2. distil   ``distilvpr distil``: teacher -> cache -> DistilVPR student -> eval
 3. nodistil ``distilvpr distil`` with ``distill.method=none`` (the baseline)
+   (2 and 3 once per ``--seeds`` value; the later stages use the first seed's student)
 4. export   ``distilvpr export``: DistilVPR student -> ONNX
 5. map      ``distilvpr map build`` from the map traversal
 6. replay   ``distilvpr replay-eval`` of another traversal's rosbag through
@@ -46,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="traversal the prior map is built from (default: test_noon)")
     parser.add_argument("--query-traversal", default="test_dusk",
                         help="traversal whose rosbag is replayed through the node (default: test_dusk)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="N",
+                        help="train both students with each of these seeds and report mean ± std "
+                             "(default: 0; README's spread: --seeds 0 1 2)")
 
 
 class Stage:
@@ -83,19 +87,28 @@ def _ros_env() -> dict[str, str]:
     return env
 
 
+def _run_name(kind: str, seed: int) -> str:
+    """Run name of a distil stage; seed 0 keeps the plain name."""
+    return kind if seed == 0 else f"{kind}_seed{seed}"
+
+
 def _stages(args: argparse.Namespace, out: Path) -> list[Stage]:
     town = out / "town"
     stages = [Stage("town", town / "dataset.json",
                     _cli("synth", "--config", args.town_config, "--out", str(town), "--overwrite"))]
-    stages.append(_distil_stage(out, args.distil_config, "distilvpr", []))
-    stages.append(_distil_stage(out, args.distil_config, "nodistill",
-                                ["--set", "distill.method=none", "--set", "run.stages=[student,eval]"]))
+    for seed in args.seeds:
+        seed_set = ["--set", f"run.seed={seed}"]
+        stages.append(_distil_stage(out, args.distil_config, _run_name("distilvpr", seed), seed_set))
+        # The baseline student reuses this seed's teacher cache (same data, same seed).
+        stages.append(_distil_stage(out, args.distil_config, _run_name("nodistill", seed),
+                                    [*seed_set, "--set", "distill.method=none",
+                                     "--set", "run.stages=[student,eval]"]))
     return stages
 
 
 def _late_stages(args: argparse.Namespace, out: Path) -> list[Stage]:
     town = out / "town"
-    run = _run_dir(out / "runs", "distilvpr")
+    run = _run_dir(out / "runs", _run_name("distilvpr", args.seeds[0]))
     if run is None or not (run / "student_best.pt").is_file():
         raise UserError(f"{out / 'runs'}: the DistilVPR run left no student_best.pt; rerun with --fresh")
     onnx = out / "student.onnx"
@@ -132,20 +145,37 @@ def _read(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def summarise(out: Path) -> dict[str, Any]:
-    """Collect the headline numbers from the files the stages wrote."""
-    dv = _read(_run_dir(out / "runs", "distilvpr") / "eval.json")
-    nd = _read(_run_dir(out / "runs", "nodistill") / "eval.json")
+PROTOCOL_ROWS = (("unseen_places", "P (unseen places)"), ("deployment", "D (deployment, map = train_noon)"))
+
+
+def _r1(res: dict[str, Any], protocol: str) -> float:
+    """R@1 (percent) of one model entry of eval.json under ``protocol`` (whole test set without a split)."""
+    return float(res.get("protocols", {}).get(protocol, res)["R@1"])
+
+
+def summarise(out: Path, seeds: list[int] | None = None) -> dict[str, Any]:
+    """Collect the headline numbers from the files the stages wrote.
+
+    Per protocol and model, one R@1 per seed (lists in seed order)."""
+    seeds = seeds or [0]
+    per: dict[str, dict[str, list[float]]] = {}
+    for seed in seeds:
+        dv = _read(_run_dir(out / "runs", _run_name("distilvpr", seed)) / "eval.json")
+        nd = _read(_run_dir(out / "runs", _run_name("nodistill", seed)) / "eval.json")
+        for proto, _ in PROTOCOL_ROWS:
+            row = per.setdefault(proto, {})
+            for key, res in (("teacher", dv["teacher"]), ("teacher_image", dv["teacher_image"]),
+                             ("student_nodistill", nd["student"]), ("student_distilvpr", dv["student"])):
+                row.setdefault(key, []).append(_r1(res, proto))
+        test_traversals = dv["test_traversals"]
     ros = _read(out / "replay" / "ros" / "metrics.json")
     offline = _read(out / "replay" / "offline" / "metrics.json")
     m = ros["metrics"]
     lat = m["latency_s"]
     return {
-        "teacher_R@1": dv["teacher"]["R@1"],
-        "teacher_image_R@1": dv["teacher_image"]["R@1"],
-        "student_nodistill_R@1": nd["student"]["R@1"],
-        "student_distilvpr_R@1": dv["student"]["R@1"],
-        "test_traversals": dv["test_traversals"],
+        "seeds": seeds,
+        "R@1": per,
+        "test_traversals": test_traversals,
         "node_recall@1": m["recall_at_n"]["1"],
         "offline_recall@1": offline["metrics"]["recall_at_n"]["1"],
         "node_max_recall_at_100_precision": m["max_recall_at_100_precision"],
@@ -161,25 +191,38 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f} %"
 
 
+def _spread(values: list[float]) -> str:
+    """'42.1 %' for one value, 'mean ± std % (a / b / c)' for several."""
+    if len(values) == 1:
+        return f"{values[0]:.1f} %"
+    import statistics
+    each = " / ".join(f"{v:.1f}" for v in values)
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} % ({each})"
+
+
 def render(s: dict[str, Any]) -> str:
     """The headline table as Markdown; R@1 of eval.json is already in percent."""
-    lines = [
-        "| result | value |", "|---|---|",
-        f"| teacher (camera + LiDAR) R@1 | {s['teacher_R@1']:.1f} % |",
-        f"| teacher image branch alone R@1 | {s['teacher_image_R@1']:.1f} % |",
-        f"| student without distillation R@1 | {s['student_nodistill_R@1']:.1f} % |",
-        f"| DistilVPR student R@1 | {s['student_distilvpr_R@1']:.1f} % |",
+    names = (("teacher", "teacher (camera + LiDAR)"), ("teacher_image", "teacher image branch alone"),
+             ("student_nodistill", "student without distillation"), ("student_distilvpr", "DistilVPR student"))
+    lines = ["| result | value |", "|---|---|"]
+    for proto, label in PROTOCOL_ROWS:
+        for key, name in names:
+            lines.append(f"| {name}, R@1 {label} | {_spread(s['R@1'][proto][key])} |")
+    lines += [
         f"| node Recall@1 on the replayed bag (offline path) | {_pct(s['node_recall@1'])} "
         f"({_pct(s['offline_recall@1'])}) |",
         f"| node max recall at 100 % precision | {_pct(s['node_max_recall_at_100_precision'])} |",
         f"| node latency p50 / p99 | {s['node_latency_p50_ms']:.1f} / {s['node_latency_p99_ms']:.1f} ms |"
         if s["node_latency_p50_ms"] is not None else "| node latency p50 / p99 | n/a |",
     ]
-    verdict = ("DistilVPR beats no distillation" if s["student_distilvpr_R@1"] > s["student_nodistill_R@1"]
-               else "DistilVPR does NOT beat no distillation at demo scale (one seed, few epochs); "
-                    "see docs/benchmark_synth.md for the multi-seed benchmark")
-    return ("\n".join(lines) + f"\n\nR@1: every ordered pair of test traversals {s['test_traversals']}, "
-            f"25 m.  {verdict}.\nReport: {s['report']}\nPlots: {', '.join(s['plots'])}\n")
+    gains = {proto: [a - b for a, b in zip(s["R@1"][proto]["student_distilvpr"],
+                                           s["R@1"][proto]["student_nodistill"])] for proto, _ in PROTOCOL_ROWS}
+    verdict = "; ".join(f"DistilVPR - no distillation on {label.split()[0]}: "
+                        + " / ".join(f"{g:+.1f}" for g in gains[p]) + " R@1 points"
+                        for p, label in PROTOCOL_ROWS)
+    return ("\n".join(lines) + f"\n\nSeeds {s['seeds']}; test traversals {s['test_traversals']}; "
+            f"true match within 25 m. {verdict} (demo scale: see docs/benchmark_synth.md for the "
+            f"benchmark).\nReport: {s['report']}\nPlots: {', '.join(s['plots'])}\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -198,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
                 raise UserError(f"stage '{stage.name}' wrote no eval.json under {out / 'runs'}")
     for i, stage in enumerate(_late_stages(args, out), len(early) + 1):
         _execute(stage, i, total)
-    summary = summarise(out)
+    summary = summarise(out, args.seeds)
     summary["wall_s"] = round(time.monotonic() - start, 1)
     text = render(summary)
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,35 @@
+"""The demo's headline table is built from the files its stages wrote: P and D per seed."""
+from __future__ import annotations
+
+import json
+
+from distilvpr_core.demo import render, summarise
+
+
+def _eval(path, student_p, student_d, teacher=(90.0, 80.0)):
+    def model(p, d):
+        return {"R@1": p, "protocols": {"unseen_places": {"R@1": p}, "deployment": {"R@1": d}}}
+    doc = {"test_traversals": ["test_noon", "test_dusk"], "student": model(student_p, student_d),
+           "teacher": model(*teacher), "teacher_image": model(20.0, 10.0)}
+    path.mkdir(parents=True)
+    (path / "eval.json").write_text(json.dumps(doc))
+
+
+def test_summary_reports_both_protocols_per_seed_with_spread(tmp_path):
+    runs = tmp_path / "runs"
+    _eval(runs / "20260101-000000-distilvpr", 40.0, 30.0)
+    _eval(runs / "20260101-000001-nodistill", 35.0, 20.0)
+    _eval(runs / "20260101-000002-distilvpr_seed1", 44.0, 34.0)
+    _eval(runs / "20260101-000003-nodistill_seed1", 37.0, 26.0)
+    for path in ("ros", "offline"):
+        (tmp_path / "replay" / path).mkdir(parents=True)
+        (tmp_path / "replay" / path / "metrics.json").write_text(json.dumps({"complete": True, "metrics": {
+            "recall_at_n": {"1": 0.5}, "max_recall_at_100_precision": 0.1,
+            "latency_s": {"median": 0.01, "p99": 0.02}}}))
+    s = summarise(tmp_path, [0, 1])
+    assert s["R@1"]["unseen_places"]["student_distilvpr"] == [40.0, 44.0]
+    assert s["R@1"]["deployment"]["student_nodistill"] == [20.0, 26.0]
+    text = render(s)
+    assert "DistilVPR student, R@1 P (unseen places) | 42.0 ± 2.8 % (40.0 / 44.0)" in text
+    assert "student without distillation, R@1 D (deployment, map = train_noon) | 23.0 ± 4.2 %" in text
+    assert "on P: +5.0 / +7.0 R@1 points" in text and "on D: +10.0 / +8.0 R@1 points" in text
