@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Regenerate README.md's result tables from the files the commands wrote.
+
+    .venv/bin/python scripts/update_readme.py [--demo demo_out/summary.json]
+
+Blocks between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` are replaced:
+
+* ``demo``: the table ``distilvpr demo`` printed (``demo_out/summary.md``'s table, from its
+  summary.json), with the seeds it ran;
+* ``benchmark``: R@1 of the key rows under protocols P, D and S, mean ± std over seeds, from
+  ``docs/benchmark_synth.json`` (CPU) and ``docs/benchmark_synth_gpu.json`` (GPU), when present.
+
+Numbers are never typed into README by hand; rerun this after the commands.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ROWS = (("teacher", "teacher (camera + LiDAR)"), ("teacher_image", "teacher image branch"),
+        ("no_distillation", "student, no distillation"), ("distilvpr", "DistilVPR student"))
+PROTOS = (("unseen_places", "P"), ("deployment", "D"), ("unseen_condition", "S"))
+
+
+def _ms(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.1f} (n=1)"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} (n={len(values)})"
+
+
+def benchmark_block(paths: list[tuple[str, Path]]) -> str:
+    """Markdown table: one row per (table, model), one column per protocol."""
+    lines = ["| benchmark | model | " + " | ".join(f"R@1 {p}" for _, p in PROTOS) + " |",
+             "|---|---|" + "---|" * len(PROTOS)]
+    for label, path in paths:
+        if not path.is_file():
+            continue
+        doc = json.loads(path.read_text())
+        protos = doc["protocols"]
+        for key, name in ROWS:
+            cells = [_ms(protos.get(p, {}).get("rows", {}).get(key, {}).get("r1", [])) for p, _ in PROTOS]
+            lines.append(f"| {label} | {name} | " + " | ".join(cells) + " |")
+        chance = [protos.get(p, {}).get("chance_r1") for p, _ in PROTOS]
+        lines.append(f"| {label} | *chance* | " + " | ".join("–" if c is None else f"{c:.1f}" for c in chance) + " |")
+    return "\n".join(lines)
+
+
+def demo_block(summary: Path) -> str:
+    from distilvpr_core.demo import render
+    s = json.loads(summary.read_text())
+    table = render(s).split("\n\nSeeds")[0]
+    return table + f"\n\nFrom `{summary}` (seeds {s['seeds']}, wall time {s.get('wall_s', 0):.0f} s)."
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    pat = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
+    if not pat.search(text):
+        raise SystemExit(f"README.md has no <!-- BEGIN {name} --> ... <!-- END {name} --> block")
+    return pat.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--demo", type=Path, help="summary.json of 'distilvpr demo' (default: leave the demo table)")
+    p.add_argument("--readme", type=Path, default=REPO / "README.md")
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    text = args.readme.read_text()
+    text = replace_block(text, "benchmark", benchmark_block([
+        ("CPU (docs/benchmark_synth.md)", REPO / "docs/benchmark_synth.json"),
+        ("GPU H200 (docs/benchmark_synth_gpu.md)", REPO / "docs/benchmark_synth_gpu.json")]))
+    if args.demo:
+        text = replace_block(text, "demo", demo_block(args.demo))
+    args.readme.write_text(text)
+    print(f"updated {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
