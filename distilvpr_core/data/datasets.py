@@ -7,6 +7,8 @@ Every format is seen through one small interface (a *traversal*)::
     trav.positions   float64 [N, 2] metres (planar position, any fixed frame)
     len(trav); trav.load_image(i) -> uint8 [H, W, 3] RGB
     trav.load_lidar(i) -> float32 [P, 4] x y z intensity, lidar frame
+    optional (evaluation runs of oxford/boreas): trav.eval_set: int,
+    trav.query_indices int64 [Q], trav.true_neighbours {eval_set m: [Q int64 arrays]}
 
 Images go through the deployed preprocessing (``infer.preprocess``) so the
 network sees training frames exactly as it sees them on the robot.
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -35,8 +36,12 @@ class DataConfig:
     """Where the data is and how frames become network inputs."""
     format: str = field(default="native", metadata=spec("dataset format", choices=FORMATS))
     root: str = field(default="data/synth_tiny", metadata=spec("dataset directory"))
-    boreas_sequences: dict[str, str] = field(default_factory=dict, metadata=spec(
-        "format boreas only: {sequence directory: train|val|test}"))
+    image_root: str = field(default="", metadata=spec(
+        "formats oxford/boreas: folder with the per-run images (and, for oxford, "
+        "lidar2image_ndx.pickle); empty = data.root"))
+    val_runs: list[str] = field(default_factory=list, metadata=spec(
+        "formats oxford/boreas: runs of the training pickle held out as role val "
+        "(model selection) instead of being trained on"))
     input_size: tuple[int, int] = field(default=(320, 240), metadata=spec("network input [W, H], pixels"))
     resize: str = field(default="center_crop", metadata=spec(
         "resize policy of the preprocessing contract", choices=("stretch", "center_crop")))
@@ -47,9 +52,6 @@ class DataConfig:
     def __post_init__(self) -> None:
         if any(v < 16 for v in self.input_size):
             raise ConfigError(f"data.input_size: expected [W, H] >= 16 pixels, got {list(self.input_size)}")
-        for name, role in self.boreas_sequences.items():
-            if role not in ("train", "val", "test"):
-                raise ConfigError(f"data.boreas_sequences.{name}: role must be train|val|test, got {role!r}")
 
     def contract(self) -> PreprocessContract:
         """The preprocessing contract the trained model will be deployed with."""
@@ -87,79 +89,13 @@ class _NativeTraversal:
         return self._trav.load_lidar(i)
 
 
-class _OxfordTraversal:
-    """One run of a PointNetVLAD-format export; images via lidar2image_ndx.pickle.
-
-    Submaps are float64 [4096, 3] normalised to [-1, 1] (no intensity: set to 1),
-    so a BEV teacher on this format needs ``teacher.bev.range_m: 1.0`` and
-    z limits around [-1, 1]."""
-    has_lidar = True
-
-    def __init__(self, root: Path, run: str, role: str, relpaths: list[str], stamps_us: list[int],
-                 positions: np.ndarray, l2i: dict[int, list[int]]) -> None:
-        self.root, self.name, self.role = root, run, role
-        self.relpaths, self.positions = relpaths, np.asarray(positions, np.float64).reshape(-1, 2)
-        missing = [t for t in stamps_us if not l2i.get(int(t))]
-        if missing:
-            raise UserError(f"{root / 'lidar2image_ndx.pickle'}: no image for scan {missing[0]} of run {run}")
-        self.image_stamps = [int(l2i[int(t)][0]) for t in stamps_us]  # nearest image first
-
-    def __len__(self) -> int:
-        return len(self.relpaths)
-
-    def load_image(self, i: int) -> np.ndarray:
-        from PIL import Image
-        path = self.root / "images4lidar" / self.name / f"{self.image_stamps[i]}.png"
-        try:
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: cannot read image ({exc})") from None
-
-    def load_lidar(self, i: int) -> np.ndarray:
-        from .oxford_format import read_submap
-        pts = read_submap(self.root / self.relpaths[i]).astype(np.float32)
-        return np.concatenate([pts, np.ones((len(pts), 1), np.float32)], axis=1)
-
-
-def _open_oxford(root: str | Path) -> list[Any]:
-    """Train runs from training_queries_baseline.pickle, val runs from
-    test_queries_baseline.pickle, test runs from oxford_evaluation_database.pickle."""
-    from .oxford_format import load_pickle, read_evaluation_sets, read_training_tuples
-    root = Path(root)
-    if not (root / "lidar2image_ndx.pickle").is_file():
-        raise UserError(f"{root}: not an Oxford/PointNetVLAD export (no lidar2image_ndx.pickle); "
-                        "check data.root")
-    l2i = load_pickle(root / "lidar2image_ndx.pickle")
-    groups: dict[str, dict[str, Any]] = {}
-
-    def add(run: str, role: str, rel: str, ts: int, pos: tuple[float, float]) -> None:
-        g = groups.setdefault(run, {"role": role, "rel": [], "ts": [], "pos": []})
-        g["rel"].append(rel)
-        g["ts"].append(int(ts))
-        g["pos"].append(pos)
-    for role, fname in (("train", "training_queries_baseline.pickle"), ("val", "test_queries_baseline.pickle")):
-        if (root / fname).is_file():
-            for _, t in sorted(read_training_tuples(root / fname).items()):
-                add(Path(t.rel_scan_filepath).parts[1], role, t.rel_scan_filepath, t.timestamp,
-                    (float(t.position[0]), float(t.position[1])))
-    db = root / "oxford_evaluation_database.pickle"
-    if db.is_file():
-        for run_set in read_evaluation_sets(db):
-            for _, e in sorted(run_set.items()):
-                add(Path(e["query"]).parts[1], "test", e["query"], int(e["timestamp"]),
-                    (float(e["northing"]), float(e["easting"])))
-    return [_OxfordTraversal(root, run, g["role"], g["rel"], g["ts"], np.array(g["pos"]), l2i)
-            for run, g in groups.items()]
-
-
 class _StridedTraversal:
     """Every ``stride``-th frame of another traversal (same name, role, LiDAR)."""
 
     def __init__(self, trav: Any, stride: int) -> None:
         self._trav, self._stride = trav, stride
         self.name, self.role, self.has_lidar = trav.name, trav.role, trav.has_lidar
-        self.positions = np.asarray(trav.positions)[::stride]
+        self.positions = np.asarray(trav.positions, dtype=np.float64)[::stride]
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -173,10 +109,13 @@ class _StridedTraversal:
 
 def open_traversals(cfg: DataConfig) -> list[Any]:
     """All traversals of the configured dataset, in dataset order, thinned to
-    every ``cfg.frame_stride``-th frame."""
+    every ``cfg.frame_stride``-th frame -- except evaluation runs whose queries
+    and true neighbours come from the dataset's query pickle (the protocol
+    indexes their frames)."""
     travs = _open_format(cfg)
     if cfg.frame_stride > 1:
-        travs = [_StridedTraversal(t, cfg.frame_stride) for t in travs]
+        travs = [t if getattr(t, "query_indices", None) is not None else _StridedTraversal(t, cfg.frame_stride)
+                 for t in travs]
     return travs
 
 
@@ -185,11 +124,14 @@ def _open_format(cfg: DataConfig) -> list[Any]:
         from . import native  # imported here: only the chosen format's reader is needed
         ds = native.open_dataset(cfg.root)
         return [_NativeTraversal(ds, name) for name in ds.traversals]
-    if cfg.format == "oxford":
-        return _open_oxford(cfg.root)
-    if cfg.format == "boreas":
-        from .boreas import open_boreas
-        return open_boreas(cfg.root, cfg.boreas_sequences)
+    if cfg.format in ("oxford", "boreas"):
+        from .benchmark_layout import open_benchmark
+        if cfg.format == "oxford":
+            from .oxford_format import oxford_layout
+            layout = oxford_layout()
+        else:
+            from .boreas import BOREAS as layout
+        return open_benchmark(layout, cfg.root, cfg.image_root, cfg.val_runs)
     raise ConfigError(f"data.format: unknown format {cfg.format!r}; valid: {list(FORMATS)}")
 
 
