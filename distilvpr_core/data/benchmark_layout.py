@@ -156,7 +156,7 @@ def open_benchmark(spec: LayoutSpec, root: str | Path, image_root: str | Path = 
     l2i_path = (image_root if spec.l2i_in_image_root else root) / spec.l2i_pickle
     if not l2i_path.is_file():
         where = "data.image_root" if spec.l2i_in_image_root else "data.root"
-        raise UserError(f"{l2i_path}: not found; a {spec.name} benchmark needs {spec.l2i_pickle} in "
+        raise UserError(f"{l2i_path}: not found; the {spec.name} layout needs {spec.l2i_pickle} in "
                         f"{where} (check data.root, data.image_root and data.format)")
     b = _Builder(spec, root, image_root, read_lidar2image(l2i_path), l2i_path)
     order: list[tuple[str, str]] = []
