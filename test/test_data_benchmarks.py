@@ -228,3 +228,11 @@ def test_distil_then_eval_end_to_end(layouts, fmt, tmp_path, repo_root, monkeypa
     res = evaluate_model(model, "student", travs, _cfg(fmt, root, image_root), EvalConfig(), torch.device("cpu"),
                          contract=contract)
     assert res.queries == 36
+
+
+def test_neighbours_and_pairs_are_exact_at_utm_offsets():
+    """The training sampler's positives at northing 5.7e6 m equal those at the origin."""
+    from distilvpr_core.data.datasets import neighbours_within
+    local = np.c_[np.arange(40) * 3.3, np.zeros(40)]
+    for a, b in zip(neighbours_within(local + [5.7e6, 6.2e5], 10.0), neighbours_within(local, 10.0)):
+        np.testing.assert_array_equal(a, b)

@@ -51,6 +51,12 @@ def read_cloud(path: Path) -> np.ndarray:
     return pts
 
 
+def image_dirs(image_root: Path, run: str) -> list[Path]:
+    """<image_root>/<seq>/...; with image_root left at root, the release's <root>/boreas/<seq>/...
+    (a module-level function, not a lambda: DataLoader workers receive the dataset pickled)."""
+    return [image_root / run / CAMERA_DIR, image_root / "boreas" / run / CAMERA_DIR]
+
+
 BOREAS = LayoutSpec(
     name="boreas",
     train_pickle="boreas_training_queries_baseline.pickle",
@@ -59,7 +65,6 @@ BOREAS = LayoutSpec(
     eval_query="boreas_evaluation_query.pickle",
     l2i_pickle="boreas_lidar2image_ndx.pickle",
     l2i_in_image_root=False,
-    # <image_root>/<seq>/...; with image_root left at root, the release's <root>/boreas/<seq>/...
-    image_dirs=lambda image_root, run: [image_root / run / CAMERA_DIR, image_root / "boreas" / run / CAMERA_DIR],
+    image_dirs=image_dirs,
     read_cloud=read_cloud,
 )
