@@ -15,7 +15,6 @@ network sees training frames exactly as it sees them on the robot.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -27,6 +26,7 @@ from ..config import ConfigError, spec
 from ..errors import UserError
 from ..infer.contract import PreprocessContract
 from ..infer.preprocess import preprocess, resize_image
+from .augment import AugmentConfig, augment_lidar, jitter_image, random_erase  # noqa: F401 (AugmentConfig re-export)
 
 FORMATS = ("native", "oxford", "boreas")
 
@@ -56,18 +56,6 @@ class DataConfig:
     def contract(self) -> PreprocessContract:
         """The preprocessing contract the trained model will be deployed with."""
         return PreprocessContract(input_size=tuple(self.input_size), resize=self.resize)
-
-
-@dataclass
-class AugmentConfig:
-    """Training-time augmentations (never applied at evaluation or caching)."""
-    color_jitter: float = field(default=0.3, metadata=spec(
-        "brightness/contrast/saturation jitter strength (0 = off)", ge=0, le=1))
-    hue_jitter: float = field(default=0.05, metadata=spec("hue jitter (0 = off)", ge=0, le=0.5))
-    erase_prob: float = field(default=0.5, metadata=spec("random-erasing probability", ge=0, le=1))
-    lidar_rotate_deg: float = field(default=5.0, metadata=spec("max LiDAR yaw rotation, degrees", ge=0, le=180))
-    lidar_jitter_m: float = field(default=0.02, metadata=spec("std of per-point LiDAR jitter, metres", ge=0))
-    lidar_drop: float = field(default=0.1, metadata=spec("max fraction of LiDAR points dropped", ge=0, lt=1))
 
 
 class _NativeTraversal:
@@ -161,63 +149,6 @@ class FrameIndex:
         return len(self.items)
 
 
-def _jitter_image(img: np.ndarray, aug: AugmentConfig, gen: torch.Generator) -> np.ndarray:
-    from torchvision.transforms.v2 import functional as F
-    t = torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1)
-    s = aug.color_jitter
-
-    def factor() -> float:
-        return float(1.0 + (torch.rand(1, generator=gen).item() * 2 - 1) * s)
-    # Random order like torchvision's ColorJitter, so no photometric op always comes last.
-    for op in torch.randperm(3, generator=gen).tolist():
-        if s <= 0:
-            break
-        if op == 0:
-            t = F.adjust_brightness(t, factor())
-        elif op == 1:
-            t = F.adjust_contrast(t, factor())
-        else:
-            t = F.adjust_saturation(t, factor())
-    if aug.hue_jitter > 0:
-        t = F.adjust_hue(t, float((torch.rand(1, generator=gen).item() * 2 - 1) * aug.hue_jitter))
-    return t.permute(1, 2, 0).numpy()
-
-
-def _random_erase(image: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
-    """Zero (= the dataset mean after normalisation) one random rectangle covering
-    2-20 % of the image, aspect 0.3-3.3, with probability ``prob`` (Zhong et al.)."""
-    if torch.rand(1, generator=gen).item() >= prob:
-        return image
-    _, h, w = image.shape
-    for _ in range(10):  # like torchvision: retry until the rectangle fits
-        r = torch.rand(3, generator=gen).tolist()
-        area = h * w * (0.02 + 0.18 * r[0])
-        aspect = math.exp(math.log(0.3) + (math.log(3.3) - math.log(0.3)) * r[1])
-        eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
-        if 0 < eh < h and 0 < ew < w:
-            top = int(r[2] * (h - eh))
-            left = int(torch.randint(0, w - ew + 1, (1,), generator=gen))
-            image = image.clone()
-            image[:, top:top + eh, left:left + ew] = 0
-            return image
-    return image
-
-
-def _augment_lidar(pts: np.ndarray, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    if aug.lidar_drop > 0 and len(pts) > 1:
-        keep = rng.random(len(pts)) >= rng.uniform(0, aug.lidar_drop)
-        pts = pts[keep]
-    pts = pts.copy()
-    if aug.lidar_rotate_deg > 0:
-        a = math.radians(rng.uniform(-aug.lidar_rotate_deg, aug.lidar_rotate_deg))
-        c, s = math.cos(a), math.sin(a)
-        x, y = pts[:, 0].copy(), pts[:, 1].copy()
-        pts[:, 0], pts[:, 1] = c * x - s * y, s * x + c * y
-    if aug.lidar_jitter_m > 0:
-        pts[:, :3] += rng.normal(0, aug.lidar_jitter_m, size=(len(pts), 3)).astype(np.float32)
-    return pts
-
-
 class PlaceDataset(Dataset):
     """Frame k -> {"image": float32 [3, H, W] ImageNet-normalised, "index": k,
     "lidar": float32 prepared LiDAR input (only with ``lidar_prepare``)}."""
@@ -251,16 +182,16 @@ class PlaceDataset(Dataset):
         gen = None
         if self.augment is not None:
             gen = torch.Generator().manual_seed(int(np.random.SeedSequence((self.seed, self.epoch, k)).generate_state(1)[0]))
-            img = _jitter_image(img, self.augment, gen)
+            img = jitter_image(img, self.augment, gen)
         image = torch.from_numpy(preprocess(img, self.contract)[0])
         if self.augment is not None and self.augment.erase_prob > 0:
-            image = _random_erase(image, self.augment.erase_prob, gen)
+            image = random_erase(image, self.augment.erase_prob, gen)
         out["image"] = image
         if self.lidar_prepare is not None:
             pts = trav.load_lidar(i)
             if self.augment is not None:
                 rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-                pts = _augment_lidar(pts, self.augment, rng)
+                pts = augment_lidar(pts, self.augment, rng)
             out["lidar"] = torch.from_numpy(self.lidar_prepare(pts))
         return out
 
