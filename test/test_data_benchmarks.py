@@ -152,6 +152,9 @@ def test_query_run_absent_from_the_database(layouts, tmp_path, fmt):
     db.write_bytes(pickle.dumps([sets[0], sets[2], sets[1]]))
     with pytest.raises(UserError, match="run 1 query 0 .* is from run"):
         open_traversals(_cfg(fmt, root, image_root))
+    db.unlink()
+    with pytest.raises(UserError, match="evaluation_query.pickle: found without .*evaluation_database.pickle"):
+        open_traversals(_cfg(fmt, root, image_root))
 
 
 def test_clouds_of_the_wrong_shape(layouts, tmp_path):
@@ -236,3 +239,16 @@ def test_neighbours_and_pairs_are_exact_at_utm_offsets():
     local = np.c_[np.arange(40) * 3.3, np.zeros(40)]
     for a, b in zip(neighbours_within(local + [5.7e6, 6.2e5], 10.0), neighbours_within(local, 10.0)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("fmt, lam, size", [("oxford", 10.0, (320, 240)), ("boreas", 1.0, (306, 256))])
+def test_shipped_configs_hold_the_papers_recipe(repo_root, fmt, lam, size):
+    from distilvpr_core.config import load_config
+    from distilvpr_core.train import DistilRunConfig
+    cfg = load_config(DistilRunConfig, repo_root / f"config/distil_{fmt}.yaml")
+    assert (cfg.data.format, tuple(cfg.data.input_size), cfg.distill.lambda_self) == (fmt, size, lam)
+    assert (cfg.distill.cross_euclidean_weight, cfg.distill.cross_sphere_weight,
+            cfg.distill.cross_poincare_weight, cfg.distill.curvature) == (0.1, 0.1, 0.1, 0.1)
+    s = cfg.train_student
+    assert (s.epochs, s.lr, s.weight_decay, s.milestones, s.gamma, s.pairs_per_batch) == (60, 1e-4, 1e-4, [40], 0.1, 64)
+    assert (cfg.student.backbone, cfg.student.dim, cfg.task.margin, cfg.eval.radius_m) == ("resnet18", 384, 0.2, 25.0)

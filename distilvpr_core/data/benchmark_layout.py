@@ -184,7 +184,11 @@ def open_benchmark(spec: LayoutSpec, root: str | Path, image_root: str | Path = 
 def _open_evaluation(b: _Builder, root: Path) -> list[BenchmarkRun]:
     from .eval_sets import attach_queries
     db_path = root / b.spec.eval_database
+    q_path = root / b.spec.eval_query
     if not db_path.is_file():
+        if q_path.is_file():
+            raise UserError(f"{q_path}: found without {db_path.name}, whose frames its indices refer to; "
+                            "add the database pickle or remove the query pickle")
         return []
     tests = []
     for m, run_set in enumerate(read_evaluation_sets(db_path)):
@@ -200,7 +204,6 @@ def _open_evaluation(b: _Builder, root: Path) -> list[BenchmarkRun]:
         trav = b.build(run, "test")
         trav.eval_set = m
         tests.append(trav)
-    q_path = root / b.spec.eval_query
     if q_path.is_file():
         attach_queries(tests, read_evaluation_sets(q_path), q_path, db_path)
     return tests

@@ -127,8 +127,9 @@ def select(traversals: Sequence[Any], role: str, source: str = "data") -> list[A
     """The traversals with ``role``; UserError if there are none."""
     chosen = [t for t in traversals if t.role == role]
     if not chosen:
+        hint = " (oxford/boreas: data.val_runs: [RUN] holds out training runs)" if role == "val" else ""
         raise UserError(f"{source}: no traversal with role {role!r} (roles present: "
-                        f"{sorted({t.role for t in traversals})}); add one to the dataset")
+                        f"{sorted({t.role for t in traversals})}); add one to the dataset{hint}")
     return chosen
 
 

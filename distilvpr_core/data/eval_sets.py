@@ -15,11 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import UserError
-
-
-def _run_of(relpath: str) -> str:
-    from .benchmark_layout import run_of
-    return run_of(relpath)
+from .benchmark_layout import run_of as _run_of
 
 
 def attach_queries(tests: Sequence[Any], query_sets: list[dict[int, dict[Any, Any]]],
