@@ -193,6 +193,9 @@ def _open_evaluation(b: _Builder, root: Path) -> list[BenchmarkRun]:
     tests = []
     for m, run_set in enumerate(read_evaluation_sets(db_path)):
         runs = {run_of(e["query"]) for e in run_set.values()}
+        if not runs:
+            raise UserError(f"{db_path}: evaluation run {m} has no frames; drop it from the list "
+                            "(and from the query pickle)")
         if len(runs) != 1:
             raise UserError(f"{db_path}: evaluation run {m} mixes runs {sorted(runs)}; one run per list entry")
         run = runs.pop()
