@@ -2,6 +2,8 @@
 
 Checks are read-only and import each optional dependency in isolation, so a
 broken package is reported instead of crashing the command.
+``distilvpr doctor --data DIR`` checks a dataset folder instead
+(:mod:`distilvpr_core.data.check`): files, pickle classes, roles, counts.
 """
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import importlib
 import os
 import sys
 from importlib import metadata
+from pathlib import Path
 
-HELP = "check the Python/ROS/GPU environment and print what is found"
+HELP = "check the Python/ROS/GPU environment (or, with --data, a dataset folder) and print what is found"
 
 # (import name, distribution name, what it is for)
 _CHECKS = (
@@ -31,6 +34,31 @@ _CHECKS = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 if a required (non-GPU) dependency is missing")
+    parser.add_argument("--data", metavar="DIR",
+                        help="check this dataset folder instead (exit 1 on any problem)")
+    parser.add_argument("--format", default="auto", choices=("auto", "native", "oxford", "boreas"),
+                        help="dataset format of --data (auto: guessed from the files present)")
+    parser.add_argument("--image-root", default="", metavar="DIR",
+                        help="oxford/boreas: folder with the per-run images (data.image_root)")
+    parser.add_argument("--val-run", action="append", default=[], metavar="RUN",
+                        help="oxford/boreas: a training run held out as val (data.val_runs); repeatable")
+
+
+def _guess_format(root: Path) -> str:
+    if (root / "dataset.json").is_file():
+        return "native"
+    if any(root.glob("boreas_*.pickle")):
+        return "boreas"
+    return "oxford"
+
+
+def check_data(args: argparse.Namespace) -> int:
+    from .data.check import check_dataset
+    from .data.datasets import DataConfig
+    root = Path(args.data)
+    fmt = _guess_format(root) if args.format == "auto" else args.format
+    cfg = DataConfig(format=fmt, root=str(root), image_root=args.image_root, val_runs=list(args.val_run))
+    return 1 if check_dataset(cfg) else 0
 
 
 def _probe(module: str, dist: str) -> tuple[bool, str]:
@@ -45,6 +73,8 @@ def _probe(module: str, dist: str) -> tuple[bool, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "data", None):
+        return check_data(args)
     print(f"python       {sys.version.split()[0]} ({sys.executable})")
     missing_required = []
     for module, dist, why in _CHECKS:

@@ -3,7 +3,11 @@
 ``distilvpr eval --checkpoint runs/.../student_best.pt --set data.root=...``
 embeds every test traversal with the checkpoint (student, teacher, or the
 teacher's image branch) and reports Recall@1..25 and Recall@1% over every
-ordered pair of test traversals (:mod:`distilvpr_core.recall`).
+ordered pair of test traversals (:mod:`distilvpr_core.recall`).  Frames are
+preprocessed with the checkpoint's own contract (input size, resize policy,
+normalisation), whatever the data config says.  Where the dataset defines
+the evaluation queries and their true neighbours (the Oxford/Boreas query
+pickles), exactly those are used, as in the reference protocol.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from torch.utils.data import DataLoader
 from .atomic import write_text_atomic
 from .config import load_config, read_yaml, spec
 from .data.datasets import DataConfig, FrameIndex, PlaceDataset, collate, open_traversals, select
+from .infer.contract import PreprocessContract
 from .recall import RecallResult, evaluate_runs
 
 HELP = "evaluate a checkpoint: Recall@N / Recall@1% over every ordered pair of test traversals"
@@ -74,23 +79,44 @@ def embed_frames(fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], dataset:
     return torch.cat(out).numpy()
 
 
+def dataset_protocol(traversals: Sequence[Any]) -> tuple[list[np.ndarray | None] | None,
+                                                        dict[tuple[int, int], list[np.ndarray]] | None]:
+    """(query_indices, true_neighbours) for :func:`recall.evaluate_runs` from the
+    traversals' ``query_indices`` / ``true_neighbours`` / ``eval_set``
+    (set by the Oxford/Boreas readers); (None, None) when no traversal has them."""
+    by_set = {t.eval_set: k for k, t in enumerate(traversals) if getattr(t, "eval_set", None) is not None}
+    queries = [getattr(t, "query_indices", None) for t in traversals]
+    true: dict[tuple[int, int], list[np.ndarray]] = {}
+    for i, t in enumerate(traversals):
+        for m, lists in (getattr(t, "true_neighbours", None) or {}).items():
+            if m in by_set:
+                true[(i, by_set[m])] = lists
+    return (queries if any(q is not None for q in queries) else None), (true or None)
+
+
 def evaluate_model(model: nn.Module, branch: str, traversals: Sequence[Any], data: DataConfig,
                    cfg: EvalConfig, device: torch.device, lidar_prepare: Callable | None = None,
                    pairs: Sequence[tuple[int, int]] | None = None,
-                   progress: str | None = None) -> RecallResult:
-    """Recall of ``model`` over ``traversals`` (all ordered pairs, or ``pairs``)."""
+                   progress: str | None = None,
+                   contract: PreprocessContract | None = None) -> RecallResult:
+    """Recall of ``model`` over ``traversals`` (all ordered pairs, or ``pairs``),
+    with the dataset's query subsets and true-neighbour lists where it has them.
+    ``contract``: the model's preprocessing (default: ``data.contract()``)."""
     fn, needs_lidar = embedder_for(model, branch)
+    contract = contract or data.contract()
     was_training = model.training
     model.eval()
     descs, positions = [], []
     for trav in traversals:
-        ds = PlaceDataset(FrameIndex([trav]), data.contract(),
+        ds = PlaceDataset(FrameIndex([trav]), contract,
                           lidar_prepare=lidar_prepare if needs_lidar else None)
         descs.append(embed_frames(fn, ds, cfg.batch_size, device, data.num_workers,
                                   f"{progress} {trav.name}" if progress else None))
-        positions.append(trav.positions)
+        positions.append(np.asarray(trav.positions, dtype=np.float64))
     model.train(was_training)
-    res = evaluate_runs(descs, positions, cfg.top_k, cfg.radius_m, pairs=pairs)
+    queries, true = dataset_protocol(traversals)
+    res = evaluate_runs(descs, positions, cfg.top_k, cfg.radius_m, pairs=pairs,
+                        query_indices=queries, true_neighbours=true)
     return dataclasses.replace(res, run_names=tuple(t.name for t in traversals))
 
 
@@ -110,6 +136,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .models import load_student, load_teacher, read_checkpoint
+    from .models.checkpoint import checkpoint_contract
     from .models.config import TeacherConfig
     from .models.lidar import lidar_encoder_spec
     # A distil config may be passed as is: only its data and eval sections matter here.
@@ -122,8 +149,16 @@ def run(args: argparse.Namespace) -> int:
     if (branch == "student") != (kind == "student"):
         from .errors import UserError
         raise UserError(f"--branch {branch} does not fit a {kind} checkpoint ({args.checkpoint})")
-    # Evaluate at the resolution the model was trained at.
-    cfg.data.input_size = tuple(ckpt["input_size"])
+    # Evaluate with the preprocessing the model was trained with, not the data config's.
+    contract = checkpoint_contract(ckpt, args.checkpoint)
+    if sections.get("data") or any(o.startswith("data.") for o in args.overrides or ()):
+        said = (tuple(cfg.data.input_size), cfg.data.resize)
+    else:
+        said = (contract.input_size, contract.resize)
+    if said != (contract.input_size, contract.resize):
+        print(f"note: using the checkpoint's preprocessing {list(contract.input_size)} {contract.resize} "
+              f"(the data config says {list(cfg.data.input_size)} {cfg.data.resize})")
+    cfg.data.input_size, cfg.data.resize = contract.input_size, contract.resize
     model, model_cfg = load_student(args.checkpoint) if kind == "student" else load_teacher(args.checkpoint)
     prepare = None
     if branch == "teacher":
@@ -136,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{cfg.data.root}: evaluation needs >= 2 traversals with role {args.role!r}, "
                         f"found {[t.name for t in travs]}")
     res = evaluate_model(model.to(device), branch, travs, cfg.data, cfg.eval, device, prepare,
-                         progress="embed")
+                         progress="embed", contract=contract)
     out = {"checkpoint": str(args.checkpoint), "branch": branch, "role": args.role,
            "traversals": [t.name for t in travs], **res.to_dict(),
            "recall_at": [round(float(v), 4) for v in res.recall_at]}

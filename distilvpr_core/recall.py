@@ -6,11 +6,19 @@ found by cosine similarity, a query counts only if some database frame lies
 within ``radius_m`` of it, and it is a hit at N if one of its first N
 retrievals is such a true neighbour.  Recall@1..25 and Recall@1% (cut-off
 max(round(|db| / 100), 1)) are averaged over the pairs that have queries.
+
+As in the reference (PointNetVLAD's ``get_recall``), a dataset may name the
+queries of each run (``query_indices``: the frames in the test regions) and
+give each query's true neighbours explicitly (``true_neighbours``: the
+evaluation query pickle's per-run lists); otherwise every frame is a query
+and true neighbours are recomputed from positions.  One difference: the
+reference divides by zero on a pair where no query has a true neighbour,
+here such a pair is skipped.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import faiss
 import numpy as np
@@ -54,38 +62,64 @@ def true_neighbours(q_pos: np.ndarray, db_pos: np.ndarray, radius_m: float) -> n
     return d2 <= radius_m ** 2
 
 
+def _lists_to_mask(lists: Sequence[np.ndarray], n_db: int) -> np.ndarray:
+    true = np.zeros((len(lists), n_db), dtype=bool)
+    for q, nb in enumerate(lists):
+        true[q, np.asarray(nb, dtype=np.int64)] = True
+    return true
+
+
 def recall_one_pair(q_desc: np.ndarray, q_pos: np.ndarray, db_desc: np.ndarray, db_pos: np.ndarray,
-                    top_k: int = 25, radius_m: float = 25.0) -> tuple[np.ndarray, int, int]:
+                    top_k: int = 25, radius_m: float = 25.0,
+                    true_lists: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, int, int]:
     """Hits of one query run against one database run.
 
     q_desc float [Q, D], q_pos float [Q, 2|3] metres; db_desc [M, D], db_pos [M, 2|3].
+    ``true_lists``: optional, per query an int array of its true neighbours'
+    database indices (then ``q_pos``/``db_pos``/``radius_m`` are not used).
     Returns (hits int64 [top_k]: queries whose first true neighbour is within
     the first n retrievals, cumulative over n; hits at the 1 % cut-off;
     number of queries with a true neighbour).
     """
     k = min(top_k, len(db_desc))
+    if len(q_desc) == 0:
+        return np.zeros(top_k, dtype=np.int64), 0, 0
     index = faiss.IndexFlatIP(db_desc.shape[1])
     index.add(_normalise(db_desc))
     _, nn = index.search(_normalise(q_desc), k)
-    true = true_neighbours(q_pos, db_pos, radius_m)   # [Q, M]
+    if true_lists is not None:
+        if len(true_lists) != len(q_desc):
+            raise ValueError(f"{len(true_lists)} true-neighbour lists for {len(q_desc)} queries")
+        true = _lists_to_mask(true_lists, len(db_desc))
+    else:
+        true = true_neighbours(q_pos, db_pos, radius_m)   # [Q, M]
     has_true = true.any(axis=1)
     correct = np.take_along_axis(true, nn, axis=1)[has_true]   # [Q', k] retrieval is a true neighbour
     first_hit = np.where(correct.any(axis=1), correct.argmax(axis=1), top_k)
     hits = np.array([(first_hit < n).sum() for n in range(1, top_k + 1)], dtype=np.int64)
     cut = max(int(round(len(db_desc) / 100.0)), 1)
-    hits_1pct = int((first_hit < cut).sum())
+    # Only the top_k retrievals are searched (as in the reference): with more than
+    # 100 * top_k database frames the 1 % cut-off is past them and a query whose
+    # first true neighbour is not among them is a miss (first_hit == top_k here).
+    hits_1pct = int(((first_hit < cut) & (first_hit < k)).sum())
     return hits, hits_1pct, int(has_true.sum())
 
 
 def evaluate_runs(descs: Sequence[np.ndarray], positions: Sequence[np.ndarray],
                   top_k: int = 25, radius_m: float = 25.0,
-                  pairs: Sequence[tuple[int, int]] | None = None) -> RecallResult:
+                  pairs: Sequence[tuple[int, int]] | None = None,
+                  query_indices: Sequence[np.ndarray | None] | None = None,
+                  true_neighbours: Mapping[tuple[int, int], Sequence[np.ndarray]] | None = None
+                  ) -> RecallResult:
     """Average Recall over every ordered pair (i, j), i != j, of runs.
 
     descs[i] float [N_i, D]; positions[i] float [N_i, 2|3] metres, same frame for all runs.
     ``pairs`` restricts the (query run, database run) pairs (validation uses
-    the val run as query only).  Pairs without any query that has a true
-    neighbour are skipped.
+    the val run as query only).  ``query_indices[i]`` int [Q_i]: the frames of
+    run i used as queries (None or absent: all).  ``true_neighbours[(i, j)]``:
+    per query of run i (in ``query_indices[i]`` order) an int array of its true
+    neighbours' frame indices in run j; pairs not in it use ``radius_m``.
+    Pairs without any query that has a true neighbour are skipped.
     """
     if len(descs) != len(positions) or len(descs) < 2:
         raise ValueError("need descriptors and positions of at least two runs")
@@ -95,8 +129,11 @@ def evaluate_runs(descs: Sequence[np.ndarray], positions: Sequence[np.ndarray],
     for i, j in pairs:
         if i == j:
             raise ValueError(f"pair ({i}, {j}): a run is never its own database")
-        hits, hits_1pct, n = recall_one_pair(descs[i], positions[i], descs[j], positions[j],
-                                             top_k, radius_m)
+        q = None if query_indices is None else query_indices[i]
+        q_desc, q_pos = (descs[i], positions[i]) if q is None else \
+            (np.asarray(descs[i])[q], np.asarray(positions[i])[q])
+        lists = None if true_neighbours is None else true_neighbours.get((i, j))
+        hits, hits_1pct, n = recall_one_pair(q_desc, q_pos, descs[j], positions[j], top_k, radius_m, lists)
         if n == 0:
             continue
         recalls.append(100.0 * hits / n)

@@ -74,8 +74,9 @@ def test_student_checkpoint_round_trip(tmp_path):
     path = save_checkpoint(tmp_path / "s.pt", model, "student", cfg, input_size=(64, 48),
                            epoch=3, metrics={"val_r1": 0.5})
     raw = torch.load(path, weights_only=True)
-    assert raw["format"] == "distilvpr-checkpoint" and raw["version"] == 1
-    assert raw["input_size"] == [64, 48] and raw["epoch"] == 3 and raw["kind"] == "student"
+    assert raw["format"] == "distilvpr-checkpoint" and raw["version"] == 2
+    assert raw["preprocess"]["input_size"] == [64, 48] and "input_size" not in raw  # stored once
+    assert raw["epoch"] == 3 and raw["kind"] == "student" and raw["preprocess"]["descriptor_dim"] == 32
     loaded, model_cfg = load_student(path)
     assert not loaded.training and model_cfg["dim"] == 32
     x = torch.randn(1, 3, 48, 64)

@@ -5,7 +5,8 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from distilvpr_core.data.datasets import AugmentConfig, _jitter_image, _rotate_hue
+from distilvpr_core.data.augment import AugmentConfig, _rotate_hue
+from distilvpr_core.data.augment import jitter_image as _jitter_image
 
 
 def _scene() -> np.ndarray:

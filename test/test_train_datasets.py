@@ -1,4 +1,5 @@
-"""Datasets, augmentations, the P-pairs batch sampler and the Boreas reader."""
+"""Datasets, augmentations, the P-pairs batch sampler and the Boreas reader
+(the public layouts in depth: test_data_benchmarks.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,6 @@ import torch
 from PIL import Image
 
 from distilvpr_core.config import ConfigError, load_config
-from distilvpr_core.data.boreas import open_boreas
 from distilvpr_core.data.datasets import (AugmentConfig, DataConfig, FrameIndex, PairBatchSampler,
                                           PlaceDataset, neighbours_within, open_traversals, select)
 from distilvpr_core.errors import UserError
@@ -71,44 +71,33 @@ def test_pair_sampler_too_few_positives_is_a_user_error():
         PairBatchSampler(frames, 4)
 
 
-def _boreas(root, seq="seq1", n=4, with_intensity=True):
-    d = root / seq
-    (d / "lidar_1_4096_interval10").mkdir(parents=True)
-    (d / "camera_lidar_interval10").mkdir()
-    rows = ["timestamp,northing,easting"]
-    for i in range(n):
-        stamp = f"16000000{i:02d}"
-        rows.append(f"{stamp},{5000.0 + 20 * i},{300.0}")
-        img = np.full((30, 40, 3), 20 * i, np.uint8)
-        img[:, : 10 * (i + 1)] = 255
-        Image.fromarray(img).save(d / "camera_lidar_interval10" / f"{stamp}.png")
-        pts = np.random.default_rng(i).uniform(-1, 1, (64, 4 if with_intensity else 3))
-        np.save(d / "lidar_1_4096_interval10" / f"{stamp}.npy", pts)
-    (d / "pointcloud_locations_interval10.csv").write_text("\n".join(rows) + "\n")
-    return root
+def _boreas_train(root):
+    """The training traversals of a tiny Boreas benchmark folder (public layout)."""
+    from benchmark_fixtures import make_boreas
+    broot, images = make_boreas(root)
+    return [t for t in open_traversals(DataConfig(format="boreas", root=str(broot), image_root=str(images)))
+            if t.role == "train"]
 
 
 def test_boreas_reader(tmp_path):
-    _boreas(tmp_path, "s1")
-    _boreas(tmp_path, "s2", with_intensity=False)
-    runs = open_boreas(tmp_path, {"s1": "train", "s2": "test"})
-    assert [r.name for r in runs] == ["s1", "s2"] and runs[1].role == "test"
-    np.testing.assert_allclose(runs[0].positions[:, 0], [5000, 5020, 5040, 5060])
+    from benchmark_fixtures import BOREAS_SEQS, TEST_FROM
+    runs = _boreas_train(tmp_path)
+    assert [(r.name, len(r)) for r in runs] == [(f"{s}:train", TEST_FROM) for s in BOREAS_SEQS]
     img = runs[0].load_image(1)
-    assert img.shape == (30, 40, 3) and img.dtype == np.uint8 and img[0, 0, 0] == 255
+    assert img.shape == (30, 40, 3) and img.dtype == np.uint8
     pts = runs[1].load_lidar(2)
-    assert pts.shape == (64, 4) and pts.dtype == np.float32 and (pts[:, 3] == 1).all()
-    cfg = DataConfig(format="boreas", root=str(tmp_path), boreas_sequences={"s1": "train"})
-    assert [t.name for t in open_traversals(cfg)] == ["s1"]
+    assert pts.shape == (4096, 4) and pts.dtype == np.float32 and (pts[:, 3] == 1).all()
 
 
 def test_frame_stride_keeps_every_kth_frame(tmp_path):
-    _boreas(tmp_path, "s1", n=5)
-    full = open_traversals(DataConfig(format="boreas", root=str(tmp_path), boreas_sequences={"s1": "train"}))[0]
-    thin = open_traversals(DataConfig(format="boreas", root=str(tmp_path), boreas_sequences={"s1": "train"},
-                                      frame_stride=2))[0]
-    assert (thin.name, thin.role, thin.has_lidar, len(thin)) == ("s1", "train", True, 3)
-    np.testing.assert_allclose(thin.positions[:, 0], [5000, 5040, 5080])
+    from benchmark_fixtures import make_boreas
+    root, images = make_boreas(tmp_path)
+    cfg = dict(format="boreas", root=str(root), image_root=str(images))
+    full = open_traversals(DataConfig(**cfg))[0]
+    thin = open_traversals(DataConfig(**cfg, frame_stride=2))[0]
+    assert (thin.name, thin.role, thin.has_lidar, len(thin)) == (full.name, "train", True, 5)
+    np.testing.assert_array_equal(thin.positions, full.positions[::2])
+    assert thin.positions.dtype == np.float64
     np.testing.assert_array_equal(thin.load_image(2), full.load_image(4))
     np.testing.assert_array_equal(thin.load_lidar(1), full.load_lidar(2))
     with pytest.raises(ConfigError, match="frame_stride"):
@@ -116,19 +105,14 @@ def test_frame_stride_keeps_every_kth_frame(tmp_path):
 
 
 def test_boreas_errors_name_the_file(tmp_path):
-    with pytest.raises(UserError, match="pointcloud_locations_interval10.csv: missing"):
-        open_boreas(tmp_path, {"nope": "train"})
-    _boreas(tmp_path, "s1")
-    (tmp_path / "s1" / "pointcloud_locations_interval10.csv").write_text("time,x\n1,2\n")
-    with pytest.raises(UserError, match="expected columns"):
-        open_boreas(tmp_path, {"s1": "train"})
+    with pytest.raises(UserError, match="boreas_lidar2image_ndx.pickle: not found"):
+        open_traversals(DataConfig(format="boreas", root=str(tmp_path)))
     with pytest.raises(UserError, match="directory not found"):
-        open_boreas(tmp_path / "missing", {"s1": "train"})
+        open_traversals(DataConfig(format="boreas", root=str(tmp_path / "missing")))
 
 
 def test_place_dataset_uses_the_deployed_preprocessing(tmp_path):
-    _boreas(tmp_path, "s1")
-    runs = open_boreas(tmp_path, {"s1": "train"})
+    runs = _boreas_train(tmp_path)[:1]
     cfg = DataConfig(format="boreas", root=str(tmp_path), input_size=(32, 24))
     frames = FrameIndex(runs)
     plain = PlaceDataset(frames, cfg.contract())
@@ -178,13 +162,13 @@ def test_oxford_export_is_read_through_the_restricted_pickles(tmp_path):
     _oxford_export(tmp_path)
     runs = open_traversals(DataConfig(format="oxford", root=str(tmp_path)))
     assert [(r.name, r.role, len(r)) for r in runs] == [
-        ("2020-01-01-00-00-00", "train", 3), ("2020-01-02-00-00-00", "val", 3),
-        ("2020-01-03-00-00-00", "test", 3), ("2020-01-04-00-00-00", "test", 3)]
+        ("2020-01-01-00-00-00:train", "train", 3), ("2020-01-02-00-00-00:val", "val", 3),
+        ("2020-01-03-00-00-00:test", "test", 3), ("2020-01-04-00-00-00:test", "test", 3)]
     np.testing.assert_allclose(runs[2].positions[:, 0], [1000, 1020, 1040])
     assert runs[3].load_image(1)[0, 0, 0] == 120          # the image paired through lidar2image_ndx
     pts = runs[0].load_lidar(2)
     assert pts.shape == (4096, 4) and pts.dtype == np.float32 and np.abs(pts[:, :3]).max() <= 1
-    with pytest.raises(UserError, match="no lidar2image_ndx.pickle"):
+    with pytest.raises(UserError, match="lidar2image_ndx.pickle: not found"):
         open_traversals(DataConfig(format="oxford", root=str(tmp_path / "images4lidar")))
 
 
@@ -192,8 +176,7 @@ def test_teacher_dataset_pickles_for_dataloader_workers(tmp_path):
     import pickle
     from distilvpr_core.models import BevConfig, TeacherConfig
     from distilvpr_core.train import _lidar_prepare
-    _boreas(tmp_path, "s1")
-    ds = PlaceDataset(FrameIndex(open_boreas(tmp_path, {"s1": "train"})), DataConfig(input_size=(32, 24)).contract(),
+    ds = PlaceDataset(FrameIndex(_boreas_train(tmp_path)[:1]), DataConfig(input_size=(32, 24)).contract(),
                       AugmentConfig(), _lidar_prepare(TeacherConfig(bev=BevConfig(range_m=1.0, cells=16))))
     clone = pickle.loads(pickle.dumps(ds))  # spawn-started workers receive the dataset this way
     torch.testing.assert_close(clone[0]["lidar"], ds[0]["lidar"])

@@ -1,97 +1,70 @@
-"""Boreas in the DistilVPR layout (camera + LiDAR sequences, sub-sampled every 10 frames).
+"""Boreas in the layout the DistilVPR tooling uses (camera + LiDAR, every 10th frame).
 
-Layout read here (one directory per sequence)::
+Layout (``data.root`` = the benchmark folder, ``data.image_root`` = the image
+folder, which is ``<root>/boreas`` in the DistilVPR release)::
 
-    <root>/<seq>/pointcloud_locations_interval10.csv   header: timestamp,northing,easting
-    <root>/<seq>/lidar_1_4096_interval10/<timestamp>.npy  float [P, 3|4] x y z (intensity)
-    <root>/<seq>/camera_lidar_interval10/<timestamp>.png  RGB image taken with that scan
+    <root>/boreas_training_queries_baseline.pickle  {id: TrainingTuple}            -> train
+    <root>/boreas_test_queries_baseline.pickle      {id: TrainingTuple} (optional) -> val
+    <root>/boreas_evaluation_database.pickle        [ {i: {query, northing, easting}} per sequence ]
+    <root>/boreas_evaluation_query.pickle           same + {j: [db ids of sequence j within 25 m]}
+    <root>/boreas_lidar2image_ndx.pickle            {lidar ts: [image ts, nearest first]}
+    <root>/boreas/<seq>/lidar_1_4096_interval10/<ts>.npy        float [P, 3|4] x y z (intensity)
+    <image_root>/<seq>/camera_lidar_interval10/<image ts>.png   RGB image
 
-Positions are (northing, easting) in metres; only their differences are used
-(true-neighbour radius), so the UTM zone does not matter.  Point clouds are
-read as stored: the released 4096-point clouds are normalised to about
-[-1, 1], so a BEV grid over them needs ``teacher.bev.range_m: 1.0`` and
-matching z limits.
+``<seq>`` is ``boreas-YYYY-MM-DD-HH-MM``.  Positions are (northing,
+easting) in metres.  The reference quantises Boreas clouds with 1 m voxels
+(Oxford: 0.01 on [-1, 1] submaps), i.e. the clouds are in metres, so the BEV
+teacher's grid is set in metres (config/distil_boreas.yaml).  Clouds are read
+with ``np.load(allow_pickle=False)``: a ``.npy`` holding pickled objects is
+refused instead of run (the reference loads them with pickles allowed).
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..errors import UserError
+from .benchmark_layout import LayoutSpec
 
-LOCATIONS_CSV = "pointcloud_locations_interval10.csv"
 LIDAR_DIR = "lidar_1_4096_interval10"
 CAMERA_DIR = "camera_lidar_interval10"
 
 
-class BoreasSequence:
-    """One Boreas sequence: ``positions`` float64 [N, 2] (northing, easting, metres),
-    ``timestamps`` list[str] (file stems), ``load_image(i)`` uint8 [H, W, 3] RGB,
-    ``load_lidar(i)`` float32 [P, 4]."""
-
-    has_lidar = True
-
-    def __init__(self, root: str | Path, name: str, role: str) -> None:
-        self.root = Path(root) / name
-        self.name, self.role = name, role
-        csv_path = self.root / LOCATIONS_CSV
-        if not csv_path.is_file():
-            raise UserError(f"{csv_path}: missing; a Boreas sequence directory needs {LOCATIONS_CSV}, "
-                            f"{LIDAR_DIR}/ and {CAMERA_DIR}/ (check data.root and data.boreas_sequences)")
-        stamps, pos = [], []
-        with csv_path.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            need = {"timestamp", "northing", "easting"}
-            if reader.fieldnames is None or not need <= set(reader.fieldnames):
-                raise UserError(f"{csv_path}: expected columns {sorted(need)}, got {reader.fieldnames}")
-            for row_no, row in enumerate(reader, start=2):
-                try:
-                    pos.append((float(row["northing"]), float(row["easting"])))
-                except ValueError:
-                    raise UserError(f"{csv_path}:{row_no}: northing/easting are not numbers") from None
-                stamps.append(row["timestamp"].strip())
-        if not stamps:
-            raise UserError(f"{csv_path}: no rows")
-        self.timestamps = stamps
-        self.positions = np.asarray(pos, dtype=np.float64).reshape(-1, 2)
-        for sub, ext in ((LIDAR_DIR, ".npy"), (CAMERA_DIR, ".png")):
-            first = self.root / sub / f"{stamps[0]}{ext}"
-            if not first.is_file():
-                raise UserError(f"{first}: missing (listed in {csv_path})")
-
-    def __len__(self) -> int:
-        return len(self.timestamps)
-
-    def load_image(self, i: int) -> np.ndarray:
-        path = self.root / CAMERA_DIR / f"{self.timestamps[i]}.png"
-        try:
-            with Image.open(path) as img:
-                return np.asarray(img.convert("RGB"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: cannot read image ({exc})") from None
-
-    def load_lidar(self, i: int) -> np.ndarray:
-        path = self.root / LIDAR_DIR / f"{self.timestamps[i]}.npy"
-        try:
-            pts = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: cannot read point cloud ({exc})") from None
-        if pts.ndim != 2 or pts.shape[1] not in (3, 4):
-            raise UserError(f"{path}: expected an array [P, 3|4], got shape {pts.shape}")
-        pts = pts.astype(np.float32, copy=False)
-        if pts.shape[1] == 3:  # no intensity stored: constant, so the BEV channel is uninformative
-            pts = np.concatenate([pts, np.ones((len(pts), 1), np.float32)], axis=1)
-        return pts
+def read_cloud(path: Path) -> np.ndarray:
+    """float32 [P, 4] x y z intensity from a Boreas ``.npy`` (intensity 1 when not stored)."""
+    try:
+        pts = np.load(path, allow_pickle=False)
+    except ValueError as exc:  # object arrays need pickles: refused
+        raise UserError(f"{path}: refused ({exc}); Boreas clouds must be plain numeric .npy arrays "
+                        "[P, 3|4]; regenerate the file with np.save of a float array") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read point cloud ({exc})") from None
+    if not isinstance(pts, np.ndarray) or pts.ndim != 2 or pts.shape[1] not in (3, 4) or len(pts) == 0 \
+            or not np.issubdtype(pts.dtype, np.number):
+        raise UserError(f"{path}: expected a numeric array [P, 3|4] (x y z [intensity]), got "
+                        f"{getattr(pts, 'dtype', type(pts))} {getattr(pts, 'shape', '')}; "
+                        "regenerate the cloud with the Boreas benchmark scripts")
+    pts = pts.astype(np.float32, copy=False)
+    if pts.shape[1] == 3:  # no intensity stored: constant, so the BEV channel is uninformative
+        pts = np.concatenate([pts, np.ones((len(pts), 1), np.float32)], axis=1)
+    return pts
 
 
-def open_boreas(root: str | Path, sequences: dict[str, str]) -> list[BoreasSequence]:
-    """The sequences ``{name: role}`` under ``root`` (role: train | val | test)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"data.root: {root}: directory not found")
-    if not sequences:
-        raise UserError("data.boreas_sequences: empty; list the sequences as {name: train|val|test}")
-    return [BoreasSequence(root, name, role) for name, role in sequences.items()]
+def image_dirs(image_root: Path, run: str) -> list[Path]:
+    """<image_root>/<seq>/...; with image_root left at root, the release's <root>/boreas/<seq>/...
+    (a module-level function, not a lambda: DataLoader workers receive the dataset pickled)."""
+    return [image_root / run / CAMERA_DIR, image_root / "boreas" / run / CAMERA_DIR]
+
+
+BOREAS = LayoutSpec(
+    name="boreas",
+    train_pickle="boreas_training_queries_baseline.pickle",
+    val_pickle="boreas_test_queries_baseline.pickle",
+    eval_database="boreas_evaluation_database.pickle",
+    eval_query="boreas_evaluation_query.pickle",
+    l2i_pickle="boreas_lidar2image_ndx.pickle",
+    l2i_in_image_root=False,
+    image_dirs=image_dirs,
+    read_cloud=read_cloud,
+)

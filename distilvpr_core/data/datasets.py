@@ -7,15 +7,15 @@ Every format is seen through one small interface (a *traversal*)::
     trav.positions   float64 [N, 2] metres (planar position, any fixed frame)
     len(trav); trav.load_image(i) -> uint8 [H, W, 3] RGB
     trav.load_lidar(i) -> float32 [P, 4] x y z intensity, lidar frame
+    optional (evaluation runs of oxford/boreas): trav.eval_set: int,
+    trav.query_indices int64 [Q], trav.true_neighbours {eval_set m: [Q int64 arrays]}
 
 Images go through the deployed preprocessing (``infer.preprocess``) so the
 network sees training frames exactly as it sees them on the robot.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -26,6 +26,7 @@ from ..config import ConfigError, spec
 from ..errors import UserError
 from ..infer.contract import PreprocessContract
 from ..infer.preprocess import preprocess, resize_image
+from .augment import AugmentConfig, augment_lidar, jitter_image, random_erase  # noqa: F401 (AugmentConfig re-export)
 
 FORMATS = ("native", "oxford", "boreas")
 
@@ -35,8 +36,12 @@ class DataConfig:
     """Where the data is and how frames become network inputs."""
     format: str = field(default="native", metadata=spec("dataset format", choices=FORMATS))
     root: str = field(default="data/synth_tiny", metadata=spec("dataset directory"))
-    boreas_sequences: dict[str, str] = field(default_factory=dict, metadata=spec(
-        "format boreas only: {sequence directory: train|val|test}"))
+    image_root: str = field(default="", metadata=spec(
+        "formats oxford/boreas: folder with the per-run images (and, for oxford, "
+        "lidar2image_ndx.pickle); empty = data.root"))
+    val_runs: list[str] = field(default_factory=list, metadata=spec(
+        "formats oxford/boreas: runs of the training pickle held out as role val "
+        "(model selection) instead of being trained on"))
     input_size: tuple[int, int] = field(default=(320, 240), metadata=spec("network input [W, H], pixels"))
     resize: str = field(default="center_crop", metadata=spec(
         "resize policy of the preprocessing contract", choices=("stretch", "center_crop")))
@@ -47,25 +52,10 @@ class DataConfig:
     def __post_init__(self) -> None:
         if any(v < 16 for v in self.input_size):
             raise ConfigError(f"data.input_size: expected [W, H] >= 16 pixels, got {list(self.input_size)}")
-        for name, role in self.boreas_sequences.items():
-            if role not in ("train", "val", "test"):
-                raise ConfigError(f"data.boreas_sequences.{name}: role must be train|val|test, got {role!r}")
 
     def contract(self) -> PreprocessContract:
         """The preprocessing contract the trained model will be deployed with."""
         return PreprocessContract(input_size=tuple(self.input_size), resize=self.resize)
-
-
-@dataclass
-class AugmentConfig:
-    """Training-time augmentations (never applied at evaluation or caching)."""
-    color_jitter: float = field(default=0.3, metadata=spec(
-        "brightness/contrast/saturation jitter strength (0 = off)", ge=0, le=1))
-    hue_jitter: float = field(default=0.05, metadata=spec("hue jitter (0 = off)", ge=0, le=0.5))
-    erase_prob: float = field(default=0.5, metadata=spec("random-erasing probability", ge=0, le=1))
-    lidar_rotate_deg: float = field(default=5.0, metadata=spec("max LiDAR yaw rotation, degrees", ge=0, le=180))
-    lidar_jitter_m: float = field(default=0.02, metadata=spec("std of per-point LiDAR jitter, metres", ge=0))
-    lidar_drop: float = field(default=0.1, metadata=spec("max fraction of LiDAR points dropped", ge=0, lt=1))
 
 
 class _NativeTraversal:
@@ -87,79 +77,13 @@ class _NativeTraversal:
         return self._trav.load_lidar(i)
 
 
-class _OxfordTraversal:
-    """One run of a PointNetVLAD-format export; images via lidar2image_ndx.pickle.
-
-    Submaps are float64 [4096, 3] normalised to [-1, 1] (no intensity: set to 1),
-    so a BEV teacher on this format needs ``teacher.bev.range_m: 1.0`` and
-    z limits around [-1, 1]."""
-    has_lidar = True
-
-    def __init__(self, root: Path, run: str, role: str, relpaths: list[str], stamps_us: list[int],
-                 positions: np.ndarray, l2i: dict[int, list[int]]) -> None:
-        self.root, self.name, self.role = root, run, role
-        self.relpaths, self.positions = relpaths, np.asarray(positions, np.float64).reshape(-1, 2)
-        missing = [t for t in stamps_us if not l2i.get(int(t))]
-        if missing:
-            raise UserError(f"{root / 'lidar2image_ndx.pickle'}: no image for scan {missing[0]} of run {run}")
-        self.image_stamps = [int(l2i[int(t)][0]) for t in stamps_us]  # nearest image first
-
-    def __len__(self) -> int:
-        return len(self.relpaths)
-
-    def load_image(self, i: int) -> np.ndarray:
-        from PIL import Image
-        path = self.root / "images4lidar" / self.name / f"{self.image_stamps[i]}.png"
-        try:
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: cannot read image ({exc})") from None
-
-    def load_lidar(self, i: int) -> np.ndarray:
-        from .oxford_format import read_submap
-        pts = read_submap(self.root / self.relpaths[i]).astype(np.float32)
-        return np.concatenate([pts, np.ones((len(pts), 1), np.float32)], axis=1)
-
-
-def _open_oxford(root: str | Path) -> list[Any]:
-    """Train runs from training_queries_baseline.pickle, val runs from
-    test_queries_baseline.pickle, test runs from oxford_evaluation_database.pickle."""
-    from .oxford_format import load_pickle, read_evaluation_sets, read_training_tuples
-    root = Path(root)
-    if not (root / "lidar2image_ndx.pickle").is_file():
-        raise UserError(f"{root}: not an Oxford/PointNetVLAD export (no lidar2image_ndx.pickle); "
-                        "check data.root")
-    l2i = load_pickle(root / "lidar2image_ndx.pickle")
-    groups: dict[str, dict[str, Any]] = {}
-
-    def add(run: str, role: str, rel: str, ts: int, pos: tuple[float, float]) -> None:
-        g = groups.setdefault(run, {"role": role, "rel": [], "ts": [], "pos": []})
-        g["rel"].append(rel)
-        g["ts"].append(int(ts))
-        g["pos"].append(pos)
-    for role, fname in (("train", "training_queries_baseline.pickle"), ("val", "test_queries_baseline.pickle")):
-        if (root / fname).is_file():
-            for _, t in sorted(read_training_tuples(root / fname).items()):
-                add(Path(t.rel_scan_filepath).parts[1], role, t.rel_scan_filepath, t.timestamp,
-                    (float(t.position[0]), float(t.position[1])))
-    db = root / "oxford_evaluation_database.pickle"
-    if db.is_file():
-        for run_set in read_evaluation_sets(db):
-            for _, e in sorted(run_set.items()):
-                add(Path(e["query"]).parts[1], "test", e["query"], int(e["timestamp"]),
-                    (float(e["northing"]), float(e["easting"])))
-    return [_OxfordTraversal(root, run, g["role"], g["rel"], g["ts"], np.array(g["pos"]), l2i)
-            for run, g in groups.items()]
-
-
 class _StridedTraversal:
     """Every ``stride``-th frame of another traversal (same name, role, LiDAR)."""
 
     def __init__(self, trav: Any, stride: int) -> None:
         self._trav, self._stride = trav, stride
         self.name, self.role, self.has_lidar = trav.name, trav.role, trav.has_lidar
-        self.positions = np.asarray(trav.positions)[::stride]
+        self.positions = np.asarray(trav.positions, dtype=np.float64)[::stride]
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -173,10 +97,13 @@ class _StridedTraversal:
 
 def open_traversals(cfg: DataConfig) -> list[Any]:
     """All traversals of the configured dataset, in dataset order, thinned to
-    every ``cfg.frame_stride``-th frame."""
+    every ``cfg.frame_stride``-th frame -- except evaluation runs whose queries
+    and true neighbours come from the dataset's query pickle (the protocol
+    indexes their frames)."""
     travs = _open_format(cfg)
     if cfg.frame_stride > 1:
-        travs = [_StridedTraversal(t, cfg.frame_stride) for t in travs]
+        travs = [t if getattr(t, "query_indices", None) is not None else _StridedTraversal(t, cfg.frame_stride)
+                 for t in travs]
     return travs
 
 
@@ -185,11 +112,14 @@ def _open_format(cfg: DataConfig) -> list[Any]:
         from . import native  # imported here: only the chosen format's reader is needed
         ds = native.open_dataset(cfg.root)
         return [_NativeTraversal(ds, name) for name in ds.traversals]
-    if cfg.format == "oxford":
-        return _open_oxford(cfg.root)
-    if cfg.format == "boreas":
-        from .boreas import open_boreas
-        return open_boreas(cfg.root, cfg.boreas_sequences)
+    if cfg.format in ("oxford", "boreas"):
+        from .benchmark_layout import open_benchmark
+        if cfg.format == "oxford":
+            from .oxford_format import oxford_layout
+            layout = oxford_layout()
+        else:
+            from .boreas import BOREAS as layout
+        return open_benchmark(layout, cfg.root, cfg.image_root, cfg.val_runs)
     raise ConfigError(f"data.format: unknown format {cfg.format!r}; valid: {list(FORMATS)}")
 
 
@@ -197,8 +127,9 @@ def select(traversals: Sequence[Any], role: str, source: str = "data") -> list[A
     """The traversals with ``role``; UserError if there are none."""
     chosen = [t for t in traversals if t.role == role]
     if not chosen:
+        hint = " (oxford/boreas: data.val_runs: [RUN] holds out training runs)" if role == "val" else ""
         raise UserError(f"{source}: no traversal with role {role!r} (roles present: "
-                        f"{sorted({t.role for t in traversals})}); add one to the dataset")
+                        f"{sorted({t.role for t in traversals})}); add one to the dataset{hint}")
     return chosen
 
 
@@ -217,92 +148,6 @@ class FrameIndex:
 
     def __len__(self) -> int:
         return len(self.items)
-
-
-def _jitter_image(img: np.ndarray, aug: AugmentConfig, gen: torch.Generator) -> np.ndarray:
-    """Colour jitter of uint8 [H, W, 3] -> uint8 [H, W, 3].
-
-    torchvision's ColorJitter semantics (random order of brightness, contrast,
-    saturation with factors in [1 - s, 1 + s], each result clamped to the
-    valid range, then a hue shift), computed in float32 with one conversion
-    back to uint8: ~10x cheaper than chaining the uint8 ops, which dominated
-    a CPU training step.
-    """
-    t = torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float()
-    s = aug.color_jitter
-    gray_w = torch.tensor([0.2989, 0.587, 0.114]).view(3, 1, 1)
-
-    def factor() -> float:
-        return float(1.0 + (torch.rand(1, generator=gen).item() * 2 - 1) * s)
-    # Random order like torchvision's ColorJitter, so no photometric op always comes last.
-    for op in torch.randperm(3, generator=gen).tolist():
-        if s <= 0:
-            break
-        f = factor()
-        if op == 0:      # brightness: blend with black
-            t = t * f
-        elif op == 1:    # contrast: blend with the mean grey level
-            t = (t - (t * gray_w).sum(0).mean()) * f + (t * gray_w).sum(0).mean()
-        else:            # saturation: blend with the per-pixel grey
-            g = (t * gray_w).sum(0, keepdim=True)
-            t = (t - g) * f + g
-        t = t.clamp_(0, 255)
-    if aug.hue_jitter > 0:
-        t = _rotate_hue(t, float((torch.rand(1, generator=gen).item() * 2 - 1) * aug.hue_jitter))
-    return t.round_().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-# RGB <-> YIQ (NTSC).  A hue shift is a rotation of the chroma plane (I, Q).
-_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
-
-
-def _rotate_hue(t: torch.Tensor, hue: float) -> torch.Tensor:
-    """Shift the hue of float [3, H, W] (0..255) by ``hue`` turns (torchvision's hue_factor scale).
-
-    One 3x3 colour matrix (a rotation in YIQ) instead of torchvision's
-    adjust_hue, which goes through HSV and cost ~100x more on CPU.  Luma is
-    kept; saturated colours may clip.
-    """
-    a = -2 * math.pi * hue   # sign chosen to turn the same way as torchvision
-    rot = torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(a), -math.sin(a)], [0.0, math.sin(a), math.cos(a)]])
-    m = _YIQ2RGB @ rot @ _RGB2YIQ
-    return torch.einsum("ij,jhw->ihw", m, t).clamp_(0, 255)
-
-
-def _random_erase(image: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
-    """Zero (= the dataset mean after normalisation) one random rectangle covering
-    2-20 % of the image, aspect 0.3-3.3, with probability ``prob`` (Zhong et al.)."""
-    if torch.rand(1, generator=gen).item() >= prob:
-        return image
-    _, h, w = image.shape
-    for _ in range(10):  # like torchvision: retry until the rectangle fits
-        r = torch.rand(3, generator=gen).tolist()
-        area = h * w * (0.02 + 0.18 * r[0])
-        aspect = math.exp(math.log(0.3) + (math.log(3.3) - math.log(0.3)) * r[1])
-        eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
-        if 0 < eh < h and 0 < ew < w:
-            top = int(r[2] * (h - eh))
-            left = int(torch.randint(0, w - ew + 1, (1,), generator=gen))
-            image = image.clone()
-            image[:, top:top + eh, left:left + ew] = 0
-            return image
-    return image
-
-
-def _augment_lidar(pts: np.ndarray, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    if aug.lidar_drop > 0 and len(pts) > 1:
-        keep = rng.random(len(pts)) >= rng.uniform(0, aug.lidar_drop)
-        pts = pts[keep]
-    pts = pts.copy()
-    if aug.lidar_rotate_deg > 0:
-        a = math.radians(rng.uniform(-aug.lidar_rotate_deg, aug.lidar_rotate_deg))
-        c, s = math.cos(a), math.sin(a)
-        x, y = pts[:, 0].copy(), pts[:, 1].copy()
-        pts[:, 0], pts[:, 1] = c * x - s * y, s * x + c * y
-    if aug.lidar_jitter_m > 0:
-        pts[:, :3] += rng.normal(0, aug.lidar_jitter_m, size=(len(pts), 3)).astype(np.float32)
-    return pts
 
 
 class PlaceDataset(Dataset):
@@ -338,16 +183,16 @@ class PlaceDataset(Dataset):
         gen = None
         if self.augment is not None:
             gen = torch.Generator().manual_seed(int(np.random.SeedSequence((self.seed, self.epoch, k)).generate_state(1)[0]))
-            img = _jitter_image(img, self.augment, gen)
+            img = jitter_image(img, self.augment, gen)
         image = torch.from_numpy(preprocess(img, self.contract)[0])
         if self.augment is not None and self.augment.erase_prob > 0:
-            image = _random_erase(image, self.augment.erase_prob, gen)
+            image = random_erase(image, self.augment.erase_prob, gen)
         out["image"] = image
         if self.lidar_prepare is not None:
             pts = trav.load_lidar(i)
             if self.augment is not None:
                 rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-                pts = _augment_lidar(pts, self.augment, rng)
+                pts = augment_lidar(pts, self.augment, rng)
             out["lidar"] = torch.from_numpy(self.lidar_prepare(pts))
         return out
 

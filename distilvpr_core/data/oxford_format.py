@@ -15,9 +15,11 @@ Layout under an export root (the ``dataset_folder`` of those code bases)::
 ``<run>`` is a 19-character date ``YYYY-MM-DD-HH-MM-SS`` (MinkLoc++ asserts
 that length); timestamps are microseconds; northing = map y, easting = map x.
 
-Reading uses a restricted unpickler that admits only :class:`TrainingTuple`
-(also under the module names MinkLoc++ writes) and numpy array
-reconstruction, so a malicious pickle cannot run code.
+Reading uses the restricted unpickler of :mod:`.benchmark_pickles`, so a
+malicious pickle cannot run code.  The public benchmark keeps images in a
+separate folder (``data.image_root``: ``<image_root>/<run>/<ts>.png`` and
+``<image_root>/lidar2image_ndx.pickle``); this export keeps them under
+``images4lidar/`` next to the pickles, which the reader also accepts.
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+# The readers live in benchmark_pickles (shared with Boreas); re-exported here.
+from .benchmark_pickles import load_pickle, read_evaluation_sets, read_training_tuples  # noqa: F401
 
 SUBMAP_DIR = "pointcloud_20m_10overlap"
 LOCATIONS_CSV = "pointcloud_locations_20m_10overlap.csv"
@@ -171,61 +175,6 @@ def _dump(path: Path, obj: Any) -> None:
 
 
 # ------------------------------------------------------------------ reading
-_TUPLE_MODULES = {"distilvpr_core.data.oxford_format", "datasets.oxford", "datasets.base_datasets",
-                  "datasets.pointnetvlad.pnv_raw", "__main__", "generating_queries.generate_training_tuples_baseline"}
-_NUMPY = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-          ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-          ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-          ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("copyreg", "_reconstructor"),
-          ("builtins", "object")}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Admits TrainingTuple and numpy arrays/scalars, nothing else."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if name == "TrainingTuple" and module in _TUPLE_MODULES:
-            return TrainingTuple
-        if (module, name) in _NUMPY:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in an Oxford benchmark pickle")
-
-
-def load_pickle(path: str | Path) -> Any:
-    """Load an Oxford-format pickle safely; raises UserError naming the file on anything else."""
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            return _RestrictedUnpickler(fh).load()
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found") from None
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as exc:
-        raise UserError(f"{path}: not a valid Oxford benchmark pickle ({exc})") from None
-
-
-def read_training_tuples(path: str | Path) -> dict[int, TrainingTuple]:
-    """``{id: TrainingTuple}`` from training/test_queries_baseline.pickle, checked."""
-    data = load_pickle(path)
-    if not isinstance(data, dict) or not all(isinstance(v, TrainingTuple) for v in data.values()):
-        raise UserError(f"{path}: expected a dict of TrainingTuple")
-    for k, v in data.items():
-        if v.id != k or not isinstance(v.rel_scan_filepath, str):
-            raise UserError(f"{path}: entry {k} has id {v.id} / path {v.rel_scan_filepath!r}")
-    return data
-
-
-def read_evaluation_sets(path: str | Path) -> list[dict[int, dict[Any, Any]]]:
-    """The list of per-run dicts in oxford_evaluation_database/query.pickle, checked."""
-    data = load_pickle(path)
-    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
-        raise UserError(f"{path}: expected a list of dicts (one per run)")
-    for d in data:
-        for k, e in d.items():
-            if not isinstance(e, dict) or not {"query", "northing", "easting"} <= set(e):
-                raise UserError(f"{path}: entry {k} lacks query/northing/easting")
-    return data
-
-
 def read_submap(path: str | Path, n: int = POINTS) -> np.ndarray:
     """float64 [n, 3] submap from a ``.bin`` file."""
     path = Path(path)
@@ -234,5 +183,27 @@ def read_submap(path: str | Path, n: int = POINTS) -> np.ndarray:
     except OSError as exc:
         raise UserError(f"{path}: cannot read submap ({exc})") from None
     if pc.size != n * 3:
-        raise UserError(f"{path}: {pc.size} values, expected {n * 3} ({n} points x 3)")
+        raise UserError(f"{path}: {pc.size} float64 values, expected {n * 3} ({n} points x 3, the "
+                        "PointNetVLAD .bin submap); regenerate the submap or check data.format")
     return pc.reshape(n, 3)
+
+
+def read_cloud(path: Path) -> np.ndarray:
+    """float32 [4096, 4] from a ``.bin`` submap (no intensity stored: set to 1)."""
+    pts = read_submap(path).astype(np.float32)
+    return np.concatenate([pts, np.ones((len(pts), 1), np.float32)], axis=1)
+
+
+def _image_dirs(image_root: Path, run: str) -> list[Path]:
+    # Public layout first; then this module's export, which keeps images in images4lidar/.
+    return [image_root / run, image_root / "images4lidar" / run]
+
+
+def oxford_layout() -> Any:
+    """The :class:`~.benchmark_layout.LayoutSpec` of the Oxford RobotCar benchmark."""
+    from .benchmark_layout import LayoutSpec
+    return LayoutSpec(name="oxford", train_pickle="training_queries_baseline.pickle",
+                      val_pickle="test_queries_baseline.pickle",
+                      eval_database="oxford_evaluation_database.pickle",
+                      eval_query="oxford_evaluation_query.pickle", l2i_pickle="lidar2image_ndx.pickle",
+                      l2i_in_image_root=True, image_dirs=_image_dirs, read_cloud=read_cloud)
