@@ -5,11 +5,13 @@ Starts the localizer as a subprocess with the launch-equivalent configuration
 bag's images (recorded rate, a multiple, or lock-step), collects every
 ``~/candidates`` answer, scores it against the bag's ground-truth poses and
 writes a report directory (see docs/replay_eval.md).  ``--offline`` runs the
-same evaluation without ROS (Embedder + PriorMap in this process);
-``--compare-offline`` runs both and reports the Recall@1 difference.
+node's own localization engine in this process, without ROS, with the
+settings the node would run with (params file + ``--node-param``);
+``--compare-offline`` runs both with the same settings and reports the
+differences, which are then transport only (dropped frames, latency).
 
-DDS stays on this machine: ROS_AUTOMATIC_DISCOVERY_RANGE is set to LOCALHOST
-if unset (any other value is refused) and ROS_DOMAIN_ID to a random domain if
+DDS stays on this machine (:mod:`distilvpr_core.local_dds`): discovery is
+LOCALHOST (any other range is refused) and ROS_DOMAIN_ID a random domain if
 unset when the tool starts its own node.
 """
 from __future__ import annotations
@@ -18,33 +20,33 @@ import argparse
 import json
 import os
 import sys
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from distilvpr_core.atomic import write_text_atomic
+from distilvpr_core.data.bags import IMAGE_TYPES, BagReader
 from distilvpr_core.errors import UserError
-from distilvpr_core.loopeval.bagsource import BagSource
+from distilvpr_core.infer import BACKENDS
+from distilvpr_core.localize.engine import LocalizationEngine
+from distilvpr_core.localize.resources import load_model_and_map
+from distilvpr_core.localize.settings import (DEFAULTS, LocalizerSettings, parse_overrides,
+                                              settings_from_file)
 from distilvpr_core.loopeval.config import EvalConfig
-from distilvpr_core.loopeval.groundtruth import positions_at
+from distilvpr_core.loopeval.groundtruth import bag_track, positions_at
 from distilvpr_core.loopeval.matching import match_answers
-from distilvpr_core.loopeval.offline import (SearchSettings, evaluate_bag, evaluate_frames,
-                                             frames_from_traversal, load_model_and_map)
+from distilvpr_core.loopeval.offline import evaluate_bag, frames_from_traversal, run_engine
 from distilvpr_core.loopeval.report import write_report
 
-from .node_harness import LocalizerProcess, require_local_dds
+from .node_harness import require_local_dds
+from .replay_session import RosRun, start_and_replay
 
 HELP = "replay a rosbag through the localizer node and report recall, precision-recall and latency"
 
 #: Node parameters the replay sets unless the user overrides them: every
 #: frame is a query, so "unanswered" means dropped, never "gated by design".
 REPLAY_NODE_PARAMS = {"min_interval_s": "0.0", "min_distance_m": "0.0"}
-#: Node parameters the offline path mirrors, read back from the running node.
-MIRRORED = ("top_k", "exclude_recent_s", "exclude_recent_n")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map", default="", help="prior map directory (needed to start the node, "
                         "for --offline, and to know which queries are revisits)")
     parser.add_argument("--model", default="", help="student .onnx (or .pt with --backend torch)")
-    parser.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch", "tensorrt"))
+    parser.add_argument("--backend", default=DEFAULTS["backend"], choices=BACKENDS, help="inference backend")
     parser.add_argument("--out", required=True, help="report directory (files in it are replaced)")
     parser.add_argument("--pacing", default="rate", choices=("rate", "lockstep"),
                         help="rate: recorded timing x --rate; lockstep: wait for each answer")
@@ -93,150 +95,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="run the ROS replay and the offline evaluation; report both")
 
 
-# -- ROS environment and the node process ----------------------------------
 def ensure_local_ros_env(need_domain: bool) -> None:
-    """Keep DDS on this machine (:func:`node_harness.require_local_dds`).
-
-    ``need_domain``: the user's node lives in some domain we cannot guess, so
-    ROS_DOMAIN_ID must be set by the user.
-    """
+    """Keep DDS on this machine; ``need_domain``: the user's node lives in some
+    domain we cannot guess, so ROS_DOMAIN_ID must be set by the user."""
     if need_domain and not os.environ.get("ROS_DOMAIN_ID"):
         raise UserError("--node given but ROS_DOMAIN_ID is not set: export the domain id the "
                         "running localizer uses")
     require_local_dds(large_images=False)
 
 
-def node_ros_args(args: argparse.Namespace, namespace: str, image_topic: str, compressed: bool) -> list[str]:
-    """The localizer's ``--ros-args``, built from the launch-argument table."""
-    from .launch_args import node_arguments
-    values = {"map": str(Path(args.map).resolve()), "model": str(Path(args.model).resolve()),
-              "backend": args.backend, "namespace": namespace, "image_topic": image_topic,
-              "compressed": "true" if compressed else "false"}
-    if args.params_file:
-        values["params_file"] = str(Path(args.params_file).resolve())
-    extra = dict(REPLAY_NODE_PARAMS)
+def node_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """``-p`` texts the replay gives the node: its defaults, then ``--node-param``."""
+    out = dict(REPLAY_NODE_PARAMS)
     for text in args.node_param:
-        name, sep, value = text.partition(":=")
-        if not sep or not name:
-            raise UserError(f"--node-param {text!r}: expected NAME:=VALUE, e.g. top_k:=10")
-        extra[name] = value
-    ros_args = node_arguments(values)
-    for name, value in extra.items():
-        ros_args += ["-p", f"{name}:={value}"]
-    return ros_args
+        parse_overrides([text])  # names the bad flag
+        name, _, value = text.partition(":=")
+        out[name] = value
+    return out
 
 
-# -- the ROS session -------------------------------------------------------
-@dataclass
-class RosRun:
-    """What a replay collected (also when it stopped early)."""
-
-    sent: list = field(default_factory=list)
-    answers: list = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    node_params: dict[str, Any] = field(default_factory=dict)
-    warmup_latency_s: float | None = None
-    table_errors: list[str] = field(default_factory=list)
-
-
-def _get_params(ros_node: Any, fq_name: str, names: Sequence[str],
-                timeout_s: float = 5.0) -> dict[str, Any]:
-    """Current values of the named parameters of a node, via its get_parameters service."""
-    from rcl_interfaces.srv import GetParameters
-    from rclpy.parameter import parameter_value_to_python
-    client = ros_node.create_client(GetParameters, f"{fq_name}/get_parameters")
-    try:
-        if not client.wait_for_service(timeout_sec=timeout_s):
-            return {}
-        future = client.call_async(GetParameters.Request(names=list(names)))
-        deadline = time.monotonic() + timeout_s
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if not future.done() or future.result() is None:
-            return {}
-        return {n: parameter_value_to_python(v) for n, v in zip(names, future.result().values)}
-    finally:
-        ros_node.destroy_client(client)
+def replay_settings(args: argparse.Namespace) -> LocalizerSettings:
+    """The settings the node started by this replay runs with (and offline reuses)."""
+    from .launch_args import default_params_file
+    given = {"backend": args.backend}
+    if args.map:
+        given["map_path"] = str(Path(args.map).resolve())
+    if args.model:
+        given["model_path"] = str(Path(args.model).resolve())
+    overrides = parse_overrides(f"{k}:={v}" for k, v in node_overrides(args).items())
+    return settings_from_file(args.params_file or default_params_file(), overrides, **given)
 
 
-def _reliable_publisher(ros_node: Any, topic: str, timeout_s: float, alive: Any) -> bool:
-    """Wait for the candidates publisher; True if it is reliable (the node's default)."""
-    from rclpy.qos import ReliabilityPolicy
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        infos = ros_node.get_publishers_info_by_topic(topic)
-        if infos:
-            return all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-        dead = alive()
-        if dead:
-            raise UserError(dead)
-        time.sleep(0.05)
-    raise UserError(f"nothing publishes {topic} after {timeout_s:g} s: is the localizer running "
-                    "under that name (see --node) in this ROS_DOMAIN_ID?")
-
-
-def replay_through_node(args: argparse.Namespace, first: Any, records: Iterable[Any], total: int,
-                        msgtype: str, node_proc: LocalizerProcess | None, fq_name: str,
-                        image_topic: str) -> RosRun:
-    """Play ``records`` (``total`` of them, ``first`` for the warm-up) to the node named
-    ``fq_name`` and collect its answers.
-
-    Never raises for a node problem once playback could start: the problem
-    goes into ``RosRun.problems`` so a partial report can still be written.
-    """
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-
-    from .bag_player import AnswerCollector, BagPlayer
-
-    run = RosRun()
-    alive = node_proc.exit_reason if node_proc else (lambda: None)
-    context = Context()
-    rclpy.init(context=context)
-    ros_node = rclpy.create_node("replay_eval", context=context,
-                                 start_parameter_services=False)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(ros_node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
-    collector = None
-    warm_stamp = None
-    try:
-        cand_topic = f"{fq_name}/candidates"
-        player = BagPlayer(ros_node, image_topic, msgtype)
-        player.wait_for_subscriber(args.ready_timeout, alive)
-        reliable = _reliable_publisher(ros_node, cand_topic, args.ready_timeout, alive)
-        collector = AnswerCollector(ros_node, cand_topic, reliable)
-        deadline = time.monotonic() + args.ready_timeout
-        while collector.subscription.get_publisher_count() == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        run.node_params = _get_params(ros_node, fq_name, MIRRORED + tuple(REPLAY_NODE_PARAMS))
-        warm_stamp = max(1, first.stamp_ns - 1000 * 1_000_000_000)
-        run.warmup_latency_s = player.warm_up(first, collector, args.answer_timeout, warm_stamp)
-        result = player.play(records, collector, args.pacing, args.rate, args.answer_timeout,
-                             args.silence_timeout, alive, total=total)
-        run.sent = result.sent
-        if result.stopped:
-            run.problems.append(result.stopped)
-        # Answers still in flight: wait until all came or the node went quiet.
-        collector.wait_quiet([f.stamp_ns for f in run.sent], quiet_s=min(args.answer_timeout, 5.0),
-                             max_s=args.silence_timeout)
-        player.finish(2.0)
-    except UserError as exc:
-        run.problems.append(str(exc))
-    finally:
-        if collector is not None:
-            run.answers = [a for a in collector.answers if a.stamp_ns != warm_stamp]
-            run.table_errors = list(collector.errors)
-        executor.shutdown(timeout_sec=2.0)
-        ros_node.destroy_node()
-        rclpy.shutdown(context=context)
-        spin.join(timeout=5.0)
-    return run
-
-
-# -- orchestration ---------------------------------------------------------
 def _eval_config(args: argparse.Namespace) -> EvalConfig:
     from distilvpr_core.config import load_config
     return load_config(EvalConfig, data={"radius_m": args.radius_m, "recall_ns": list(args.recall_n)})
@@ -274,84 +163,41 @@ def _finish(out: Path, missing: list[str]) -> int:
     return 0
 
 
-def run_offline(args: argparse.Namespace, out: Path, search: SearchSettings | None = None) -> dict[str, Any]:
-    """The offline path on the bag; returns metrics.json's content (report written)."""
+def run_offline(args: argparse.Namespace, out: Path, settings: LocalizerSettings) -> dict[str, Any]:
+    """The node's engine on the bag (or dataset) in this process; returns metrics.json's content."""
     cfg = _eval_config(args)
     missing: list[str] = []
-    notes = ["offline: latency = embed + search in this process, no transport"]
+    notes = ["offline: the node's localization engine in this process; latency = decode + embed "
+             "+ search + filters, no transport"]
     if not (args.map and args.model):
         raise UserError("--offline needs --map and --model")
-    embedder, prior_map = load_model_and_map(args.map, args.model, args.backend)
-    search = search or _search_from_params_file(args)
+    embedder, prior_map = load_model_and_map(args.map, args.model, settings.backend,
+                                             settings.engine_cache_dir, settings.intra_op_threads,
+                                             names=("--map", "--model"))
     outcomes: list = []
     try:
+        engine = LocalizationEngine(embedder, prior_map, settings, source="replay_eval")
         if args.dataset:
             notes.append("ground truth: the dataset's exact poses")
-            outcomes = evaluate_frames(prior_map, embedder,
-                                       frames_from_traversal(args.dataset, args.traversal), search)
+            outcomes = run_engine(engine, frames_from_traversal(args.dataset, args.traversal))
         else:
-            with BagSource(args.bag, args.image_topic, args.pose_topic or None) as bag:
-                outcomes, problem = evaluate_bag(prior_map, embedder, bag, cfg.gt_max_gap_s, search)
+            with BagReader(args.bag) as bag:
+                outcomes, problem = evaluate_bag(engine, bag, args.image_topic, args.pose_topic or None,
+                                                 cfg.gt_max_gap_s)
                 if problem:
                     missing.append(f"no ground truth, so no recall/precision: {problem}")
     except UserError as exc:
         missing.append(str(exc))
-    meta = _meta(args, "offline", search=str(search))
-    notes += _cap_note(search.k, cfg)
+    finally:
+        embedder.close()
+    meta = _meta(args, "offline", node_params=json.dumps(settings.to_dict(), sort_keys=True))
+    notes += _cap_note(settings.top_k, cfg)
     return write_report(out, outcomes, np.asarray(prior_map.poses)[:, :3], cfg, meta, missing, notes)
 
 
-def _search_from_params_file(args: argparse.Namespace) -> SearchSettings:
-    """The node's search settings from its params file and --node-param, for --offline."""
-    import yaml
-
-    from .launch_args import default_params_file
-    path = args.params_file or default_params_file()
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    values: dict[str, Any] = {}
-    for section in data.values():
-        values.update((section or {}).get("ros__parameters", {}))
-    for text in args.node_param:
-        name, _, value = text.partition(":=")
-        values[name] = yaml.safe_load(value)
-    return _search_from_params(values)
-
-
-def _search_from_params(values: dict[str, Any]) -> SearchSettings:
-    from .params import DEFAULTS
-    v = {**DEFAULTS, **{k: x for k, x in values.items() if x is not None}}
-    return SearchSettings(k=int(v["top_k"]), exclude_within_s=float(v["exclude_recent_s"]),
-                          exclude_last_n=int(v["exclude_recent_n"]))
-
-
-def _start_and_replay(args: argparse.Namespace, bag: BagSource, msgtype: str, total: int,
-                      out: Path, notes: list[str]) -> RosRun:
-    """Start the node (unless --node), replay the bag's images, always stop the node."""
-    compressed = msgtype.endswith("CompressedImage")
-    ros_args = None
-    if args.node:
-        fq_name = args.node.rstrip("/")
-        image_topic = args.node_image_topic or (fq_name.rsplit("/", 1)[0] + "/image")
-        notes.append(f"attached to the running node {fq_name}: its gating and settings apply; "
-                     "frames it gates count as dropped")
-    else:
-        ns = f"/replay_eval_{os.getpid()}"
-        fq_name, image_topic = f"{ns}/localizer", f"{ns}/camera/image"
-        ros_args = node_ros_args(args, ns, image_topic, compressed)
-    if compressed:
-        image_topic += "/compressed"
-    first = next(iter(bag.images()))
-    node_proc = LocalizerProcess(ros_args, out / "node.log") if ros_args else None
-    try:
-        return replay_through_node(args, first, bag.images(), total, msgtype, node_proc, fq_name,
-                                   image_topic)
-    finally:
-        if node_proc:
-            node_proc.stop()
-
-
-def run_ros(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """The ROS path: report written to ``out``; returns metrics.json's content."""
+def run_ros(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ROS path: report written to ``out``; returns metrics.json's content and
+    the node's parameters as read back from it (empty if it never answered)."""
     cfg = _eval_config(args)
     if not args.node and not (args.map and args.model):
         raise UserError("--map and --model are needed to start the localizer "
@@ -363,15 +209,13 @@ def run_ros(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     total = 0
     track = None
     try:
-        with BagSource(args.bag, args.image_topic, args.pose_topic or None) as bag:
-            msgtype = bag.check_images()
+        with BagReader(args.bag) as bag:
+            msgtype = bag.check(args.image_topic, IMAGE_TYPES, "; choose one with --image-topic")
             total = bag.topics[args.image_topic][1]
-            problem = bag.pose_problem()
+            track, problem = bag_track(bag, args.pose_topic)
             if problem:
                 missing.append(f"no ground truth, so no recall/precision: {problem}")
-            else:
-                track = bag.pose_track()
-            run = _start_and_replay(args, bag, msgtype, total, out, notes)
+            run = start_and_replay(args, bag, msgtype, total, out, notes, node_overrides(args))
     except UserError as exc:
         missing.append(str(exc))
     missing += run.problems
@@ -381,10 +225,9 @@ def run_ros(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     stamps = np.array([f.stamp_ns for f in run.sent], np.int64)
     gt = (positions_at(*track, stamps, cfg.gt_max_gap_s) if track is not None
           else np.full((len(stamps), 3), np.nan))
-    outcomes, summary = match_answers(run.sent, run.answers, gt)
+    outcomes, summary = match_answers(run.sent, run.answers, gt, run.accepted)
     if total and len(run.sent) < total:
         missing.append(f"only {len(run.sent)} of {total} frames were sent")
-    search = _search_from_params(run.node_params) if run.node_params else None
     notes += _cap_note(run.node_params.get("top_k"), cfg)
     meta = _meta(args, "ROS replay", pacing=args.pacing, rate=args.rate,
                  node=args.node or "started by replay_eval",
@@ -393,8 +236,24 @@ def run_ros(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     result = write_report(out, outcomes, map_positions, cfg, meta, missing, notes,
                           {"unmatched_answers": summary.unmatched_answers,
                            "duplicate_answers": summary.duplicate_answers})
-    result["_search"] = search
-    return result
+    return result, run.node_params
+
+
+def _comparison(ros: dict[str, Any], off: dict[str, Any], settings_differ: list[str]) -> dict[str, Any]:
+    rm, om = ros["metrics"], off["metrics"]
+    r_ros, r_off = rm["recall_at_n"]["1"], om["recall_at_n"]["1"]
+    auc_ros, auc_off = rm["pr_auc"], om["pr_auc"]
+    return {"recall_at_1_ros": r_ros, "recall_at_1_offline": r_off,
+            "difference_points": None if r_ros is None or r_off is None else 100.0 * (r_ros - r_off),
+            "pr_auc_ros": auc_ros, "pr_auc_offline": auc_off,
+            "pr_auc_difference_points": (None if auc_ros is None or auc_off is None
+                                         else 100.0 * (auc_ros - auc_off)),
+            "accepted_ros": rm["operating_point"]["accepted"],
+            "accepted_offline": om["operating_point"]["accepted"],
+            "ros_dropped": rm["counts"]["dropped"], "offline_dropped": om["counts"]["dropped"],
+            "ros_latency_mean_s": rm["latency_s"]["mean"],
+            "offline_latency_mean_s": om["latency_s"]["mean"],
+            "settings_that_differ": settings_differ}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -407,25 +266,24 @@ def run(args: argparse.Namespace) -> int:
     if args.rate <= 0:
         raise UserError(f"--rate {args.rate}: expected a positive speed factor (1 = real time)")
     if args.offline:
-        res = run_offline(args, out)
-        return _finish(out, res["missing"])
+        return _finish(out, run_offline(args, out, replay_settings(args))["missing"])
     ensure_local_ros_env(need_domain=bool(args.node))
     if not args.compare_offline:
-        res = run_ros(args, out)
-        res.pop("_search", None)
-        return _finish(out, res["missing"])
-    ros = run_ros(args, out / "ros")
-    search = ros.pop("_search", None)
-    off = run_offline(args, out / "offline", search)
-    r_ros, r_off = ros["metrics"]["recall_at_n"]["1"], off["metrics"]["recall_at_n"]["1"]
-    diff = None if r_ros is None or r_off is None else 100.0 * (r_ros - r_off)
-    comparison = {"recall_at_1_ros": r_ros, "recall_at_1_offline": r_off,
-                  "difference_points": diff, "ros_dropped": ros["metrics"]["counts"]["dropped"],
-                  "ros_latency_mean_s": ros["metrics"]["latency_s"]["mean"],
-                  "offline_latency_mean_s": off["metrics"]["latency_s"]["mean"]}
+        return _finish(out, run_ros(args, out)[0]["missing"])
+    settings = None if args.node else replay_settings(args)
+    ros, node_params = run_ros(args, out / "ros")
+    if settings is None:  # attached: the running node's own values are the truth
+        settings = LocalizerSettings.from_values({k: v for k, v in node_params.items() if v is not None},
+                                                 where=f"parameters of {args.node}")
+    differ = sorted(k for k, v in node_params.items() if getattr(settings, k, v) != v)
+    off = run_offline(args, out / "offline", settings)
+    comparison = _comparison(ros, off, differ)
     write_text_atomic(out / "comparison.json", json.dumps(comparison, indent=2) + "\n")
-    print(f"Recall@1 ROS {r_ros} offline {r_off} (difference {diff} points)")
-    return _finish(out, ros["missing"] + off["missing"])
+    print(f"Recall@1 ROS {comparison['recall_at_1_ros']} offline {comparison['recall_at_1_offline']} "
+          f"(difference {comparison['difference_points']} points); accepted loop closures ROS "
+          f"{comparison['accepted_ros']} offline {comparison['accepted_offline']}")
+    differ_note = [f"the node ran with other values of {differ} than offline"] if differ else []
+    return _finish(out, ros["missing"] + off["missing"] + differ_note)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

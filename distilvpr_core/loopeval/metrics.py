@@ -11,6 +11,9 @@ Definitions (the SLAM-back-end view, documented in docs/replay_eval.md):
   evaluable query whose top-1 score >= t is a predicted loop closure, true if
   that top-1 is correct.  precision = TP / (TP + FP), recall = TP / revisits.
   A prediction on a query that is not a revisit is always false.
+* The operating point is the localizer's own decision: a query whose top-1
+  it accepted (score threshold and consistency filter) is a predicted loop
+  closure; precision and recall as above, over evaluable queries.
 * AUC is the step-wise average precision sum_k (R_k - R_{k-1}) P_k over the
   distinct thresholds from high to low (as scikit-learn's average precision).
 """
@@ -143,6 +146,22 @@ def false_positives(outcomes: Sequence[QueryOutcome], correct_top1: np.ndarray,
     return rows[:limit]
 
 
+def operating_point(outcomes: Sequence[QueryOutcome], correct_top1: np.ndarray,
+                    revisit: np.ndarray) -> dict[str, Any]:
+    """Precision and recall of the localizer's accepted loop closures.
+
+    ``correct_top1`` bool [Q]; ``revisit`` bool [Q].  All values are None when
+    no outcome says whether it was accepted (a source that does not report it).
+    """
+    if not any(o.accepted is not None for o in outcomes):
+        return {"accepted": None, "accepted_correct": None, "precision": None, "recall": None}
+    accepted = np.array([bool(o.accepted) and o.position is not None for o in outcomes], dtype=bool)
+    tp = int((accepted & correct_top1).sum())
+    n_acc, n_rev = int(accepted.sum()), int(revisit.sum())
+    return {"accepted": int(sum(bool(o.accepted) for o in outcomes)), "accepted_correct": tp,
+            "precision": tp / n_acc if n_acc else None, "recall": tp / n_rev if n_rev else None}
+
+
 def compute_metrics(outcomes: Sequence[QueryOutcome], map_positions: np.ndarray | None,
                     cfg: EvalConfig | None = None) -> dict[str, Any]:
     """All metrics of one evaluation as a JSON-ready dict.
@@ -181,6 +200,7 @@ def compute_metrics(outcomes: Sequence[QueryOutcome], map_positions: np.ndarray 
         "max_recall_at_100_precision": pr.pop("max_recall_at_100_precision"),
         "threshold_at_100_precision": pr.pop("threshold_at_100_precision"),
         "pr_curve": pr,
+        "operating_point": operating_point(outcomes, correct[:, 0] & predicting, revisit),
         "latency_s": latency_stats([o.latency_s for o in outcomes]),
         "false_positives": false_positives(outcomes, correct[:, 0], cfg.fp_examples),
     }

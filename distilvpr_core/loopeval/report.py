@@ -69,6 +69,12 @@ def _markdown(result: dict[str, Any]) -> str:
               f"{_pct(m['max_recall_at_100_precision'])} | "
               f"{'n/a' if m['threshold_at_100_precision'] is None else format(m['threshold_at_100_precision'], '.4f')} |",
               ""]
+    op = m["operating_point"]
+    if op["accepted"] is not None:
+        lines += ["## Loop closures the localizer accepted (its threshold and consistency filter)", "",
+                  "| accepted | correct | precision | recall |", "|---|---|---|---|",
+                  f"| {op['accepted']} | {op['accepted_correct']} | {_pct(op['precision'])} | "
+                  f"{_pct(op['recall'])} |", ""]
     lat = m["latency_s"]
     lines += ["## Latency per frame (ms)", "", "| frames | mean | min | median | p90 | p95 | p99 | max |",
               "|---|---|---|---|---|---|---|---|",
