@@ -1,4 +1,4 @@
-"""Parameter table, config/localize.yaml, launch_args.py and the launch file agree."""
+"""LocalizerSettings, config/localize.yaml, launch_args.py and the launch file agree."""
 from __future__ import annotations
 
 import ast
@@ -7,7 +7,11 @@ import pytest
 import yaml
 
 from distilvpr_core.errors import UserError
-from distilvpr_ros import launch_args, params
+from distilvpr_core.localize import settings as params
+from distilvpr_core.localize.settings import LocalizerSettings, check_required
+from distilvpr_ros import launch_args
+
+PARAMS = tuple(params.SPECS.values())
 
 
 def test_config_yaml_holds_exactly_the_node_defaults(repo_root):
@@ -19,7 +23,7 @@ def test_config_yaml_holds_exactly_the_node_defaults(repo_root):
 
 
 def test_every_default_passes_its_own_check_and_has_a_description():
-    for p in params.PARAMS:
+    for p in PARAMS:
         assert params.check(p.name, p.default) is None, p.name
         assert len(p.description) > 15, p.name
         if isinstance(p.default, (int, float)) and not isinstance(p.default, bool):
@@ -43,8 +47,24 @@ def test_invalid_values_are_rejected_naming_the_parameter(name, value, expect):
 def test_startup_requires_map_and_model():
     values = dict(params.DEFAULTS, model_path="m.onnx")
     with pytest.raises(UserError, match="map_path"):
-        params.check_startup(values)
-    params.check_startup(dict(values, map_path="map"))
+        check_required(LocalizerSettings.from_values(values))
+    check_required(LocalizerSettings.from_values(dict(values, map_path="map")))
+    with pytest.raises(UserError, match=r"parameter 'top_k': expected a value in \[1, 100\], got 0"):
+        LocalizerSettings.from_values(dict(values, top_k=0))
+    with pytest.raises(UserError, match="unknown localizer parameter.*'topk'"):
+        LocalizerSettings.from_values({"topk": 3})
+
+
+def test_replay_settings_come_from_the_params_file_then_overrides(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("/**:\n  ros__parameters:\n    top_k: 7\n    score_threshold: 0\n"
+                 "localizer:\n  ros__parameters:\n    consistency_n: 3\n")
+    s = params.settings_from_file(f, params.parse_overrides(["consistency_n:=4", "map_frame:=odom"]),
+                                  map_path="/m")
+    assert (s.top_k, s.consistency_n, s.map_frame, s.map_path) == (7, 4, "odom", "/m")
+    assert s.score_threshold == 0.0 and type(s.score_threshold) is float
+    with pytest.raises(UserError, match="--node-param 'top_k=3': expected NAME:=VALUE"):
+        params.parse_overrides(["top_k=3"])
 
 
 def test_launch_defaults_equal_node_defaults():
@@ -116,7 +136,7 @@ def test_launch_file_uses_humble_api_and_the_shared_table(repo_root):
 
 def test_docs_list_every_parameter_and_launch_argument(repo_root):
     doc = (repo_root / "docs" / "node.md").read_text()
-    for p in params.PARAMS:
+    for p in PARAMS:
         assert f"| `{p.name}` |" in doc, f"docs/node.md lacks parameter {p.name}"
         assert p.description in doc, f"docs/node.md has a stale description of {p.name}"
     for a in launch_args.LAUNCH_ARGS:
