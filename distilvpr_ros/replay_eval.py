@@ -210,7 +210,8 @@ def run_ros(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], dict[s
     track = None
     try:
         with BagReader(args.bag) as bag:
-            msgtype = bag.check(args.image_topic, IMAGE_TYPES, "; choose one with --image-topic")
+            msgtype = bag.check(args.image_topic, IMAGE_TYPES, "; choose one with --image-topic",
+                              "image")
             total = bag.topics[args.image_topic][1]
             track, problem = bag_track(bag, args.pose_topic)
             if problem:

@@ -57,7 +57,7 @@ def test_offline_needs_map_and_model(tmp_path):
 def test_offline_without_ground_truth_writes_partial_report(tmp_path, model_map):
     model, prior_map = model_map
     bag = write_bag(tmp_path / "bag", n=4, with_pose=False)
-    with pytest.raises(UserError, match=r"no topic '/ground_truth/pose'.*partial report"):
+    with pytest.raises(UserError, match=r"'/ground_truth/pose' is not in the bag.*partial report"):
         run(_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
                   "--out", str(tmp_path / "r"), "--offline"))
     res = json.loads((tmp_path / "r" / "metrics.json").read_text())

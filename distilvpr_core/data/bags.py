@@ -98,20 +98,25 @@ class BagReader:
 
     def listing(self) -> str:
         if not self.topics:
-            return "the bag has no topics"
+            return "the bag is empty: it has no topics"
         return "topics in the bag: " + ", ".join(f"{t} ({m}, {n} msgs)"
                                                  for t, (m, n) in sorted(self.topics.items()))
 
-    def check(self, topic: str, accepted: tuple[str, ...], hint: str = "") -> str:
-        """The topic's type; UserError when it is missing, of another type or empty."""
+    def check(self, topic: str, accepted: tuple[str, ...], hint: str = "", role: str = "") -> str:
+        """The topic's type; UserError when the bag is empty or the topic is missing,
+        of another type or empty.  ``role`` ("image", ...) and ``hint`` (how to
+        choose another topic) make the message say what the topic was for."""
+        what = f"{role} topic" if role else "topic"
         if topic not in self.topics:
-            raise UserError(f"{self.path}: no topic {topic!r} ({self.listing()}){hint}")
+            raise UserError(f"{self.path}: {what} {topic!r} is not in the bag ({self.listing()}){hint}")
         msgtype, count = self.topics[topic]
         if msgtype not in accepted:
-            raise UserError(f"{self.path}: topic {topic!r} has type {msgtype}, expected one of "
-                            f"{list(accepted)}{hint}")
+            raise UserError(f"{self.path}: {what} {topic!r} has type {msgtype}, expected one of "
+                            f"{', '.join(accepted)}{hint}")
         if count == 0:
-            raise UserError(f"{self.path}: topic {topic!r} has no messages{hint}")
+            empty = "" if any(n for _, n in self.topics.values()) else \
+                " (the bag is empty: record the camera and ground-truth topics into it)"
+            raise UserError(f"{self.path}: {what} {topic!r} has no messages{empty}{hint}")
         return msgtype
 
     def messages(self, topic: str) -> Iterator[tuple[str, int, bytes]]:
@@ -140,9 +145,9 @@ class BagReader:
         except images.BadImage as exc:
             raise UserError(f"{self.path} {topic}: {exc}") from None
 
-    def poses(self, topic: str, hint: str = "") -> tuple[np.ndarray, np.ndarray]:
+    def poses(self, topic: str, hint: str = "", role: str = "") -> tuple[np.ndarray, np.ndarray]:
         """``(stamps_ns int64 [N], poses float64 [N, 7] x y z qx qy qz qw)`` of a pose topic."""
-        self.check(topic, POSE_TYPES, hint)
+        self.check(topic, POSE_TYPES, hint, role)
         stamps, poses = [], []
         for msgtype, _, raw in self.messages(topic):
             msg = self.deserialize(raw, msgtype)

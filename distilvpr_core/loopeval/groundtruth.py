@@ -66,7 +66,7 @@ def bag_track(reader: Any, pose_topic: str | None) -> tuple[tuple[np.ndarray, np
     if not pose_topic:
         return None, "no ground-truth pose topic given (--pose-topic)"
     try:
-        stamps, poses = reader.poses(pose_topic, "; choose the ground-truth topic with --pose-topic")
+        stamps, poses = reader.poses(pose_topic, "; choose one with --pose-topic", "ground-truth pose")
     except UserError as exc:
         return None, str(exc)
     return (stamps, poses[:, :3]), None

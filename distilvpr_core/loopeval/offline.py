@@ -95,7 +95,7 @@ def frames_from_bag(reader: BagReader, image_topic: str) -> Iterator[Frame]:
 def evaluate_bag(engine: Any, reader: BagReader, image_topic: str, pose_topic: str | None,
                  max_gap_s: float, progress: bool = False) -> tuple[list[QueryOutcome], str | None]:
     """Offline outcomes of a bag, and why there is no ground truth (None if there is)."""
-    reader.check(image_topic, IMAGE_TYPES, "; choose one with --image-topic")
+    reader.check(image_topic, IMAGE_TYPES, "; choose one with --image-topic", "image")
     track, problem = bag_track(reader, pose_topic)
     outcomes = run_engine(engine, frames_from_bag(reader, image_topic), progress=progress)
     if track is not None:
