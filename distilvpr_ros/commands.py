@@ -8,7 +8,7 @@ from __future__ import annotations
 
 #: ``distilvpr <name>``: name -> (module, one-line help).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "replay-eval": ("distilvpr_ros.replay_eval", "replay a rosbag through the localizer node and report "
+    "replay-eval": ("distilvpr_ros.replay.replay_eval", "replay a rosbag through the localizer node and report "
                     "recall, precision-recall and latency"),
 }
 

@@ -55,9 +55,9 @@ def test_core_never_names_ros_modules_in_strings(repo_root: Path) -> None:
 
 
 def test_the_string_scan_sees_importlib_strings() -> None:
-    bad = 'import importlib\nmod = importlib.import_module("distilvpr_ros.replay_eval")\n'
+    bad = 'import importlib\nmod = importlib.import_module("distilvpr_ros.replay.replay_eval")\n'
     assert _string_offences(bad, "x.py") == [
-        "x.py:2 imports distilvpr_ros.replay_eval through importlib.import_module",
+        "x.py:2 imports distilvpr_ros.replay.replay_eval through importlib.import_module",
         "x.py:2 names distilvpr_ros in a string"]
     assert _string_offences('x = __import__("rclpy")\n', "y.py") == ["y.py:1 imports rclpy through __import__"]
     assert _string_offences('"""Talks to distilvpr_ros nodes."""\nT = "sensor_msgs/msg/Image"\n',
@@ -68,7 +68,7 @@ def test_ros_subcommands_come_from_the_ros_package_entry_point() -> None:
     from distilvpr_core import plugins
     from distilvpr_core.bench_cli import targets
     from distilvpr_core.cli import all_subcommands
-    assert all_subcommands()["replay-eval"][0] == "distilvpr_ros.replay_eval"
+    assert all_subcommands()["replay-eval"][0] == "distilvpr_ros.replay.replay_eval"
     assert targets()["node"] == "distilvpr_ros.bench_node"
     assert "replay-eval" in plugins.subcommands() and "node" in plugins.bench_targets()
 

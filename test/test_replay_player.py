@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from distilvpr_core.data.bags import BagReader
-from distilvpr_ros.bag_player import AnswerCollector, BagPlayer, NodeNotAnswering
+from distilvpr_ros.replay.player import AnswerCollector, BagPlayer, NodeNotAnswering
 from test_replay_helpers import QUERY_HZ, write_bag
 
 

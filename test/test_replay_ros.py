@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from distilvpr_core.errors import UserError
-from distilvpr_ros.replay_eval import add_arguments, ensure_local_ros_env, run
+from distilvpr_ros.replay.replay_eval import add_arguments, ensure_local_ros_env, run
 from test_replay_helpers import assets, write_bag
 
 

@@ -2,7 +2,7 @@
 
 :func:`start_and_replay` starts the node as a process from the launch-argument
 table (unless ``--node`` names a running one), plays the bag's images to it
-(:mod:`.bag_player`), collects ``~/candidates`` and the ``~/match_pose``
+(:mod:`.player`), collects ``~/candidates`` and the ``~/match_pose``
 stamps of accepted loop closures, reads the node's parameters back, and
 always stops the node it started.
 """
@@ -21,7 +21,7 @@ from distilvpr_core.errors import UserError
 from distilvpr_core.localize.settings import SPECS
 from distilvpr_core.loopeval.offline import warmup_stamp
 
-from .node_harness import LocalizerProcess
+from .node_process import LocalizerProcess
 
 
 @dataclass
@@ -41,7 +41,7 @@ def node_ros_args(args: argparse.Namespace, namespace: str, image_topic: str, co
                   overrides: dict[str, str]) -> list[str]:
     """The localizer's ``--ros-args``, built from the launch-argument table;
     ``overrides`` (name -> ``-p`` text) are set after the params file."""
-    from .launch_args import node_arguments
+    from ..launch_args import node_arguments
     values = {"map": str(Path(args.map).resolve()), "model": str(Path(args.model).resolve()),
               "backend": args.backend, "namespace": namespace, "image_topic": image_topic,
               "compressed": "true" if compressed else "false"}
@@ -102,7 +102,7 @@ def replay_through_node(args: argparse.Namespace, first: Any, records: Iterable[
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
 
-    from .bag_player import AnswerCollector, BagPlayer
+    from .player import AnswerCollector, BagPlayer
 
     run = RosRun()
     alive = node_proc.exit_reason if node_proc else (lambda: None)

@@ -39,8 +39,8 @@ from distilvpr_core.loopeval.matching import match_answers
 from distilvpr_core.loopeval.offline import evaluate_bag, frames_from_traversal, run_engine
 from distilvpr_core.loopeval.report import write_report
 
-from .node_harness import require_local_dds
-from .replay_session import RosRun, start_and_replay
+from .node_process import require_local_dds
+from .session import RosRun, start_and_replay
 
 HELP = "replay a rosbag through the localizer node and report recall, precision-recall and latency"
 
@@ -116,7 +116,7 @@ def node_overrides(args: argparse.Namespace) -> dict[str, str]:
 
 def replay_settings(args: argparse.Namespace) -> LocalizerSettings:
     """The settings the node started by this replay runs with (and offline reuses)."""
-    from .launch_args import default_params_file
+    from ..launch_args import default_params_file
     given = {"backend": args.backend}
     if args.map:
         given["map_path"] = str(Path(args.map).resolve())

@@ -27,7 +27,7 @@ from distilvpr_core.errors import UserError
 from distilvpr_core.data.bags import ImageRecord
 from distilvpr_core.loopeval.matching import Answer, SentFrame
 
-from .candidates_table import from_pointcloud2
+from ..candidates_table import from_pointcloud2
 
 PACINGS = ("rate", "lockstep")
 

@@ -21,7 +21,7 @@ from distilvpr_core.local_dds import local_dds_env
 
 def large_images_profile() -> str:
     """Path of config/fastdds_large_images.xml (source tree, else installed share)."""
-    from .share import share_file
+    from ..share import share_file
     return str(share_file("config/fastdds_large_images.xml"))
 
 
@@ -73,7 +73,7 @@ class LocalizerProcess:
             args = ["--ros-args", *args]
         env = require_local_dds(dict(os.environ), large_images=False)
         # The child imports this same distilvpr_ros, whatever its working directory.
-        source_root = str(Path(__file__).resolve().parent.parent)
+        source_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH", "")) if p)
         self.proc = subprocess.Popen([sys.executable, "-m", "distilvpr_ros.localizer", *args],
                                      stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=env,
