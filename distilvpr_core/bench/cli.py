@@ -14,16 +14,16 @@ HELP = "speed benchmarks: embedder backends (default), map search, node latency,
 
 #: The core's targets; ``node`` (it needs ROS) comes from plugins.bench_targets().
 CORE_TARGETS: dict[str, str] = {
-    "embedder": "distilvpr_core.infer.bench",
-    "map": "distilvpr_core.mapdb.bench",
-    "distill": "distilvpr_core.distill.bench",
+    "embedder": "distilvpr_core.bench.embedder",
+    "map": "distilvpr_core.bench.map",
+    "distill": "distilvpr_core.bench.distill",
 }
 DEFAULT_TARGET = "embedder"
 
 
 def targets() -> dict[str, str]:
     """name -> module of every benchmark target (core ones first)."""
-    from .plugins import bench_targets
+    from ..plugins import bench_targets
     return {**CORE_TARGETS, **bench_targets()}
 
 
