@@ -54,7 +54,12 @@ setup(
         "console_scripts": [
             "distilvpr = distilvpr_core.cli:main",
             "localizer = distilvpr_ros.localizer:main",
-            "replay_eval = distilvpr_ros.replay_eval:main",
+            "replay_eval = distilvpr_ros.replay.replay_eval:main",
+        ],
+        # The ROS subcommands of `distilvpr` (replay-eval, bench node): the
+        # ROS-free core finds them here and never names this package itself.
+        "distilvpr.plugins": [
+            "ros = distilvpr_ros.commands",
         ],
     },
 )

@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 from . import __version__
 from .errors import UserError
 
-# name -> (module, one-line help).  Order is the order shown in --help.
+# name -> (module, one-line help).  Order is the order shown in --help; the
+# subcommands that need ROS (replay-eval) come from plugins.subcommands().
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("distilvpr_core.demo", "run the end-to-end demo: synth town -> distil -> export -> map -> node replay -> table"),
     "doctor": ("distilvpr_core.doctor", "check the Python/ROS/GPU environment and print what is found"),
@@ -29,8 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("distilvpr_core.export.cli", "export a student checkpoint to ONNX (+ optional INT8)"),
     "build-engine": ("distilvpr_core.export.engine_cli", "build or reuse a TensorRT 10 engine for an exported ONNX"),
     "map": ("distilvpr_core.mapdb.cli", "prior map: build from a dataset or rosbag, info, verify, merge, query"),
-    "replay-eval": ("distilvpr_ros.replay_eval", "replay a rosbag through the localizer node and report recall, precision-recall and latency"),
-    "bench": ("distilvpr_core.bench_cli", "speed benchmarks: embedder backends (default), map search, node latency, distillation step"),
+    "bench": ("distilvpr_core.bench.cli", "speed benchmarks: embedder backends (default), map search, node latency, distillation step"),
 }
 
 
@@ -51,7 +51,7 @@ def build_parser(only: str | None = None, argv_hint: list[str] | None = None) ->
         epilog="Run 'distilvpr SUBCOMMAND --help' for the flags of one subcommand.")
     parser.add_argument("--version", action="version", version=f"distilvpr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
+    for name, (module_name, help_text) in all_subcommands().items():
         # argparse %-formats help strings (not descriptions): escape % there.
         sp = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text)
         if name == only:
@@ -64,14 +64,31 @@ def build_parser(only: str | None = None, argv_hint: list[str] | None = None) ->
     return parser
 
 
+def all_subcommands() -> dict[str, tuple[str, str]]:
+    """The core's subcommands, then those registered by plugins (the ROS layer)."""
+    from .plugins import subcommands
+    extra = subcommands()
+    # Shown before "bench", the last core entry, as they always were.
+    out = {k: v for k, v in SUBCOMMANDS.items() if k != "bench"}
+    out.update(extra)
+    out["bench"] = SUBCOMMANDS["bench"]
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``distilvpr``; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     if chosen == "bench":
-        from .bench_cli import normalise_argv
+        from .bench.cli import normalise_argv
         argv = normalise_argv(argv)
-    parser = build_parser(chosen if chosen in SUBCOMMANDS else None, argv)
+    known = all_subcommands()
+    if chosen is not None and chosen not in known:
+        from .plugins import REINSTALL_HINT
+        print(f"distilvpr: unknown subcommand {chosen!r}; valid: {', '.join(known)} ({REINSTALL_HINT})",
+              file=sys.stderr)
+        return 2
+    parser = build_parser(chosen, argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -79,12 +78,8 @@ def _distil_stage(out: Path, cfg: str, name: str, extra: list[str]) -> Stage:
 
 
 def _ros_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # DDS never leaves this machine
-    env.pop("ROS_LOCALHOST_ONLY", None)
-    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
-    env.setdefault("AMENT_PREFIX_PATH", sys.prefix)
-    return env
+    from .local_dds import local_dds_env
+    return local_dds_env(dict(os.environ))  # DDS never leaves this machine
 
 
 def _run_name(kind: str, seed: int) -> str:

@@ -18,7 +18,7 @@ here such a pair is skipped.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import faiss
 import numpy as np
@@ -163,3 +163,59 @@ def chance_recall_at_1(positions: Sequence[np.ndarray], radius_m: float = 25.0) 
             if (t > 0).any():
                 per_pair.append(100.0 * float(np.mean(t[t > 0] / len(db))))
     return float(np.mean(per_pair)) if per_pair else 0.0
+
+
+# -- Recall@N and precision-recall from a retrieval table (loop-closure metrics, baselines) --
+def recall_from_correct(correct: np.ndarray, counted: np.ndarray, ns: Sequence[int]) -> dict[int, float | None]:
+    """Recall@N from a retrieval table: ``correct`` bool [Q, k] (rank r of query q
+    is a true neighbour), ``counted`` bool [Q] (queries that have a true
+    neighbour: the denominator).  Fraction in [0, 1] per N; None without any
+    counted query.  The loop-closure metrics and the baselines use this."""
+    total = int(counted.sum())
+    result: dict[int, float | None] = {}
+    for n in ns:
+        hit = correct[:, :n].any(axis=1) & counted
+        result[int(n)] = float(hit.sum()) / total if total else None
+    return result
+
+
+def pr_curve(scores: np.ndarray, correct: np.ndarray, n_revisits: int) -> dict[str, Any]:
+    """Precision/recall of top-1 predictions at every distinct score threshold.
+
+    Args:
+        scores: float [P] top-1 scores of the predicting queries (evaluable
+            queries with at least one candidate).
+        correct: bool [P] whether each of those top-1 candidates is correct.
+        n_revisits: recall denominator.
+
+    Returns a dict with ``thresholds``, ``precision``, ``recall`` (lists,
+    thresholds descending), ``auc`` (average precision) and
+    ``max_recall_at_100_precision`` with its ``threshold_at_100_precision``.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    empty = {"thresholds": [], "precision": [], "recall": [], "auc": None,
+             "max_recall_at_100_precision": None, "threshold_at_100_precision": None}
+    if n_revisits == 0:
+        return empty
+    if len(scores) == 0:
+        return {**empty, "auc": 0.0, "max_recall_at_100_precision": 0.0}
+    order = np.argsort(-scores, kind="stable")
+    s, c = scores[order], correct[order]
+    tp = np.cumsum(c)
+    fp = np.cumsum(~c)
+    # Ties share a threshold: keep the last index of each run of equal scores.
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
+    thr, tp, fp = s[last], tp[last], fp[last]
+    precision = tp / (tp + fp)
+    recall = tp / n_revisits
+    auc = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    perfect = precision >= 1.0
+    if perfect.any():
+        best = int(np.argmax(np.where(perfect, recall, -1.0)))
+        max_r, thr_r = float(recall[best]), float(thr[best])
+    else:
+        max_r, thr_r = 0.0, None
+    return {"thresholds": thr.tolist(), "precision": precision.tolist(),
+            "recall": recall.tolist(), "auc": auc,
+            "max_recall_at_100_precision": max_r, "threshold_at_100_precision": thr_r}

@@ -73,7 +73,7 @@ def _frame_messages(count: int = 8) -> list[Any]:
 def measure(map_path: str, model_path: str, backend: str, duration_s: float, warmup_s: float,
             rate_hz: float, extra_params: list[str], log_dir: Path) -> dict[str, Any]:
     """Run the benchmark; returns the result dict (milliseconds, MB, counts)."""
-    from .node_harness import require_local_dds
+    from .replay.node_process import require_local_dds
     require_local_dds()  # before rclpy.init: LOCALHOST discovery + shared-memory profile
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -81,7 +81,7 @@ def measure(map_path: str, model_path: str, backend: str, duration_s: float, war
     from sensor_msgs.msg import Image, PointCloud2
 
     from . import launch_args
-    from .node_harness import LocalizerProcess, NodeExited, diagnostics_values, spin_until
+    from .replay.node_process import LocalizerProcess, NodeExited, diagnostics_values, spin_until
     from .outputs import ns_to_stamp, stamp_to_ns
 
     args = launch_args.node_arguments({"map": map_path, "model": model_path, "backend": backend})

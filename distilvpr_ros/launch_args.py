@@ -2,13 +2,16 @@
 
 Imported by ``launch/localize.launch.py`` (which declares one
 DeclareLaunchArgument per row) and by the replay evaluation, which starts
-the node with the same configuration.  ``param`` names the node parameter a
-row sets (None for launch-only rows); defaults equal the node's
-(``params.DEFAULTS``), which the tests check.  No ROS imports here.
+the node with the same configuration.  A row that sets a node parameter
+takes that setting's default and description from
+:class:`distilvpr_core.localize.settings.LocalizerSettings`, so launch and
+node defaults cannot drift; the others are launch-only.  No ROS imports here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from distilvpr_core.localize.settings import SPECS
 
 
 @dataclass(frozen=True)
@@ -19,17 +22,21 @@ class LaunchArg:
     param: str | None = None   # node parameter set from this argument
 
 
+def _from_setting(name: str, param: str) -> LaunchArg:
+    spec = SPECS[param]
+    default = str(spec.default).lower() if isinstance(spec.default, bool) else str(spec.default)
+    extra = f": {', '.join(spec.choices)}" if spec.choices else ""
+    return LaunchArg(name, default, spec.description + extra, param)
+
+
 LAUNCH_ARGS: tuple[LaunchArg, ...] = (
-    LaunchArg("map", "", "prior map directory (from 'distilvpr map build'); required", "map_path"),
-    LaunchArg("model", "", "student model: .onnx for onnxruntime/tensorrt, .pt for torch; required",
-              "model_path"),
-    LaunchArg("backend", "onnxruntime", "inference backend: tensorrt, onnxruntime or torch", "backend"),
-    LaunchArg("engine_cache", "", "TensorRT engine cache directory ('' = the Embedder's default)",
-              "engine_cache_dir"),
+    _from_setting("map", "map_path"),
+    _from_setting("model", "model_path"),
+    _from_setting("backend", "backend"),
+    _from_setting("engine_cache", "engine_cache_dir"),
     LaunchArg("image_topic", "image", "camera topic, remapped onto the node's 'image' "
               "('<image_topic>/compressed' with compressed:=true)"),
-    LaunchArg("compressed", "false", "subscribe to <image_topic>/compressed (jpeg/png) instead of raw",
-              "compressed"),
+    _from_setting("compressed", "compressed"),
     LaunchArg("namespace", "", "namespace of the node (its topics are relative)"),
     LaunchArg("params_file", "", "YAML parameters file ('' = the installed config/localize.yaml); "
               "launch arguments given on the command line override it"),
@@ -64,14 +71,9 @@ def node_arguments(values: dict[str, str] | None = None) -> list[str]:
 
 
 def default_params_file() -> str:
-    """The installed share/distilvpr_ros/config/localize.yaml, or the source
-    tree's config/localize.yaml when running from a checkout."""
-    from pathlib import Path
-    source = Path(__file__).resolve().parent.parent / "config" / "localize.yaml"
-    if source.is_file():
-        return str(source)
-    from ament_index_python.packages import get_package_share_directory
-    return str(Path(get_package_share_directory("distilvpr_ros")) / "config" / "localize.yaml")
+    """The node's default params file, config/localize.yaml (checkout or installed share)."""
+    from .share import share_file
+    return str(share_file("config/localize.yaml"))
 
 
 def _absolute(ns: str) -> str:

@@ -3,8 +3,9 @@
 Subscribes ``image`` (or ``image/compressed``) and optionally ``odom``;
 publishes ``~/candidates``, ``~/loop_closure``, ``~/match_pose``,
 ``~/markers`` and ``/diagnostics``; serves ``~/save_map`` and
-``~/set_mapping``.  The work is in :mod:`distilvpr_ros.matcher`; this file
-wires ROS to it.  See docs/node.md for the topic and parameter reference.
+``~/set_mapping``.  The work (decode, gate, embed, search, filters) is the
+ROS-free :class:`distilvpr_core.localize.engine.LocalizationEngine`, the same
+code the offline evaluation runs; this file only wires ROS to it.  See docs/node.md for the topic and parameter reference.
 
 Run: ``python -m distilvpr_ros.localizer --ros-args --params-file
 config/localize.yaml -p map_path:=MAP -p model_path:=MODEL``.
@@ -30,36 +31,32 @@ from std_msgs.msg import Float64MultiArray, Header
 from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import MarkerArray
 
+from distilvpr_core.data.images import BadImage
 from distilvpr_core.errors import UserError
+from distilvpr_core.localize import settings as settings_mod
+from distilvpr_core.localize.engine import LocalizationEngine
+from distilvpr_core.localize.resources import load_model_and_map
 
-from . import image_conv, outputs, params
+from . import outputs, params
 from .candidates_table import candidate_rows, to_pointcloud2
-from .gating import KeyframeGate
-from .matcher import MatchSettings, PlaceMatcher
 from .node_stats import NodeStats, OncePerKindLogger
-from .odom_buffer import OdomBuffer
-from .resources import load_embedder_and_map
 
 
 class Localizer(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("localizer", **kwargs)
-        self.p = params.declare_all(self)
-        params.check_startup(self.p)
-        self.embedder, self.map = load_embedder_and_map(
-            self.p["map_path"], self.p["model_path"], self.p["backend"], self.p["engine_cache_dir"],
-            self.p["intra_op_threads"])
+        self.p = s = params.declare_all(self)
+        settings_mod.check_required(s)
+        self.embedder, self.map = load_model_and_map(s.map_path, s.model_path, s.backend,
+                                                     s.engine_cache_dir, s.intra_op_threads)
         self.stats = NodeStats()
-        self.log_bad = OncePerKindLogger(self.get_logger().warning, self.p["log_throttle_s"])
-        self.gate = KeyframeGate()
-        self.matcher = PlaceMatcher(self.embedder, self.map, MatchSettings())
-        self._configure(self.p)
+        self.log_bad = OncePerKindLogger(self.get_logger().warning, s.log_throttle_s)
+        self.engine = LocalizationEngine(self.embedder, self.map, s)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.odom = OdomBuffer()
 
-        qos = QoSProfile(depth=self.p["queue_depth"], reliability=qos_profile_sensor_data.reliability,
+        qos = QoSProfile(depth=s.queue_depth, reliability=qos_profile_sensor_data.reliability,
                          history=qos_profile_sensor_data.history, durability=qos_profile_sensor_data.durability)
-        if self.p["compressed"]:
+        if s.compressed:
             self.sub_image = self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos)
         else:
             self.sub_image = self.create_subscription(Image, "image", self._on_image, qos)
@@ -71,57 +68,51 @@ class Localizer(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Trigger, "~/save_map", self._on_save_map)
         self.create_service(SetBool, "~/set_mapping", self._on_set_mapping)
-        self.create_timer(self.p["diagnostics_period_s"], self._publish_diagnostics)
-        self.get_logger().info(f"ready: map {self.p['map_path']} ({len(self.map)} keyframes), model "
-                               f"{self.p['model_path']} on {self.embedder.backend}, "
-                               f"{'compressed ' if self.p['compressed'] else ''}images")
+        self.create_timer(s.diagnostics_period_s, self._publish_diagnostics)
+        self.get_logger().info(f"ready: map {s.map_path} ({len(self.map)} keyframes), model "
+                               f"{s.model_path} on {self.embedder.backend}, "
+                               f"{'compressed ' if s.compressed else ''}images")
+
+    def destroy_node(self) -> None:
+        # Sessions and GPU memory go back even when spinning ended on an error.
+        if getattr(self, "embedder", None) is not None:
+            self.embedder.close()
+        super().destroy_node()
 
     # -- parameters ---------------------------------------------------------
-    def _configure(self, p: dict[str, Any]) -> None:
-        """Apply runtime-changeable values (called at start and on every valid set)."""
-        self.gate.min_interval_s, self.gate.min_distance_m = p["min_interval_s"], p["min_distance_m"]
-        self.log_bad.period_s = p["log_throttle_s"]
-        self.matcher.configure(MatchSettings(**{k: p[k] for k in MatchSettings.__dataclass_fields__}))
-
     def _on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
         # Humble has no post-set callback, so a valid change is applied here.
         for prm in changed:
-            why = params.check(prm.name, prm.value)
+            why = settings_mod.check(prm.name, prm.value)
             if why:
                 return SetParametersResult(successful=False, reason=why)
-        self.p = {**self.p, **{prm.name: prm.value for prm in changed}}
-        self._configure(self.p)
+        ours = {prm.name: prm.value for prm in changed if prm.name in settings_mod.SPECS}
+        try:
+            self.p = self.p.replace(**ours)
+        except UserError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.engine.configure(self.p)
+        self.log_bad.period_s = self.p.log_throttle_s
         return SetParametersResult(successful=True)
 
     # -- inputs ------------------------------------------------------------
     def _on_odom(self, msg: Odometry) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         pose = np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w], np.float64)
-        if not np.all(np.isfinite(pose)):
+        if not self.engine.add_odometry(outputs.stamp_to_ns(msg.header.stamp), pose):
             self.stats.bad["odom_nonfinite"] += 1
             self.log_bad("odom_nonfinite", "odometry pose has NaN/inf")
             return
-        self.odom.add(outputs.stamp_to_ns(msg.header.stamp), pose)
         self.stats.counts["odom_received"] += 1
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         t_in = time.perf_counter()
         self.stats.counts["frames_received"] += 1
-        compressed = isinstance(msg, CompressedImage)
         stamp_ns = outputs.stamp_to_ns(msg.header.stamp)
         self.stats.queue_delay.add((self.get_clock().now().nanoseconds - stamp_ns) * 1e-9)
         try:
-            (image_conv.check_compressed if compressed else image_conv.check_image)(msg)
-            odom = self.odom.at(stamp_ns, self.p["odom_timeout_s"])
-            reason = self.gate.due(stamp_ns * 1e-9, None if odom is None else odom[:3])
-            if reason:
-                self.stats.counts[f"gated_{reason}"] += 1
-                return
-            rgb = (image_conv.compressed_to_rgb if compressed else image_conv.image_to_rgb)(msg)
-            self.stats.decode.add(time.perf_counter() - t_in)
-            self.gate.mark(stamp_ns * 1e-9, None if odom is None else odom[:3])
-            res = self.matcher.query(rgb, stamp_ns, odom)
-        except image_conv.BadImage as exc:
+            frame = self.engine.process(msg, stamp_ns)
+        except BadImage as exc:
             self.stats.bad[exc.kind] += 1
             self.log_bad(exc.kind, exc.detail)
             return
@@ -130,39 +121,46 @@ class Localizer(Node):
             self.stats.bad[kind] += 1
             self.log_bad(kind, f"{exc!r} while processing a frame stamped {stamp_ns} ns")
             return
+        if frame.gated:
+            self.stats.counts[f"gated_{frame.gated}"] += 1
+            return
+        self.stats.decode.add(frame.decode_s)
         t_pub = time.perf_counter()
-        self._publish(msg.header.stamp, res, odom)
+        self._publish(msg.header.stamp, frame.query, frame.odom)
         t_out = time.perf_counter()
         self.stats.publish.add(t_out - t_pub)
         self.stats.process.add(t_out - t_in)
 
     # -- outputs -----------------------------------------------------------
     def _publish(self, stamp: Any, res: Any, odom: np.ndarray | None) -> None:
-        header = Header(stamp=stamp, frame_id=self.p["map_frame"])
+        p = self.p
+        header = Header(stamp=stamp, frame_id=p.map_frame)
         self.stats.counts["queries"] += 1
         self.stats.embed.add(res.embed_s)
         self.stats.search.add(res.search_s)
+        if res.added_id >= 0:
+            self.stats.counts["keyframes_added"] += 1
+        if res.accepted:
+            # Before ~/candidates: a listener that joins both by stamp has the
+            # acceptance when the candidates arrive.
+            self.stats.counts["loop_closures"] += 1
+            self.pub_loop.publish(outputs.loop_closure(outputs.stamp_to_ns(stamp), int(res.stamps_ns[0]),
+                                                       float(res.scores[0]), p.loop_closure_include_score))
+            self.pub_pose.publish(outputs.match_pose(header, res.poses[0], float(res.scores[0]),
+                                                     p.match_sigma_m, p.match_sigma_rad))
+        else:
+            self.stats.counts[f"rejected_{res.reject}"] += 1
         self.pub_candidates.publish(to_pointcloud2(
             candidate_rows(res.poses, res.scores, res.ids, res.stamps_ns), header))
         self.pub_markers.publish(outputs.markers(header, res.poses, res.scores, res.accepted,
                                                  None if odom is None else odom[:3]))
-        if res.added_id >= 0:
-            self.stats.counts["keyframes_added"] += 1
-        if not res.accepted:
-            self.stats.counts[f"rejected_{res.reject}"] += 1
-            return
-        self.stats.counts["loop_closures"] += 1
-        self.pub_loop.publish(outputs.loop_closure(outputs.stamp_to_ns(stamp), int(res.stamps_ns[0]),
-                                                   float(res.scores[0]), self.p["loop_closure_include_score"]))
-        self.pub_pose.publish(outputs.match_pose(header, res.poses[0], float(res.scores[0]),
-                                                 self.p["match_sigma_m"], self.p["match_sigma_rad"]))
 
     def _publish_diagnostics(self) -> None:
         values = self.stats.snapshot()
         values.update(map_size=str(len(self.map)), backend=self.embedder.backend,
                       image_topic=self.sub_image.topic_name,
                       image_publishers=str(self._image_publishers()),
-                      online_mapping=str(self.p["online_mapping"]).lower(),
+                      online_mapping=str(self.p.online_mapping).lower(),
                       torch_loaded=str("torch" in sys.modules).lower(),
                       model_fingerprint=str(self.embedder.fingerprint)[:16])
         self.pub_diag.publish(outputs.diagnostics(self.get_clock().now().to_msg(),
@@ -177,7 +175,7 @@ class Localizer(Node):
 
     # -- services ----------------------------------------------------------
     def _on_save_map(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
-        path = self.p["map_save_path"] or self.p["map_path"]
+        path = self.p.map_save_path or self.p.map_path
         try:
             self.map.save(path)
         except (OSError, UserError) as exc:
@@ -191,7 +189,7 @@ class Localizer(Node):
     def _on_set_mapping(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
         result = self.set_parameters([Parameter("online_mapping", value=bool(req.data))])[0]
         resp.success = result.successful
-        resp.message = f"online_mapping = {self.p['online_mapping']}" if result.successful else result.reason
+        resp.message = f"online_mapping = {self.p.online_mapping}" if result.successful else result.reason
         return resp
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from distilvpr_core.distill import bench
+from distilvpr_core.bench import distill as bench
 from distilvpr_core.errors import UserError
 
 

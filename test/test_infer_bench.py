@@ -10,7 +10,8 @@ import pytest
 
 from distilvpr_core.errors import UserError
 from distilvpr_core.export.random_student import export_random_student
-from distilvpr_core.infer import bench, load_embedder
+from distilvpr_core.bench import embedder as bench
+from distilvpr_core.infer import load_embedder
 
 
 @pytest.fixture(scope="module")

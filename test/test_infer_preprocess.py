@@ -107,7 +107,7 @@ def test_runtime_modules_do_not_import_torch():
             "import distilvpr_core.infer, distilvpr_core.infer.preprocess, distilvpr_core.infer.ort_backend\n"
             "import distilvpr_core.infer.trt_backend, distilvpr_core.infer.calibration\n"
             "import distilvpr_core.export.engine_cache, distilvpr_core.export.trt_build\n"
-            "import distilvpr_core.export.engines, distilvpr_core.infer.accuracy, distilvpr_core.infer.quantize\n"
+            "import distilvpr_core.export.engines, distilvpr_core.bench.accuracy, distilvpr_core.infer.quantize\n"
             "import numpy as np\n"
             "from distilvpr_core.infer.contract import PreprocessContract\n"
             "distilvpr_core.infer.preprocess(np.zeros((9, 9, 3), np.uint8), PreprocessContract())\n"

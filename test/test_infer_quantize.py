@@ -94,7 +94,7 @@ def _write_places_dataset(root: Path, n: int = 12) -> None:
 
 
 def test_accuracy_report_on_a_native_dataset(models, tmp_path):
-    from distilvpr_core.infer.accuracy import compare_on_dataset
+    from distilvpr_core.bench.accuracy import compare_on_dataset
     fp32_path, int8_path = models
     _write_places_dataset(tmp_path / "ds")
     fp32 = load_embedder(fp32_path, intra_op_threads=1)

@@ -10,7 +10,7 @@ import pytest
 from distilvpr_core.errors import UserError
 from distilvpr_core.infer import load_embedder
 from distilvpr_core.mapdb import PriorMap
-from distilvpr_ros.replay_eval import add_arguments, run
+from distilvpr_ros.replay.replay_eval import add_arguments, run
 from test_replay_helpers import assets, query_frames, write_bag
 
 

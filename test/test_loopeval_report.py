@@ -28,7 +28,10 @@ def test_report_has_metrics_tables_and_plots(tmp_path):
             # A plot with content has many colours, not a blank canvas.
             assert len(im.convert("RGB").getcolors(1 << 20)) > 20
     csv = (rep / "per_query.csv").read_text().splitlines()
-    assert len(csv) == 1 + 7 and csv[2].split(",")[-1] == "0"      # q1: wrong top-1
+    header = csv[0].split(",")
+    assert header[-2:] == ["top1_correct", "accepted"] and len(csv) == 1 + 7
+    row = dict(zip(header, csv[2].split(",")))
+    assert row["top1_correct"] == "0" and row["accepted"] == ""       # q1: wrong top-1, acceptance unknown
 
 
 def test_partial_report_says_what_is_missing(tmp_path):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from distilvpr_core.errors import UserError
-from distilvpr_core.mapdb import bench
+from distilvpr_core.bench import map as bench
 
 
 def parse(*argv: str) -> argparse.Namespace:

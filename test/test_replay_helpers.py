@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distilvpr_core.loopeval.bagsource import BagSource
+from distilvpr_core.data.bags import BagReader
+from distilvpr_core.loopeval.groundtruth import bag_track
 
 W, H = 64, 48
 DIM = 32
@@ -144,15 +145,18 @@ def write_bag(path: Path, n: int = 24, with_pose: bool = True, storage: str = "m
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_bag_reads_back_with_interpolatable_ground_truth(tmp_path, storage):
     bag = write_bag(tmp_path / "q", n=6, storage=storage)
-    with BagSource(bag, "/camera/image_raw", "/ground_truth/pose") as src:
-        assert src.check_images() == "sensor_msgs/msg/Image"
-        assert src.pose_problem() is None
-        recs = list(src.images())
+    with BagReader(bag) as src:
+        assert src.check("/camera/image_raw", ("sensor_msgs/msg/Image",)) == "sensor_msgs/msg/Image"
+        (t, p), problem = bag_track(src, "/ground_truth/pose")
+        assert problem is None
+        recs = list(src.image_records("/camera/image_raw"))
         stamps, xyz, images = query_frames(6)
         assert [r.stamp_ns for r in recs] == stamps.tolist()
-        np.testing.assert_array_equal(src.decode_rgb(recs[3]), images[3])
-        t, p = src.pose_track()
+        np.testing.assert_array_equal(src.decode(src.image_message(recs[3]), "/camera/image_raw"), images[3])
         assert len(t) == 16 and p.shape == (16, 3)
+        assert bag_track(src, "")[1] == "no ground-truth pose topic given (--pose-topic)"
+        track, problem = bag_track(src, "/camera/image_raw")
+        assert track is None and "has type sensor_msgs/msg/Image, expected one of" in problem
 
 
 def assets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:

@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from distilvpr_core.loopeval.bagsource import BagSource
-from distilvpr_ros.bag_player import AnswerCollector, BagPlayer, NodeNotAnswering
+from distilvpr_core.data.bags import BagReader
+from distilvpr_ros.replay.player import AnswerCollector, BagPlayer, NodeNotAnswering
 from test_replay_helpers import QUERY_HZ, write_bag
 
 
@@ -61,8 +61,8 @@ class Ros:
 @pytest.fixture
 def records(tmp_path):
     bag = write_bag(tmp_path / "bag", n=10)
-    with BagSource(bag, "/camera/image_raw", None) as src:
-        return list(src.images())
+    with BagReader(bag) as src:
+        return list(src.image_records("/camera/image_raw"))
 
 
 def _connect(ros: Ros) -> tuple[BagPlayer, AnswerCollector]:

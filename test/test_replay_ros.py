@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from distilvpr_core.errors import UserError
-from distilvpr_ros.replay_eval import add_arguments, ensure_local_ros_env, run
+from distilvpr_ros.replay.replay_eval import add_arguments, ensure_local_ros_env, run
 from test_replay_helpers import assets, write_bag
 
 
@@ -194,4 +194,50 @@ def test_synthetic_town_bag_ros_agrees_with_offline(tmp_path, tmp_path_factory, 
     cmp = json.loads((out / "comparison.json").read_text())
     assert cmp["recall_at_1_ros"] is not None and abs(cmp["difference_points"]) <= 1.0
     assert cmp["ros_dropped"] == 0
+    assert _localizers() == []
+
+
+def _per_query(path):
+    import csv
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_threshold_and_consistency_change_ros_and_offline_identically(tmp_path, model_map):
+    """--compare-offline runs the node's engine with the node's settings: a score
+    threshold and a consistency filter change which loop closures are accepted,
+    frame by frame, in the same way over DDS and in-process."""
+    model, prior_map = model_map
+    bag = write_bag(tmp_path / "bag", n=16)
+    common = ("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
+              "--compare-offline", "--pacing", "lockstep")
+    assert run(_args(*common, "--out", str(tmp_path / "default"))) == 0
+    rows = _per_query(tmp_path / "default" / "offline" / "per_query.csv")
+    scores = sorted(float(r["top1_score"]) for r in rows)
+    threshold = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2  # between two scores
+    strict = ("--node-param", f"score_threshold:={threshold!r}", "--node-param", "consistency_n:=2",
+              "--node-param", "consistency_radius_m:=6.0")
+    assert run(_args(*common, *strict, "--out", str(tmp_path / "strict"))) == 0
+    accepted = {}
+    for name in ("default", "strict"):
+        for path in ("ros", "offline"):
+            rows = _per_query(tmp_path / name / path / "per_query.csv")
+            assert [r["answered"] for r in rows] == ["1"] * 16, (name, path)
+            accepted[name, path] = [r["accepted"] for r in rows]
+        assert accepted[name, "ros"] == accepted[name, "offline"], name
+        cmp = json.loads((tmp_path / name / "comparison.json").read_text())
+        assert cmp["settings_that_differ"] == [] and cmp["difference_points"] == 0.0
+        assert abs(cmp["pr_auc_difference_points"]) < 1e-6
+    default, strict_acc = accepted["default", "ros"], accepted["strict", "ros"]
+    assert strict_acc.count("1") < default.count("1")
+    # Consistency: an accepted frame's predecessor passed the threshold too (frame 0's
+    # predecessor is the warm-up copy of itself, in both paths).
+    offline = _per_query(tmp_path / "strict" / "offline" / "per_query.csv")
+    for i, r in enumerate(offline):
+        if r["accepted"] == "1":
+            assert float(r["top1_score"]) >= threshold
+            assert i == 0 or float(offline[i - 1]["top1_score"]) >= threshold
+    meta = json.loads((tmp_path / "strict" / "ros" / "metrics.json").read_text())["meta"]
+    assert json.loads(meta["node_params"])["consistency_n"] == 2
     assert _localizers() == []

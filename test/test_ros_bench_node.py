@@ -45,7 +45,7 @@ def test_short_bench_measures_latency_next_to_embed_time(tmp_path, capsys):
 
 
 def test_dds_must_stay_on_this_machine():
-    from distilvpr_ros.node_harness import require_local_dds
+    from distilvpr_ros.replay.node_process import require_local_dds
     with pytest.raises(UserError, match="LOCALHOST"):
         require_local_dds({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"})
     env = require_local_dds({"ROS_STATIC_PEERS": "192.0.2.1"})

@@ -25,7 +25,7 @@ from visualization_msgs.msg import MarkerArray
 
 from distilvpr_ros import launch_args, synthetic_assets
 from distilvpr_ros.candidates_table import from_pointcloud2
-from distilvpr_ros.node_harness import LocalizerProcess, diagnostics_values, local_ros_client, spin_until
+from distilvpr_ros.replay.node_process import LocalizerProcess, diagnostics_values, local_ros_client, spin_until
 from distilvpr_ros.outputs import ns_to_stamp, stamp_to_ns
 
 NOW_NS = 1_800_000_000 * 10**9  # query stamps: long after the map's 1.6e9 s

@@ -22,7 +22,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 
 from distilvpr_ros import launch_args, synthetic_assets
-from distilvpr_ros.node_harness import LocalizerProcess, diagnostics_values, local_ros_client, spin_until
+from distilvpr_ros.replay.node_process import LocalizerProcess, diagnostics_values, local_ros_client, spin_until
 from distilvpr_ros.outputs import ns_to_stamp, stamp_to_ns
 
 BURST = 20

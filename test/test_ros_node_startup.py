@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from distilvpr_ros import launch_args, synthetic_assets
-from distilvpr_ros.node_harness import LocalizerProcess
+from distilvpr_ros.replay.node_process import LocalizerProcess
 
 
 @pytest.fixture(scope="module")

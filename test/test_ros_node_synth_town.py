@@ -20,7 +20,7 @@ from sensor_msgs.msg import Image, PointCloud2
 
 from distilvpr_ros import launch_args, synthetic_assets
 from distilvpr_ros.candidates_table import from_pointcloud2
-from distilvpr_ros.node_harness import LocalizerProcess, diagnostics_values, local_ros_client, spin_until
+from distilvpr_ros.replay.node_process import LocalizerProcess, diagnostics_values, local_ros_client, spin_until
 from distilvpr_ros.outputs import ns_to_stamp, stamp_to_ns
 
 TRAVERSAL = "test_noon"

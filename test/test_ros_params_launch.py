@@ -1,4 +1,4 @@
-"""Parameter table, config/localize.yaml, launch_args.py and the launch file agree."""
+"""LocalizerSettings, config/localize.yaml, launch_args.py and the launch file agree."""
 from __future__ import annotations
 
 import ast
@@ -7,7 +7,11 @@ import pytest
 import yaml
 
 from distilvpr_core.errors import UserError
-from distilvpr_ros import launch_args, params
+from distilvpr_core.localize import settings as params
+from distilvpr_core.localize.settings import LocalizerSettings, check_required
+from distilvpr_ros import launch_args
+
+PARAMS = tuple(params.SPECS.values())
 
 
 def test_config_yaml_holds_exactly_the_node_defaults(repo_root):
@@ -19,7 +23,7 @@ def test_config_yaml_holds_exactly_the_node_defaults(repo_root):
 
 
 def test_every_default_passes_its_own_check_and_has_a_description():
-    for p in params.PARAMS:
+    for p in PARAMS:
         assert params.check(p.name, p.default) is None, p.name
         assert len(p.description) > 15, p.name
         if isinstance(p.default, (int, float)) and not isinstance(p.default, bool):
@@ -43,8 +47,24 @@ def test_invalid_values_are_rejected_naming_the_parameter(name, value, expect):
 def test_startup_requires_map_and_model():
     values = dict(params.DEFAULTS, model_path="m.onnx")
     with pytest.raises(UserError, match="map_path"):
-        params.check_startup(values)
-    params.check_startup(dict(values, map_path="map"))
+        check_required(LocalizerSettings.from_values(values))
+    check_required(LocalizerSettings.from_values(dict(values, map_path="map")))
+    with pytest.raises(UserError, match=r"parameter 'top_k': expected a value in \[1, 100\], got 0"):
+        LocalizerSettings.from_values(dict(values, top_k=0))
+    with pytest.raises(UserError, match="unknown localizer parameter.*'topk'"):
+        LocalizerSettings.from_values({"topk": 3})
+
+
+def test_replay_settings_come_from_the_params_file_then_overrides(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("/**:\n  ros__parameters:\n    top_k: 7\n    score_threshold: 0\n"
+                 "localizer:\n  ros__parameters:\n    consistency_n: 3\n")
+    s = params.settings_from_file(f, params.parse_overrides(["consistency_n:=4", "map_frame:=odom"]),
+                                  map_path="/m")
+    assert (s.top_k, s.consistency_n, s.map_frame, s.map_path) == (7, 4, "odom", "/m")
+    assert s.score_threshold == 0.0 and type(s.score_threshold) is float
+    with pytest.raises(UserError, match="--node-param 'top_k=3': expected NAME:=VALUE"):
+        params.parse_overrides(["top_k=3"])
 
 
 def test_launch_defaults_equal_node_defaults():
@@ -89,7 +109,7 @@ HUMBLE_NODE_KWARGS = {"package", "executable", "name", "namespace", "exec_name",
                       "arguments", "output", "emulate_tty", "respawn", "respawn_delay", "additional_env"}
 
 
-def test_launch_file_uses_humble_api_and_the_shared_table(repo_root):
+def test_launch_file_imports_only_humble_api(repo_root):
     path = repo_root / "launch" / "localize.launch.py"
     tree = ast.parse(path.read_text(), str(path))
     for node in ast.walk(tree):
@@ -99,24 +119,90 @@ def test_launch_file_uses_humble_api_and_the_shared_table(repo_root):
             assert {a.name for a in node.names} <= allowed, (node.module, [a.name for a in node.names])
         elif isinstance(node, ast.Import):
             assert all(a.name in HUMBLE_API for a in node.names)
-    calls = {n.func.id: n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-    declare = calls["DeclareLaunchArgument"]
-    kw = {k.arg: ast.unparse(k.value) for k in declare.keywords}
-    assert kw == {"default_value": "a.default", "description": "a.description"}
-    comp = next(n for n in ast.walk(tree) if isinstance(n, ast.ListComp)
-                and ast.unparse(n.elt).startswith("DeclareLaunchArgument"))
-    assert ast.unparse(comp.generators[0].iter) == "LAUNCH_ARGS"
-    node_kwargs = {k.arg for k in calls["Node"].keywords}
-    assert node_kwargs <= HUMBLE_NODE_KWARGS
-    assert {"package", "executable", "namespace", "parameters", "remappings", "arguments"} <= node_kwargs
-    text = path.read_text()
-    assert 'executable="localizer"' in text
-    assert "generate_launch_description" in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
+
+
+def _run_launch_file(repo_root, monkeypatch, **given):
+    """Execute localize.launch.py against recording stand-ins of the launch API
+    (launch/launch_ros are not on PyPI); return (declared arguments, Node kwargs)."""
+    import importlib.util
+    import sys
+    import types
+
+    declared, nodes = [], []
+
+    class DeclareLaunchArgument:
+        def __init__(self, name, default_value, description):
+            declared.append((name, default_value, description))
+
+    class LaunchConfiguration:
+        def __init__(self, name):
+            self.name = name
+
+        def perform(self, context):
+            return context[self.name]
+
+    class OpaqueFunction:
+        def __init__(self, function):
+            self.function = function
+
+    class LaunchDescription:
+        def __init__(self, entities):
+            self.entities = entities
+
+    def node(**kwargs):
+        nodes.append(kwargs)
+        return kwargs
+
+    fakes = {"launch": {"LaunchDescription": LaunchDescription},
+             "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument, "OpaqueFunction": OpaqueFunction},
+             "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration},
+             "launch_ros": {}, "launch_ros.actions": {"Node": node},
+             "ament_index_python": {},
+             "ament_index_python.packages": {"get_package_share_directory": lambda pkg: f"/share/{pkg}"}}
+    for name, attrs in fakes.items():
+        monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attrs))
+    spec = importlib.util.spec_from_file_location("localize_launch", repo_root / "launch" / "localize.launch.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ld = mod.generate_launch_description()
+    context = {name: default for name, default, _ in declared}
+    context.update(given)
+    opaque = [e for e in ld.entities if isinstance(e, OpaqueFunction)]
+    assert len(opaque) == 1
+    opaque[0].function(context)
+    return declared, nodes
+
+
+def test_launch_file_declares_the_table_and_starts_the_node_like_node_arguments(repo_root, monkeypatch):
+    declared, nodes = _run_launch_file(repo_root, monkeypatch)
+    assert declared == [(a.name, a.default, a.description) for a in launch_args.LAUNCH_ARGS]
+    (node,) = nodes
+    assert set(node) <= HUMBLE_NODE_KWARGS
+    assert (node["package"], node["executable"], node["namespace"]) == ("distilvpr_ros", "localizer", "")
+    # Defaults only: the params file alone decides every parameter.
+    assert node["parameters"] == ["/share/distilvpr_ros/config/localize.yaml", {}]
+    assert node["remappings"] == [("image", "image"), ("image/compressed", "image/compressed")]
+    assert node["arguments"] == ["--ros-args", "--log-level", "info"]
+
+    _, nodes = _run_launch_file(repo_root, monkeypatch, map="/maps/town", image_topic="/cam/rgb",
+                                compressed="true", namespace="robot1", params_file="/p.yaml",
+                                log_level="warn")
+    (node,) = nodes
+    assert node["parameters"] == ["/p.yaml", {"map_path": "/maps/town", "compressed": True}]
+    assert node["remappings"] == [("image", "/cam/rgb"), ("image/compressed", "/cam/rgb/compressed")]
+    assert node["namespace"] == "robot1" and node["arguments"][-1] == "warn"
+    # The replay starts the node with the same meaning.
+    args = launch_args.node_arguments({"map": "/maps/town", "image_topic": "/cam/rgb", "compressed": "true",
+                                       "namespace": "robot1", "params_file": "/p.yaml", "log_level": "warn"})
+    assert {"map_path:=/maps/town", "compressed:=true", "image:=/cam/rgb", "__ns:=/robot1"} <= set(args)
+    assert args[args.index("--params-file") + 1] == "/p.yaml"
+    with pytest.raises(ValueError, match="compressed:='maybe'"):
+        _run_launch_file(repo_root, monkeypatch, compressed="maybe")
 
 
 def test_docs_list_every_parameter_and_launch_argument(repo_root):
     doc = (repo_root / "docs" / "node.md").read_text()
-    for p in params.PARAMS:
+    for p in PARAMS:
         assert f"| `{p.name}` |" in doc, f"docs/node.md lacks parameter {p.name}"
         assert p.description in doc, f"docs/node.md has a stale description of {p.name}"
     for a in launch_args.LAUNCH_ARGS:

@@ -61,7 +61,7 @@ def test_errors_name_bag_and_topic(tmp_path):
     imgs, pts, poses = _frames(1)
     with bagio.TraversalBagWriter(tmp_path / "b", "mcap", "raw", CAM) as w:
         w.write_frame(10**18, imgs[0], pts[0], poses[0], poses[0], np.zeros(6))
-    with pytest.raises(UserError, match=r"b: no topic '/nope'"):
+    with pytest.raises(UserError, match=r"b: topic '/nope' is not in the bag \(topics in the bag: /camera"):
         bagio.read_image_stream(tmp_path / "b", "/nope")
     with pytest.raises(UserError, match="'/lidar/points' has type sensor_msgs/msg/PointCloud2"):
         bagio.read_pose_stream(tmp_path / "b", "/lidar/points")

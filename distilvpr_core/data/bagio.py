@@ -11,38 +11,22 @@ Topics written per traversal (frame ids in brackets)::
 
 ``camera`` is the ROS optical frame (z forward, x right, y down).  Every
 message's bag timestamp equals its header stamp, so stamps are monotonic.
-Readers raise :class:`UserError` naming the bag and topic for a missing bag,
-a missing topic, a wrong message type or an empty topic.
+Reading is :mod:`distilvpr_core.data.bags` (the one bag reader); its
+functions are re-exported here for the callers of this module.
 """
 from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..errors import UserError
-
-IMAGE_TOPIC = "/camera/image_raw"
-COMPRESSED_TOPIC = "/camera/image_raw/compressed"
-CAMERA_INFO_TOPIC = "/camera/camera_info"
-LIDAR_TOPIC = "/lidar/points"
-ODOM_TOPIC = "/odom"
-GT_POSE_TOPIC = "/ground_truth/pose"
-
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED = "sensor_msgs/msg/CompressedImage"
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
-POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
-ODOMETRY = "nav_msgs/msg/Odometry"
-POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
-
-
-def typestore():
-    """The rosbags type store for ROS 2 Kilted (standard messages only)."""
-    from rosbags.typesys import Stores, get_typestore
-    return get_typestore(Stores.ROS2_KILTED)
+from .bags import (CAMERA_INFO, CAMERA_INFO_TOPIC, COMPRESSED, COMPRESSED_TOPIC,  # noqa: F401
+                   GT_POSE_TOPIC, IMAGE, IMAGE_TOPIC, LIDAR_TOPIC, ODOM_TOPIC, ODOMETRY, POINTCLOUD2,
+                   POSE_STAMPED, bag_topics, pointcloud2_to_xyzi, read_camera_info, read_image_stream,
+                   read_pointcloud_stream, read_pose_stream, typestore)
 
 
 # ------------------------------------------------------------------ writing
@@ -147,164 +131,3 @@ def _encode(image: np.ndarray, fmt: str) -> bytes:
     else:
         Image.fromarray(image).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
-
-
-# ------------------------------------------------------------------ reading
-def _open(bag: str | Path):
-    from rosbags.highlevel import AnyReader
-    path = Path(bag)
-    if not path.exists():
-        raise UserError(f"{path}: bag not found (expected a rosbag2 directory or .mcap/.db3 file)")
-    try:
-        reader = AnyReader([path], default_typestore=typestore())
-        reader.open()
-    except Exception as exc:  # rosbags raises several unrelated types for unreadable bags
-        raise UserError(f"{path}: cannot open as rosbag2 ({type(exc).__name__}: {exc})") from None
-    return reader
-
-
-def _connections(reader, bag: Path, topic: str, allowed: tuple[str, ...]):
-    conns = [c for c in reader.connections if c.topic == topic]
-    if not conns:
-        topics = sorted({c.topic for c in reader.connections})
-        raise UserError(f"{bag}: no topic {topic!r}; the bag has {topics}")
-    bad = sorted({c.msgtype for c in conns if c.msgtype not in allowed})
-    if bad:
-        raise UserError(f"{bag}: topic {topic!r} has type {bad[0]}, expected one of {list(allowed)}")
-    if sum(c.msgcount for c in conns) == 0:
-        raise UserError(f"{bag}: topic {topic!r} has no messages")
-    return conns
-
-
-def _stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
-def bag_topics(bag: str | Path) -> dict[str, tuple[str, int]]:
-    """``{topic: (msgtype, message count)}`` of a bag."""
-    reader = _open(bag)
-    try:
-        out: dict[str, tuple[str, int]] = {}
-        for c in reader.connections:
-            typ, n = out.get(c.topic, (c.msgtype, 0))
-            out[c.topic] = (typ, n + c.msgcount)
-        return out
-    finally:
-        reader.close()
-
-
-def image_to_rgb(msg: Any, msgtype: str, where: str = "") -> np.ndarray:
-    """Decode a rosbags Image/CompressedImage message into uint8 [H, W, 3] RGB."""
-    if msgtype == COMPRESSED:
-        from PIL import Image
-        with Image.open(io.BytesIO(bytes(msg.data))) as im:
-            return np.asarray(im.convert("RGB"))
-    enc = msg.encoding.lower()
-    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1, "8uc3": 3}
-    if enc not in channels:
-        raise UserError(f"{where}: image encoding {msg.encoding!r} is not supported; use one of {sorted(channels)}")
-    c = channels[enc]
-    rows = np.asarray(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
-    img = rows[:, :msg.width * c].reshape(msg.height, msg.width, c)
-    if c == 1:
-        return np.repeat(img, 3, axis=2)
-    if enc.startswith("bgr"):
-        img = img[:, :, 2::-1]
-    return np.ascontiguousarray(img[:, :, :3])
-
-
-def read_image_stream(bag: str | Path, topic: str = IMAGE_TOPIC) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(stamp_ns int, image uint8 [H, W, 3] RGB)`` in bag order; header stamps.
-
-    Accepts sensor_msgs/Image (rgb8/bgr8/rgba8/bgra8/mono8) and CompressedImage.
-    The bag and topic are checked when this is called, before iteration.
-    """
-    bag = Path(bag)
-    reader = _open(bag)
-    try:
-        conns = _connections(reader, bag, topic, (IMAGE, COMPRESSED))
-    except BaseException:
-        reader.close()
-        raise
-
-    def frames() -> Iterator[tuple[int, np.ndarray]]:
-        try:
-            for conn, _, raw in reader.messages(connections=conns):
-                msg = reader.deserialize(raw, conn.msgtype)
-                yield _stamp_ns(msg.header), image_to_rgb(msg, conn.msgtype, f"{bag} {topic}")
-        finally:
-            reader.close()
-    return frames()
-
-
-def read_pose_stream(bag: str | Path, topic: str = GT_POSE_TOPIC) -> tuple[np.ndarray, np.ndarray]:
-    """``(stamps_ns int64 [N], poses float64 [N, 7] x y z qx qy qz qw)`` of a PoseStamped or Odometry topic."""
-    bag = Path(bag)
-    reader = _open(bag)
-    try:
-        conns = _connections(reader, bag, topic, (POSE_STAMPED, ODOMETRY))
-        stamps, poses = [], []
-        for conn, _, raw in reader.messages(connections=conns):
-            msg = reader.deserialize(raw, conn.msgtype)
-            pose = msg.pose.pose if conn.msgtype == ODOMETRY else msg.pose
-            stamps.append(_stamp_ns(msg.header))
-            poses.append((pose.position.x, pose.position.y, pose.position.z, pose.orientation.x,
-                          pose.orientation.y, pose.orientation.z, pose.orientation.w))
-        return np.asarray(stamps, dtype=np.int64), np.asarray(poses, dtype=np.float64).reshape(-1, 7)
-    finally:
-        reader.close()
-
-
-def read_pointcloud_stream(bag: str | Path, topic: str = LIDAR_TOPIC) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(stamp_ns, float32 [P, 4] x y z intensity)`` from a PointCloud2 topic (intensity 0 if absent).
-
-    The bag and topic are checked when this is called, before iteration.
-    """
-    bag = Path(bag)
-    reader = _open(bag)
-    try:
-        conns = _connections(reader, bag, topic, (POINTCLOUD2,))
-    except BaseException:
-        reader.close()
-        raise
-
-    def clouds() -> Iterator[tuple[int, np.ndarray]]:
-        try:
-            for conn, _, raw in reader.messages(connections=conns):
-                msg = reader.deserialize(raw, conn.msgtype)
-                yield _stamp_ns(msg.header), pointcloud2_to_xyzi(msg, f"{bag} {topic}")
-        finally:
-            reader.close()
-    return clouds()
-
-
-def pointcloud2_to_xyzi(msg: Any, where: str = "") -> np.ndarray:
-    """float32 [P, 4] from a PointCloud2 whose x, y, z (and optional intensity) are FLOAT32."""
-    offsets = {f.name: f.offset for f in msg.fields if f.datatype == 7}
-    missing = [n for n in ("x", "y", "z") if n not in offsets]
-    if missing:
-        raise UserError(f"{where}: PointCloud2 lacks float32 fields {missing}")
-    n = msg.width * msg.height
-    data = np.asarray(msg.data, dtype=np.uint8)
-    rows = data[:n * msg.point_step].reshape(n, msg.point_step)
-    order = ">f4" if msg.is_bigendian else "<f4"
-    out = np.zeros((n, 4), dtype=np.float32)
-    for k, name in enumerate(("x", "y", "z", "intensity")):
-        if name in offsets:
-            out[:, k] = rows[:, offsets[name]:offsets[name] + 4].copy().view(order).reshape(-1)
-    return out
-
-
-def read_camera_info(bag: str | Path, topic: str = CAMERA_INFO_TOPIC) -> dict[str, Any]:
-    """The first CameraInfo as ``{width, height, k: float64 [3, 3], frame_id}``."""
-    bag = Path(bag)
-    reader = _open(bag)
-    try:
-        conns = _connections(reader, bag, topic, (CAMERA_INFO,))
-        for conn, _, raw in reader.messages(connections=conns):
-            msg = reader.deserialize(raw, conn.msgtype)
-            return {"width": int(msg.width), "height": int(msg.height),
-                    "k": np.asarray(msg.k, dtype=np.float64).reshape(3, 3), "frame_id": msg.header.frame_id}
-        raise UserError(f"{bag}: topic {topic!r} has no messages")
-    finally:
-        reader.close()

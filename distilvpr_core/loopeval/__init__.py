@@ -7,6 +7,5 @@ Pure Python (numpy, matplotlib); never imports rclpy or torch at import time.
 * :mod:`.groundtruth` interpolate a pose track at image stamps
 * :mod:`.metrics`     Recall@N, precision-recall, AUC, latency
 * :mod:`.report`      metrics.json, report.md, per_query.csv, PNG plots
-* :mod:`.bagsource`   checked reading of image + pose topics from a rosbag2
-* :mod:`.offline`     evaluate a PriorMap with an Embedder, no ROS
+* :mod:`.offline`     run the node's localization engine on a bag or dataset, no ROS
 """

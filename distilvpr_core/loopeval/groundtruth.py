@@ -1,7 +1,7 @@
 """Ground-truth positions of query frames, interpolated from a pose track."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -54,3 +54,19 @@ def attach_positions(outcomes: Sequence[QueryOutcome], track_stamps_ns: np.ndarr
     stamps = np.array([o.stamp_ns for o in outcomes], np.int64)
     for o, pos in zip(outcomes, positions_at(track_stamps_ns, track_xyz, stamps, max_gap_s)):
         o.position = None if np.isnan(pos).any() else pos
+
+
+def bag_track(reader: Any, pose_topic: str | None) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
+    """The ground-truth track of a bag, ``((stamps_ns int64 [T], xyz float64 [T, 3]), None)``,
+    or ``(None, why)`` when there is none (no topic given, missing, wrong type, empty).
+
+    ``reader``: an open :class:`distilvpr_core.data.bags.BagReader`.
+    """
+    from ..errors import UserError
+    if not pose_topic:
+        return None, "no ground-truth pose topic given (--pose-topic)"
+    try:
+        stamps, poses = reader.poses(pose_topic, "; choose one with --pose-topic", "ground-truth pose")
+    except UserError as exc:
+        return None, str(exc)
+    return (stamps, poses[:, :3]), None

@@ -6,7 +6,7 @@ is the join key; the wall-clock times on both sides give the latency.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 
@@ -45,10 +45,13 @@ class MatchSummary:
 
 
 def match_answers(sent: Sequence[SentFrame], answers: Sequence[Answer],
-                  gt_positions: np.ndarray) -> tuple[list[QueryOutcome], MatchSummary]:
+                  gt_positions: np.ndarray, accepted_stamps: Collection[int] | None = None
+                  ) -> tuple[list[QueryOutcome], MatchSummary]:
     """Join answers to sent frames by exact stamp; the first answer per frame counts.
 
     ``gt_positions`` float64 [len(sent), 3], NaN rows = no ground truth.
+    ``accepted_stamps``: query stamps for which the localizer accepted a loop
+    closure (its ``~/match_pose`` stamps), or None when unknown.
     Returns one :class:`QueryOutcome` per sent frame, in sending order.
     """
     assert len(gt_positions) == len(sent), "one ground-truth row per sent frame"
@@ -73,6 +76,7 @@ def match_answers(sent: Sequence[SentFrame], answers: Sequence[Answer],
         if a is None:
             outcomes.append(QueryOutcome(f.stamp_ns, pos, answered=False))
         else:
+            accepted = None if accepted_stamps is None else int(f.stamp_ns) in accepted_stamps
             outcomes.append(QueryOutcome(f.stamp_ns, pos, True, a.ids, a.scores, a.positions,
-                                         latency_s=a.received_s - f.sent_s))
+                                         latency_s=a.received_s - f.sent_s, accepted=accepted))
     return outcomes, MatchSummary(unmatched, duplicates)

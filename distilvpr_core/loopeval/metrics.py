@@ -11,6 +11,9 @@ Definitions (the SLAM-back-end view, documented in docs/replay_eval.md):
   evaluable query whose top-1 score >= t is a predicted loop closure, true if
   that top-1 is correct.  precision = TP / (TP + FP), recall = TP / revisits.
   A prediction on a query that is not a revisit is always false.
+* The operating point is the localizer's own decision: a query whose top-1
+  it accepted (score threshold and consistency filter) is a predicted loop
+  closure; precision and recall as above, over evaluable queries.
 * AUC is the step-wise average precision sum_k (R_k - R_{k-1}) P_k over the
   distinct thresholds from high to low (as scikit-learn's average precision).
 """
@@ -20,8 +23,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..recall import pr_curve, recall_from_correct
 from .config import EvalConfig
 from .outcome import QueryOutcome
+
+__all__ = ["compute_metrics", "correct_matrix", "latency_stats", "operating_point", "pr_curve",
+           "revisit_mask"]
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -66,58 +73,6 @@ def correct_matrix(outcomes: Sequence[QueryOutcome], radius_m: float, k: int) ->
     return out
 
 
-def recall_at_n(correct: np.ndarray, revisit: np.ndarray, ns: Sequence[int]) -> dict[int, float | None]:
-    """Fraction of revisits with a correct candidate in the top N, for each N."""
-    total = int(revisit.sum())
-    result: dict[int, float | None] = {}
-    for n in ns:
-        hit = correct[:, :n].any(axis=1) & revisit
-        result[int(n)] = float(hit.sum()) / total if total else None
-    return result
-
-
-def pr_curve(scores: np.ndarray, correct: np.ndarray, n_revisits: int) -> dict[str, Any]:
-    """Precision/recall of top-1 predictions at every distinct score threshold.
-
-    Args:
-        scores: float [P] top-1 scores of the predicting queries (evaluable
-            queries with at least one candidate).
-        correct: bool [P] whether each of those top-1 candidates is correct.
-        n_revisits: recall denominator.
-
-    Returns a dict with ``thresholds``, ``precision``, ``recall`` (lists,
-    thresholds descending), ``auc`` (average precision) and
-    ``max_recall_at_100_precision`` with its ``threshold_at_100_precision``.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    correct = np.asarray(correct, dtype=bool)
-    empty = {"thresholds": [], "precision": [], "recall": [], "auc": None,
-             "max_recall_at_100_precision": None, "threshold_at_100_precision": None}
-    if n_revisits == 0:
-        return empty
-    if len(scores) == 0:
-        return {**empty, "auc": 0.0, "max_recall_at_100_precision": 0.0}
-    order = np.argsort(-scores, kind="stable")
-    s, c = scores[order], correct[order]
-    tp = np.cumsum(c)
-    fp = np.cumsum(~c)
-    # Ties share a threshold: keep the last index of each run of equal scores.
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
-    thr, tp, fp = s[last], tp[last], fp[last]
-    precision = tp / (tp + fp)
-    recall = tp / n_revisits
-    auc = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-    perfect = precision >= 1.0
-    if perfect.any():
-        best = int(np.argmax(np.where(perfect, recall, -1.0)))
-        max_r, thr_r = float(recall[best]), float(thr[best])
-    else:
-        max_r, thr_r = 0.0, None
-    return {"thresholds": thr.tolist(), "precision": precision.tolist(),
-            "recall": recall.tolist(), "auc": auc,
-            "max_recall_at_100_precision": max_r, "threshold_at_100_precision": thr_r}
-
-
 def latency_stats(latencies_s: Sequence[float]) -> dict[str, float | int | None]:
     """count, mean, min, median, p90, p95, p99, max of per-frame latencies (seconds)."""
     x = np.asarray([v for v in latencies_s if v is not None], dtype=np.float64)
@@ -143,6 +98,22 @@ def false_positives(outcomes: Sequence[QueryOutcome], correct_top1: np.ndarray,
     return rows[:limit]
 
 
+def operating_point(outcomes: Sequence[QueryOutcome], correct_top1: np.ndarray,
+                    revisit: np.ndarray) -> dict[str, Any]:
+    """Precision and recall of the localizer's accepted loop closures.
+
+    ``correct_top1`` bool [Q]; ``revisit`` bool [Q].  All values are None when
+    no outcome says whether it was accepted (a source that does not report it).
+    """
+    if not any(o.accepted is not None for o in outcomes):
+        return {"accepted": None, "accepted_correct": None, "precision": None, "recall": None}
+    accepted = np.array([bool(o.accepted) and o.position is not None for o in outcomes], dtype=bool)
+    tp = int((accepted & correct_top1).sum())
+    n_acc, n_rev = int(accepted.sum()), int(revisit.sum())
+    return {"accepted": int(sum(bool(o.accepted) for o in outcomes)), "accepted_correct": tp,
+            "precision": tp / n_acc if n_acc else None, "recall": tp / n_rev if n_rev else None}
+
+
 def compute_metrics(outcomes: Sequence[QueryOutcome], map_positions: np.ndarray | None,
                     cfg: EvalConfig | None = None) -> dict[str, Any]:
     """All metrics of one evaluation as a JSON-ready dict.
@@ -159,7 +130,7 @@ def compute_metrics(outcomes: Sequence[QueryOutcome], map_positions: np.ndarray 
                           dtype=bool)
     top1 = np.array([float(o.cand_scores[0]) if len(o.cand_ids) else np.nan for o in outcomes])
     pr = pr_curve(top1[predicting], correct[predicting, 0], int(revisit.sum()))
-    recall = recall_at_n(correct, revisit, cfg.recall_ns)
+    recall = recall_from_correct(correct, revisit, cfg.recall_ns)
     answered = np.array([o.answered for o in outcomes], dtype=bool)
     counts = {
         "queries": len(outcomes),
@@ -176,11 +147,12 @@ def compute_metrics(outcomes: Sequence[QueryOutcome], map_positions: np.ndarray 
         "counts": counts,
         "recall_at_n": {str(n): v for n, v in recall.items()},
         # Every N from 1 to max(recall_ns), for the Recall@N plot.
-        "recall_curve": list(recall_at_n(correct, revisit, range(1, kmax + 1)).values()),
+        "recall_curve": list(recall_from_correct(correct, revisit, range(1, kmax + 1)).values()),
         "pr_auc": pr.pop("auc"),
         "max_recall_at_100_precision": pr.pop("max_recall_at_100_precision"),
         "threshold_at_100_precision": pr.pop("threshold_at_100_precision"),
         "pr_curve": pr,
+        "operating_point": operating_point(outcomes, correct[:, 0] & predicting, revisit),
         "latency_s": latency_stats([o.latency_s for o in outcomes]),
         "false_positives": false_positives(outcomes, correct[:, 0], cfg.fp_examples),
     }

@@ -1,8 +1,12 @@
-"""Offline evaluation: embed a traversal or a bag with an Embedder, search a PriorMap.
+"""Offline evaluation: run the node's localization engine in this process, no ROS.
 
-No ROS.  Produces the same :class:`QueryOutcome` list as the ROS replay path,
-so the two Recall@1 values can be compared directly.  Latency here is the
-wall time of embedding + search per frame (no transport, no queueing).
+The frames go through the same :class:`~distilvpr_core.localize.engine.LocalizationEngine`
+the node runs, with the same :class:`~distilvpr_core.localize.settings.LocalizerSettings`
+(gating, top_k, exclusions, score threshold, consistency filter), after the
+same warm-up frame the ROS replay sends.  So the list of :class:`QueryOutcome`
+here differs from the ROS replay's only by transport: dropped frames and
+latency.  Latency here is the engine's wall time per frame (decode, embed,
+search, filters).
 """
 from __future__ import annotations
 
@@ -13,52 +17,89 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from ..data.bags import IMAGE_TYPES, BagReader
+from ..data.images import BadImage
 from ..errors import UserError
-from .bagsource import BagSource
-from .groundtruth import attach_positions
+from .groundtruth import attach_positions, bag_track
 from .outcome import QueryOutcome
+
+#: The replay's warm-up frame is the first frame re-stamped this much earlier,
+#: so no answer to it can be mistaken for a real frame's.
+WARMUP_OFFSET_NS = 1000 * 1_000_000_000
+
+
+def warmup_stamp(first_stamp_ns: int) -> int:
+    """Header stamp of the warm-up copy of the first frame (>= 1 ns)."""
+    return max(1, int(first_stamp_ns) - WARMUP_OFFSET_NS)
 
 
 @dataclass
 class Frame:
-    """A query frame: stamp (ns), uint8 [H, W, 3] RGB image, ground truth float64 [3] or None."""
+    """A query frame: stamp (ns), the image -- a sensor_msgs Image/CompressedImage
+    message or decoded uint8 [H, W, 3] RGB -- and ground truth float64 [3] or None."""
 
     stamp_ns: int
-    image: np.ndarray
-    position: np.ndarray | None
+    image: Any
+    position: np.ndarray | None = None
 
 
-@dataclass
-class SearchSettings:
-    """The node's search settings, mirrored so both paths ask the same question.
+def _step(engine: Any, image: Any, stamp_ns: int) -> Any:
+    if isinstance(image, np.ndarray):
+        return engine.process_rgb(image, stamp_ns)
+    return engine.process(image, stamp_ns)
 
-    ``k`` candidates; ``min_score`` drops weaker rows (as the node does before
-    publishing); the exclusions are PriorMap.search's own arguments.
+
+def run_engine(engine: Any, frames: Iterable[Frame], warm_up: bool = True,
+               progress: bool = False) -> list[QueryOutcome]:
+    """One outcome per frame, in order, from ``engine`` (a LocalizationEngine).
+
+    A frame the keyframe gate holds back or that does not decode is
+    unanswered, as the node drops it.  With ``warm_up`` the first frame is
+    first processed at :func:`warmup_stamp` (as the replay's warm-up): the
+    first inference's allocations stay out of the latency, and the engine's
+    filters see what the node's saw.
     """
+    it: Iterable[Frame] = frames
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(frames, desc="offline eval", unit="frame")
+    outcomes = []
+    for f in it:
+        if warm_up:
+            warm_up = False
+            try:
+                _step(engine, f.image, warmup_stamp(f.stamp_ns))
+            except BadImage:
+                pass
+        t0 = time.perf_counter()
+        try:
+            res = _step(engine, f.image, f.stamp_ns)
+        except BadImage:
+            res = None
+        elapsed = time.perf_counter() - t0
+        q = None if res is None else res.query
+        if q is None:
+            outcomes.append(QueryOutcome(f.stamp_ns, f.position, answered=False))
+            continue
+        outcomes.append(QueryOutcome(f.stamp_ns, f.position, True, q.ids, q.scores, q.poses[:, :3],
+                                     latency_s=elapsed, accepted=bool(q.accepted)))
+    return outcomes
 
-    k: int = 10
-    min_score: float = -1.0
-    exclude_within_s: float = 0.0
-    exclude_last_n: int = 0
+
+def frames_from_bag(reader: BagReader, image_topic: str) -> Iterator[Frame]:
+    """A bag's image messages one at a time (constant memory), without ground truth."""
+    for rec in reader.image_records(image_topic):
+        yield Frame(rec.stamp_ns, reader.image_message(rec))
 
 
-def frames_from_bag(bag: BagSource) -> Iterator[Frame]:
-    """A checked bag's images one at a time (constant memory), without ground truth.
-
-    Ground truth is attached afterwards with :func:`.groundtruth.attach_positions`.
-    """
-    for rec in bag.images():
-        yield Frame(rec.stamp_ns, bag.decode_rgb(rec), None)
-
-
-def evaluate_bag(prior_map: Any, embedder: Any, bag: BagSource, max_gap_s: float,
-                 search: SearchSettings | None = None) -> tuple[list[QueryOutcome], str | None]:
+def evaluate_bag(engine: Any, reader: BagReader, image_topic: str, pose_topic: str | None,
+                 max_gap_s: float, progress: bool = False) -> tuple[list[QueryOutcome], str | None]:
     """Offline outcomes of a bag, and why there is no ground truth (None if there is)."""
-    bag.check_images()
-    problem = bag.pose_problem()
-    outcomes = evaluate_frames(prior_map, embedder, frames_from_bag(bag), search)
-    if problem is None:
-        attach_positions(outcomes, *bag.pose_track(), max_gap_s)
+    reader.check(image_topic, IMAGE_TYPES, "; choose one with --image-topic", "image")
+    track, problem = bag_track(reader, pose_topic)
+    outcomes = run_engine(engine, frames_from_bag(reader, image_topic), progress=progress)
+    if track is not None:
+        attach_positions(outcomes, *track, max_gap_s)
     return outcomes, problem
 
 
@@ -72,61 +113,3 @@ def frames_from_traversal(root: str | Path, traversal: str) -> Iterator[Frame]:
     trav = ds.traversal(traversal)
     for i in range(len(trav.stamps_ns)):
         yield Frame(int(trav.stamps_ns[i]), trav.load_image(i), trav.poses[i, :3].copy())
-
-
-def evaluate_frames(prior_map: Any, embedder: Any, frames: Iterable[Frame],
-                    search: SearchSettings | None = None,
-                    progress: bool = False) -> list[QueryOutcome]:
-    """Embed each frame, search the map, keep the rows above ``min_score``.
-
-    ``prior_map``: a :class:`distilvpr_core.mapdb.PriorMap`; ``embedder``: an
-    object with ``embed(uint8 [H, W, 3]) -> float32 [1, D]`` (L2-normalised).
-    """
-    search = search or SearchSettings()
-    if getattr(embedder, "dim", None) is not None and prior_map.dim != embedder.dim:
-        raise UserError(f"map descriptor dim {prior_map.dim} != model dim {embedder.dim}; "
-                        "evaluate the map with the model it was built with")
-    positions = np.asarray(prior_map.poses, np.float64)[:, :3]
-    id_to_row = {int(i): r for r, i in enumerate(np.asarray(prior_map.ids))}
-    it: Iterable[Frame] = frames
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(frames, desc="offline eval", unit="frame")
-    outcomes = []
-    warmed = False
-    for f in it:
-        if not warmed:
-            # The first inference allocates buffers; the node's warm-up frame
-            # hides it too, so both latencies measure the steady state.
-            embedder.embed(f.image)
-            warmed = True
-        t0 = time.perf_counter()
-        desc = embedder.embed(f.image)
-        res = prior_map.search(desc, search.k, query_stamp_ns=f.stamp_ns,
-                               exclude_within_s=search.exclude_within_s,
-                               exclude_last_n=search.exclude_last_n)
-        elapsed = time.perf_counter() - t0
-        ids = np.asarray(res.ids[0], np.int64)
-        scores = np.asarray(res.scores[0], np.float32)
-        keep = (ids >= 0) & (scores >= search.min_score)
-        ids, scores = ids[keep], scores[keep]
-        pos = positions[[id_to_row[int(i)] for i in ids]] if len(ids) else np.zeros((0, 3))
-        outcomes.append(QueryOutcome(f.stamp_ns, f.position, True, ids, scores, pos, elapsed))
-    return outcomes
-
-
-def load_model_and_map(map_path: str | Path, model_path: str | Path,
-                       backend: str = "onnxruntime") -> tuple[Any, Any]:
-    """(Embedder, PriorMap), the map checked against the model's fingerprint and dim."""
-    if not Path(map_path).is_dir():
-        raise UserError(f"--map {map_path}: no such map directory; build one with "
-                        "'distilvpr map build' or fix the path")
-    if not Path(model_path).is_file():
-        raise UserError(f"--model {model_path}: no such model file; export one with "
-                        "'distilvpr export' or fix the path")
-    from ..infer import load_embedder
-    from ..mapdb import PriorMap
-    embedder = load_embedder(model_path, backend=backend)
-    prior_map = PriorMap.load(map_path, expect_fingerprint=embedder.fingerprint,
-                              expect_dim=embedder.dim)
-    return embedder, prior_map

@@ -1,8 +1,9 @@
 """What happened to one query frame: its ground truth and the candidates it got.
 
 Both evaluation paths reduce to a list of :class:`QueryOutcome`: the offline
-path fills it from its own FAISS search, the ROS path from the node's
-``~/candidates`` messages matched to the published images by header stamp.
+path fills it from the localization engine it runs in-process, the ROS path
+from the node's ``~/candidates`` (and ``~/match_pose``) messages matched to
+the published images by header stamp.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ class QueryOutcome:
         cand_positions: float64 [k, 3] map positions of the candidates (metres).
         latency_s: seconds from handing the image over to receiving its answer
             (wall clock), or ``None`` if unanswered/unknown.
+        accepted: whether the localizer accepted the top-1 as a loop closure
+            (score threshold and consistency filter passed), ``None`` if unknown.
     """
 
     stamp_ns: int
@@ -39,6 +42,7 @@ class QueryOutcome:
     cand_scores: np.ndarray = field(default_factory=lambda: _empty(np.float32, 0))
     cand_positions: np.ndarray = field(default_factory=lambda: _empty(np.float64, 0, 3))
     latency_s: float | None = None
+    accepted: bool | None = None
 
     def __post_init__(self) -> None:
         self.stamp_ns = int(self.stamp_ns)

@@ -69,6 +69,12 @@ def _markdown(result: dict[str, Any]) -> str:
               f"{_pct(m['max_recall_at_100_precision'])} | "
               f"{'n/a' if m['threshold_at_100_precision'] is None else format(m['threshold_at_100_precision'], '.4f')} |",
               ""]
+    op = m["operating_point"]
+    if op["accepted"] is not None:
+        lines += ["## Loop closures the localizer accepted (its threshold and consistency filter)", "",
+                  "| accepted | correct | precision | recall |", "|---|---|---|---|",
+                  f"| {op['accepted']} | {op['accepted_correct']} | {_pct(op['precision'])} | "
+                  f"{_pct(op['recall'])} |", ""]
     lat = m["latency_s"]
     lines += ["## Latency per frame (ms)", "", "| frames | mean | min | median | p90 | p95 | p99 | max |",
               "|---|---|---|---|---|---|---|---|",
@@ -90,7 +96,7 @@ def _markdown(result: dict[str, Any]) -> str:
 
 def _per_query_csv(outcomes: Sequence[QueryOutcome], radius_m: float) -> str:
     rows = ["index,stamp_ns,gt_x,gt_y,gt_z,answered,latency_s,n_candidates,top1_id,top1_score,"
-            "top1_distance_m,top1_correct"]
+            "top1_distance_m,top1_correct,accepted"]
     for i, o in enumerate(outcomes):
         gt = ["", "", ""] if o.position is None else [f"{v:.3f}" for v in o.position]
         top = ["", "", "", ""]
@@ -100,8 +106,9 @@ def _per_query_csv(outcomes: Sequence[QueryOutcome], radius_m: float) -> str:
                 d = float(np.linalg.norm(o.cand_positions[0] - o.position))
                 top[2:] = [f"{d:.3f}", str(int(d <= radius_m))]
         lat = "" if o.latency_s is None else f"{o.latency_s:.6f}"
+        acc = "" if o.accepted is None else str(int(o.accepted))
         rows.append(",".join([str(i), str(o.stamp_ns), *gt, str(int(o.answered)), lat,
-                              str(len(o.cand_ids)), *top]))
+                              str(len(o.cand_ids)), *top, acc]))
     return "\n".join(rows) + "\n"
 
 

@@ -48,19 +48,19 @@ def dataset_stream(root: str | Path, traversal: str) -> FrameStream:
 
 
 def bag_stream(bag: str | Path, image_topic: str, pose_topic: str, tolerance_s: float) -> FrameStream:
-    """Frames of a rosbag2: each image with the pose (PoseStamped/Odometry) nearest in stamp.
+    """Frames of a rosbag2: each image with the pose (PoseStamped, PoseWithCovarianceStamped or Odometry) nearest in stamp.
 
     Images with no pose within ``tolerance_s`` are skipped; if none has one,
     UserError names both topics and their time spans.  frame_index is the
     image's position on its topic.
     """
-    from ..data import bagio
+    from ..data import bags
     bag = Path(bag)
-    pose_stamps, poses = bagio.read_pose_stream(bag, pose_topic)
+    pose_stamps, poses = bags.read_pose_stream(bag, pose_topic)
     order = np.argsort(pose_stamps, kind="stable")
     pose_stamps, poses = pose_stamps[order], poses[order]
-    images = bagio.read_image_stream(bag, image_topic)
-    total = bagio.bag_topics(bag).get(image_topic, ("", None))[1]
+    images = bags.read_image_stream(bag, image_topic)
+    total = bags.bag_topics(bag).get(image_topic, ("", None))[1]
 
     def frames() -> Iterator[Frame]:
         matched, first, last = 0, None, None

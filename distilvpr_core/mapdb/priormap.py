@@ -33,6 +33,7 @@ from ..atomic import atomic_directory
 from ..errors import UserError
 from .filters import allowed_rows, check_filter_args
 from .index import DescriptorIndex, new_index, read_index, resolve_params
+from .rows import GrowableArray
 from .schema import SCHEMA_FILE, MapSchema, read_schema, save_npy, verify_files
 
 _COLUMNS = {  # file -> (attribute, dtype, trailing shape)
@@ -43,6 +44,12 @@ _COLUMNS = {  # file -> (attribute, dtype, trailing shape)
     "source_index.npy": ("_source_idx", np.int32, ()),
 }
 _NORM_TOL = 1e-3
+
+
+def _column(attr: str) -> property:
+    # The metadata columns grow in place (amortised O(1) per added keyframe);
+    # readers get a view of the rows so far.
+    return property(lambda self: self._cols[attr].view())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,13 +98,15 @@ class PriorMap:
         self._contract = dict(contract)
         self._index = index
         self._created_at = created_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        self._ids = np.empty(0, np.int64)
-        self._stamps = np.empty(0, np.int64)
-        self._poses = np.empty((0, 7), np.float64)
-        self._frames = np.empty(0, np.int64)
-        self._source_idx = np.empty(0, np.int32)
+        self._cols = {attr: GrowableArray(dtype, trail) for attr, dtype, trail in _COLUMNS.values()}
         self._source_names: list[str] = []
         self._files: dict[str, Any] = {}  # checksums as last saved or loaded
+
+    _ids = _column("_ids")
+    _stamps = _column("_stamps")
+    _poses = _column("_poses")
+    _frames = _column("_frames")
+    _source_idx = _column("_source_idx")
 
     # ---- construction -------------------------------------------------
     @classmethod
@@ -224,11 +233,9 @@ class PriorMap:
         src = self._register_sources(per_row)
         start = len(self)
         ids = np.arange(start, start + n, dtype=np.int64)
-        self._ids = np.concatenate([self._ids, ids])
-        self._stamps = np.concatenate([self._stamps, stamps])
-        self._poses = np.concatenate([self._poses, poses])
-        self._frames = np.concatenate([self._frames, frames])
-        self._source_idx = np.concatenate([self._source_idx, src])
+        for attr, rows in (("_ids", ids), ("_stamps", stamps), ("_poses", poses), ("_frames", frames),
+                           ("_source_idx", src)):
+            self._cols[attr].append(rows)
         return ids
 
     def _register_sources(self, per_row: list[str]) -> np.ndarray:
@@ -348,7 +355,7 @@ class PriorMap:
         index = read_index(schema.index_type, path, schema.dim, dict(schema.index_params), n)
         m = cls(schema.dim, schema.model_fingerprint, schema.preprocessing, index, schema.created_at)
         for name, (attr, dtype, trail) in _COLUMNS.items():
-            setattr(m, attr, _load_column(path / name, dtype, (n, *trail)))
+            m._cols[attr] = GrowableArray(dtype, trail, _load_column(path / name, dtype, (n, *trail)))
         names = np.load(path / "source_names.npy", allow_pickle=False)
         if names.dtype.kind != "U" or names.shape != (schema.sources,):
             raise UserError(f"{path / 'source_names.npy'}: expected {schema.sources} strings, "

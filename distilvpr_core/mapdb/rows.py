@@ -9,6 +9,7 @@ their buffer alive (numpy reference counting), so they never dangle.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,3 +59,33 @@ class RowBuffer:
             raise UserError(f"{path}: expected float32 [{n}, {dim}] (from schema.json), got "
                             f"{rows.dtype} {list(rows.shape)}; the map is damaged, rebuild it")
         return cls(dim, rows)
+
+
+class GrowableArray:
+    """A column of ``dtype`` [N, *trail] with amortised O(1) append (capacity doubles).
+
+    :meth:`view` is the first N rows; like any view it may go stale after
+    the next append (read it again).  A wrapped array (a loaded map) is
+    copied into owned memory only when it first grows.
+    """
+
+    def __init__(self, dtype: Any, trail: tuple[int, ...] = (), rows: np.ndarray | None = None):
+        self.dtype, self.trail = np.dtype(dtype), tuple(trail)
+        self._buf = rows if rows is not None else np.empty((0, *self.trail), self.dtype)
+        self._n = self._buf.shape[0]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def view(self) -> np.ndarray:
+        return self._buf[:self._n]
+
+    def append(self, x: np.ndarray) -> None:
+        """Append ``dtype`` [M, *trail] rows."""
+        need = self._n + x.shape[0]
+        if need > self._buf.shape[0] or not self._buf.flags.writeable:
+            grown = np.empty((max(need, 2 * self._buf.shape[0], 16), *self.trail), self.dtype)
+            grown[:self._n] = self._buf[:self._n]
+            self._buf = grown
+        self._buf[self._n:need] = x
+        self._n = need

@@ -1,4 +1,4 @@
-"""The two reference baselines of the difficulty report, and Recall@1.
+"""The two reference baselines of the difficulty report, and their Recall@1 (recall.py's).
 
 (a) tiny image: grayscale 32x24 thumbnail, zero-mean unit-norm, nearest
     neighbour in L2 -- a camera method with no learning at all;
@@ -44,13 +44,10 @@ def recall_at_1(q_desc: np.ndarray, q_xy: np.ndarray, d_desc: np.ndarray, d_xy: 
     """Fraction of queries whose nearest database descriptor lies within ``radius_m`` (ground truth xy).
 
     Queries with no database frame within ``radius_m`` are left out, as in the
-    standard VPR protocol.  Descriptors float32 [Q, D] / [M, D]; xy float64 [., 2].
+    standard VPR protocol (NaN when none is left).  Descriptors float32 [Q, D] /
+    [M, D] (cosine nearest neighbour, as :func:`distilvpr_core.recall.recall_one_pair`);
+    xy float64 [., 2].
     """
-    d2 = (q_desc ** 2).sum(1)[:, None] - 2.0 * q_desc @ d_desc.T + (d_desc ** 2).sum(1)[None, :]
-    nn = np.argmin(d2, axis=1)
-    geo = np.linalg.norm(q_xy[:, None, :] - d_xy[None, :, :], axis=2)
-    valid = geo.min(axis=1) <= radius_m
-    if not valid.any():
-        return float("nan")
-    hit = geo[np.arange(len(nn)), nn] <= radius_m
-    return float(hit[valid].mean())
+    from ..recall import recall_one_pair
+    hits, _, n = recall_one_pair(q_desc, q_xy, d_desc, d_xy, top_k=1, radius_m=radius_m)
+    return float(hits[0]) / n if n else float("nan")

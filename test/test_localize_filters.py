@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from distilvpr_ros.gating import ConsistencyFilter, KeyframeGate
+from distilvpr_core.localize.filters import ConsistencyFilter, KeyframeGate
 
 
 def test_interval_gate_without_odometry():
@@ -61,7 +61,7 @@ def test_consistency_reconfigure():
 
 
 def test_odom_buffer_picks_the_nearest_stamp_within_timeout():
-    from distilvpr_ros.odom_buffer import OdomBuffer
+    from distilvpr_core.localize.odom import OdomBuffer
     buf = OdomBuffer(size=3)
     assert buf.at(0, 1.0) is None
     for t in (3, 1, 2):  # out of order

@@ -1,4 +1,4 @@
-"""Keyframe gating and temporal consistency: pure logic, no ROS.
+"""The engine's filters: keyframe gating and temporal consistency (pure logic, no ROS).
 
 The gate decides which camera frames become place queries.  A frame passes
 when at least ``min_interval_s`` seconds have passed since the last query

@@ -12,20 +12,27 @@ import importlib
 
 HELP = "speed benchmarks: embedder backends (default), map search, node latency, distillation step"
 
-TARGETS: dict[str, str] = {
-    "embedder": "distilvpr_core.infer.bench",
-    "map": "distilvpr_core.mapdb.bench",
-    "node": "distilvpr_ros.bench_node",
-    "distill": "distilvpr_core.distill.bench",
+#: The core's targets; ``node`` (it needs ROS) comes from plugins.bench_targets().
+CORE_TARGETS: dict[str, str] = {
+    "embedder": "distilvpr_core.bench.embedder",
+    "map": "distilvpr_core.bench.map",
+    "distill": "distilvpr_core.bench.distill",
 }
 DEFAULT_TARGET = "embedder"
+
+
+def targets() -> dict[str, str]:
+    """name -> module of every benchmark target (core ones first)."""
+    from ..plugins import bench_targets
+    return {**CORE_TARGETS, **bench_targets()}
 
 
 def add_arguments(parser: argparse.ArgumentParser, argv_hint: list[str] | None = None) -> None:
     """Add one sub-parser per target; only the chosen target's module is imported."""
     sub = parser.add_subparsers(dest="bench_target", metavar="TARGET")
-    chosen = next((a for a in (argv_hint or []) if a in TARGETS), None)
-    for name, module_name in TARGETS.items():
+    all_targets = targets()
+    chosen = next((a for a in (argv_hint or []) if a in all_targets), None)
+    for name, module_name in all_targets.items():
         if name == chosen:
             module = importlib.import_module(module_name)
             sp = sub.add_parser(name, help=module.HELP, description=module.HELP)
@@ -39,12 +46,12 @@ def normalise_argv(argv: list[str]) -> list[str]:
     """``bench --model X`` -> ``bench embedder --model X`` (help stays top-level)."""
     i = argv.index("bench")
     rest = argv[i + 1:]
-    if rest and rest[0] not in TARGETS and rest[0] not in ("-h", "--help"):
+    if rest and rest[0] not in targets() and rest[0] not in ("-h", "--help"):
         return argv[:i + 1] + [DEFAULT_TARGET] + rest
     return argv
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "_bench_run", None) is None:
-        raise SystemExit("distilvpr bench: choose a target: " + ", ".join(TARGETS))
+        raise SystemExit("distilvpr bench: choose a target: " + ", ".join(targets()))
     return int(args._bench_run(args) or 0)

@@ -1,11 +1,14 @@
-"""PlaceMatcher with a real ONNX student and a real FAISS map (no ROS)."""
+"""LocalizationEngine with a real ONNX student and a real FAISS map (no ROS)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from distilvpr_core.localize.engine import LocalizationEngine
+from distilvpr_core.localize.settings import LocalizerSettings as MatchSettings
 from distilvpr_ros import synthetic_assets
-from distilvpr_ros.matcher import MatchSettings, PlaceMatcher
+
+PlaceMatcher = LocalizationEngine
 
 NOW = 1_800_000_000 * 10**9
 

@@ -103,7 +103,7 @@ def bench_backend(emb: Any, bare: Any, frames: list[np.ndarray], batches: list[i
     ratios; CPU time (meaningful with one ORT thread, or for CPU backends in
     general) is what the same code costs on a quiet machine.
     """
-    from .preprocess import preprocess
+    from ..infer.preprocess import preprocess
     rows = []
     in_name = bare.get_inputs()[0].name
     for b in batches:
@@ -157,7 +157,7 @@ def _default_model(tmp: Path) -> tuple[Path, Path]:
 
 
 def _make_embedder(name: str, args: argparse.Namespace, model: Path, ckpt: Path | None) -> Any:
-    from . import load_embedder
+    from ..infer import load_embedder
     if name == "onnxruntime":
         return load_embedder(model, "onnxruntime", intra_op_threads=args.threads, max_batch=64)
     if name == "onnxruntime-int8":
@@ -203,9 +203,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
-    from . import load_embedder
+    from ..infer import load_embedder
     from .accuracy import compare_on_dataset
-    from .model_meta import check_model_file
+    from ..infer.model_meta import check_model_file
     names = _parse_list(args.backends, "backends", str)
     batches = _parse_list(args.batches, "batches", int)
     if not batches or min(batches) < 1 or args.iters < 1 or args.warmup < 0:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image as PILImage
 from sensor_msgs.msg import CompressedImage, Image
 
-from distilvpr_ros.image_conv import (BadImage, check_image, compressed_to_rgb, demosaic_bilinear,
+from distilvpr_core.data.images import (BadImage, check_image, compressed_to_rgb, demosaic_bilinear,
                                       image_to_rgb)
 
 RNG = np.random.default_rng(0)

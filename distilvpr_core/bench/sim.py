@@ -1,4 +1,4 @@
-"""Render-speed benchmark: ``python -m distilvpr_core.sim.bench --config config/synth_town.yaml``.
+"""Render-speed benchmark: ``python -m distilvpr_core.bench.sim --config config/synth_town.yaml``.
 
 Renders frames in this process (one image + one scan + descriptors + PNG,
 exactly what a worker does) and reports wall and CPU seconds per frame; on a
@@ -15,9 +15,9 @@ import time
 def main(argv: list[str] | None = None) -> int:
     """Print a JSON line with frames, wall_s, cpu_s, fps_wall and fps_per_core_cpu."""
     from ..config import load_config
-    from .config import SynthConfig
-    from . import pipeline
-    p = argparse.ArgumentParser(prog="python -m distilvpr_core.sim.bench", description=__doc__)
+    from ..sim.config import SynthConfig
+    from ..sim import pipeline
+    p = argparse.ArgumentParser(prog="python -m distilvpr_core.bench.sim", description=__doc__)
     p.add_argument("--config", default="config/synth_town.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--frames", type=int, default=40, help="frames per traversal to time")

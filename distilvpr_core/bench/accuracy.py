@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .embedder import Embedder
+from ..infer.embedder import Embedder
 
 
 def _describe(emb: Embedder, trav: Any, batch: int = 16) -> np.ndarray:

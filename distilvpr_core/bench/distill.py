@@ -11,7 +11,7 @@ Measures, in one process and interleaved so load changes hit both alike:
 Prints median milliseconds and the ratio distil/plain (issue target <= 1.15),
 both measured directly and as 1 + loss time / plain step time.
 
-    python -m distilvpr_core.distill.bench --batch 32 --size 160 120
+    python -m distilvpr_core.bench.distill --batch 32 --size 160 120
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..atomic import write_text_atomic
     from ..config import load_config
     from ..errors import UserError
-    from . import METHODS, DistillConfig, build_distill_loss
+    from ..distill import METHODS, DistillConfig, build_distill_loss
 
     if args.batch < 4:
         raise UserError(f"--batch {args.batch}: use >= 4 so the batch holds positives and negatives")
@@ -114,7 +114,7 @@ def _student_steps(args: argparse.Namespace, device: torch.device,
 
     from ..config import load_config
     from ..models import StudentConfig, build_student
-    from . import BatchHardTripletLoss, DistillConfig, build_distill_loss
+    from ..distill import BatchHardTripletLoss, DistillConfig, build_distill_loss
 
     b, d = args.batch, args.dim
     w, h = args.size
@@ -149,7 +149,7 @@ def _student_steps(args: argparse.Namespace, device: torch.device,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m distilvpr_core.distill.bench``."""
+    """``python -m distilvpr_core.bench.distill``."""
     parser = argparse.ArgumentParser(prog="distilvpr bench distill", description=HELP)
     add_arguments(parser)
     return run(parser.parse_args(argv))

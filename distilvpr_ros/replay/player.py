@@ -24,10 +24,10 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from distilvpr_core.errors import UserError
-from distilvpr_core.loopeval.bagsource import ImageRecord
+from distilvpr_core.data.bags import ImageRecord
 from distilvpr_core.loopeval.matching import Answer, SentFrame
 
-from .candidates_table import from_pointcloud2
+from ..candidates_table import from_pointcloud2
 
 PACINGS = ("rate", "lockstep")
 
@@ -47,20 +47,32 @@ class AnswerCollector:
 
     The subscription's reliability follows the node's publisher so it never
     silently receives nothing (a reliable subscriber gets nothing from a
-    best-effort publisher); depth 1000 keeps every answer of a replay.
+    best-effort publisher); depth 1000 keeps every answer of a replay.  With
+    ``accept_topic`` (the node's ``~/match_pose``, published only for an
+    accepted loop closure, stamped with the query's stamp) the stamps of the
+    accepted queries are recorded in ``accepted``.
     """
 
-    def __init__(self, node: Any, topic: str, reliable: bool = True) -> None:
+    def __init__(self, node: Any, topic: str, reliable: bool = True, accept_topic: str | None = None) -> None:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import PointCloud2
         self.topic = topic
         self.answers: list[Answer] = []
         self.errors: list[str] = []
+        self.accepted: set[int] = set()
         self._stamps: set[int] = set()
         self._cond = threading.Condition()
         qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE if reliable
                          else ReliabilityPolicy.BEST_EFFORT)
         self.subscription = node.create_subscription(PointCloud2, topic, self._on_msg, qos)
+        if accept_topic:
+            from geometry_msgs.msg import PoseWithCovarianceStamped
+            node.create_subscription(PoseWithCovarianceStamped, accept_topic, self._on_accept,
+                                     QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+
+    def _on_accept(self, msg: Any) -> None:
+        with self._cond:
+            self.accepted.add(int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec))
 
     def _on_msg(self, msg: Any) -> None:
         now = time.monotonic()

@@ -16,41 +16,24 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.local_dds import local_dds_env
 
 
 def large_images_profile() -> str:
     """Path of config/fastdds_large_images.xml (source tree, else installed share)."""
-    source = Path(__file__).resolve().parent.parent / "config" / "fastdds_large_images.xml"
-    if source.is_file():
-        return str(source)
-    from ament_index_python.packages import get_package_share_directory
-    return str(Path(get_package_share_directory("distilvpr_ros")) / "config" / "fastdds_large_images.xml")
+    from ..share import share_file
+    return str(share_file("config/fastdds_large_images.xml"))
 
 
 def require_local_dds(env: dict[str, str] | None = None, large_images: bool = True) -> dict[str, str]:
-    """Environment for talking to a node: LOCALHOST discovery and a set ROS_DOMAIN_ID.
+    """Environment for talking to a node: :func:`distilvpr_core.local_dds.local_dds_env`
+    (LOCALHOST discovery, any other range refused, a random ROS_DOMAIN_ID if unset).
 
-    Sets them in ``env`` (default ``os.environ``, so call it before
-    ``rclpy.init``) when absent (a random domain id 1..101) and refuses a
-    different discovery range, so a benchmark never talks to the network.
     With ``large_images`` the shared-memory Fast DDS profile is selected
     unless one is set already: without it most 640x480 raw frames are lost
     (see config/fastdds_large_images.xml).  Returns a copy for children.
     """
-    import random
-    env = os.environ if env is None else env
-    if large_images and not env.get("FASTRTPS_DEFAULT_PROFILES_FILE"):
-        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", large_images_profile())
-    rng = env.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
-    if rng not in (None, "", "LOCALHOST"):
-        raise UserError(f"ROS_AUTOMATIC_DISCOVERY_RANGE={rng}: must be LOCALHOST (or unset) so DDS "
-                        "traffic stays on this machine")
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env.pop("ROS_STATIC_PEERS", None)  # static peers would be contacted even with LOCALHOST
-    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
-    env.setdefault("AMENT_PREFIX_PATH", sys.prefix)
-    return dict(env)
+    return local_dds_env(env, large_images_profile() if large_images else None)
 
 
 @contextlib.contextmanager
@@ -90,7 +73,7 @@ class LocalizerProcess:
             args = ["--ros-args", *args]
         env = require_local_dds(dict(os.environ), large_images=False)
         # The child imports this same distilvpr_ros, whatever its working directory.
-        source_root = str(Path(__file__).resolve().parent.parent)
+        source_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH", "")) if p)
         self.proc = subprocess.Popen([sys.executable, "-m", "distilvpr_ros.localizer", *args],
                                      stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=env,

@@ -26,8 +26,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..atomic import write_text_atomic
-from .clustered import clustered_descriptors, revisit_queries
-from .priormap import PriorMap
+from ..mapdb.clustered import clustered_descriptors, revisit_queries
+from ..mapdb.priormap import PriorMap
 
 HELP = "prior-map benchmark: exact vs numpy BLAS vs FAISS, HNSW/IVF-PQ recall+latency, load time"
 

@@ -1,12 +1,14 @@
-"""sensor_msgs Image / CompressedImage -> uint8 RGB numpy, without cv_bridge.
+"""The one image decoder: sensor_msgs Image / CompressedImage -> uint8 RGB numpy.
 
+Used by the node, the offline evaluation and the map builder alike; it reads
+rclpy messages and rosbags messages (same field names), without cv_bridge.
 ``rosbags-image`` needs OpenCV, which this package does not depend on, so the
 conversions are written here with numpy (raw encodings, Bayer demosaicing) and
 PIL (jpeg/png).  Every failure raises :class:`BadImage` with a short ``kind``
 so the node can count and log each kind of malformed input once.
 
-Validation (:func:`check_image`) is O(1) and runs on every message; the
-decoding itself runs only for frames that pass keyframe gating.
+Validation (:func:`check`) is O(1) and runs on every message; the decoding
+(:func:`decode`) runs only for frames that pass keyframe gating.
 """
 from __future__ import annotations
 
@@ -142,3 +144,18 @@ def check_compressed(msg: Any) -> None:
         raise BadImage("format", f"unsupported compressed format {msg.format[:40]!r}; use jpeg or png")
     if len(msg.data) == 0:
         raise BadImage("size", "empty data")
+
+
+def is_compressed(msg: Any) -> bool:
+    """True for a CompressedImage (it has ``format`` and no ``encoding``)."""
+    return hasattr(msg, "format") and not hasattr(msg, "encoding")
+
+
+def check(msg: Any) -> None:
+    """Cheap structural check of an Image or CompressedImage; raises BadImage."""
+    (check_compressed if is_compressed(msg) else check_image)(msg)
+
+
+def decode(msg: Any) -> np.ndarray:
+    """Image or CompressedImage -> uint8 [H, W, 3] RGB; raises BadImage."""
+    return (compressed_to_rgb if is_compressed(msg) else image_to_rgb)(msg)

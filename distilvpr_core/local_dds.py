@@ -1,0 +1,41 @@
+"""The one local-DDS policy: ROS 2 traffic never leaves this machine.
+
+Every tool that starts or talks to a ROS node (the demo, replay evaluation,
+node benchmarks, tests) gets its environment from :func:`local_dds_env`:
+``ROS_AUTOMATIC_DISCOVERY_RANGE`` is set to LOCALHOST when unset and any
+other value is refused (``ROS_LOCALHOST_ONLY`` is ignored on Kilted, static
+peers would be contacted even with LOCALHOST), and ``ROS_DOMAIN_ID`` is a
+random domain when unset.  Plain environment variables only: no ROS import.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+from typing import MutableMapping
+
+from .errors import UserError
+
+
+def local_dds_env(env: MutableMapping[str, str] | None = None,
+                  profiles_file: str | None = None) -> dict[str, str]:
+    """Make ``env`` (default ``os.environ``; call before ``rclpy.init``) local-only;
+    return a copy for child processes.
+
+    ``profiles_file``: a Fast DDS XML profile to select unless the user chose
+    one already (the shared-memory profile for large raw images).
+    """
+    env = os.environ if env is None else env
+    if profiles_file and not env.get("FASTRTPS_DEFAULT_PROFILES_FILE"):
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", profiles_file)
+    rng = env.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
+    if rng not in (None, "", "LOCALHOST"):
+        raise UserError(f"ROS_AUTOMATIC_DISCOVERY_RANGE={rng}: must be LOCALHOST (or unset) so DDS "
+                        "traffic stays on this machine")
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    env.pop("ROS_STATIC_PEERS", None)
+    # 1..101 keeps the DDS ports valid (larger ids collide with ephemeral ports).
+    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
+    env.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+    return dict(env)

@@ -1,0 +1,155 @@
+"""The localization engine: decode -> gate -> embed -> search -> filters -> candidates.
+
+One :class:`LocalizationEngine` is what the ROS node runs on every camera
+message and what the offline evaluation runs on every bag message, so a
+"ROS vs offline" comparison measures transport only.  It is ROS-free: it
+takes sensor_msgs-shaped messages (rclpy or rosbags) or decoded images, and
+returns :class:`FrameResult`; the node turns that into messages.
+
+Order per frame: O(1) message check, odometry lookup, keyframe gate (a gated
+frame is never decoded), decode, embed, search the PriorMap (excluding the
+most recent keyframes), score threshold, temporal consistency, and with
+online mapping the query is added to the map at its odometry pose.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..data import images
+from .filters import ConsistencyFilter, KeyframeGate
+from .odom import OdomBuffer
+from .settings import LocalizerSettings
+
+
+@dataclass
+class QueryResult:
+    """Top-k candidates of one query, best first (K <= top_k; padding removed).
+
+    ids int64 [K], scores float32 [K], poses float64 [K, 7] (x y z qx qy qz qw,
+    map frame), stamps_ns int64 [K].  ``accepted`` says whether the top-1
+    passed the threshold and the consistency filter; otherwise ``reject``
+    is ``"empty"``, ``"score"`` or ``"consistency"``.  ``embed_s`` and
+    ``search_s`` are wall-clock seconds; ``added_id`` is the new keyframe id
+    with online mapping, else -1.
+    """
+    ids: np.ndarray
+    scores: np.ndarray
+    poses: np.ndarray
+    stamps_ns: np.ndarray
+    accepted: bool
+    reject: str | None
+    embed_s: float
+    search_s: float
+    added_id: int = -1
+
+
+@dataclass
+class FrameResult:
+    """What the engine did with one frame.
+
+    ``gated`` is ``"interval"`` or ``"distance"`` when the keyframe gate held
+    the frame back (then ``query`` is None and nothing was decoded);
+    ``odom`` is the robot pose float64 [7] used for it, or None; ``decode_s``
+    is the seconds from the call to the decoded image.
+    """
+    stamp_ns: int
+    gated: str | None = None
+    query: QueryResult | None = None
+    odom: np.ndarray | None = None
+    decode_s: float = 0.0
+
+
+class LocalizationEngine:
+    """Stateful engine over one Embedder and one PriorMap (not thread-safe).
+
+    ``embedder``: ``embed(uint8 [H, W, 3]) -> float32 [1, D]`` (L2-normalised);
+    ``prior_map``: a :class:`distilvpr_core.mapdb.PriorMap`; ``source``: the
+    source name of keyframes added by online mapping.
+    """
+
+    def __init__(self, embedder: Any, prior_map: Any, settings: LocalizerSettings,
+                 source: str = "online") -> None:
+        self.embedder = embedder
+        self.map = prior_map
+        self.source = source
+        self.gate = KeyframeGate()
+        self.consistency = ConsistencyFilter()
+        self.odom = OdomBuffer()
+        self._frame = 0
+        self.configure(settings)
+
+    def configure(self, settings: LocalizerSettings) -> None:
+        """Apply new settings; gate, consistency history and odometry are kept."""
+        self.settings = settings
+        self.gate.min_interval_s, self.gate.min_distance_m = settings.min_interval_s, settings.min_distance_m
+        self.consistency.configure(settings.consistency_n, settings.consistency_radius_m)
+
+    def add_odometry(self, stamp_ns: int, pose: np.ndarray) -> bool:
+        """Buffer a robot pose float64 [7] (odometry frame); False (ignored) if not finite."""
+        pose = np.asarray(pose, np.float64).reshape(7)
+        if not np.all(np.isfinite(pose)):
+            return False
+        self.odom.add(int(stamp_ns), pose)
+        return True
+
+    def process(self, msg: Any, stamp_ns: int) -> FrameResult:
+        """One sensor_msgs Image or CompressedImage stamped ``stamp_ns``; raises
+        :class:`distilvpr_core.data.images.BadImage` for a malformed message."""
+        t0 = time.perf_counter()
+        images.check(msg)
+        return self._frame_step(int(stamp_ns), lambda: images.decode(msg), t0)
+
+    def process_rgb(self, rgb: np.ndarray, stamp_ns: int) -> FrameResult:
+        """One decoded uint8 [H, W, 3] RGB frame stamped ``stamp_ns``."""
+        return self._frame_step(int(stamp_ns), lambda: rgb, time.perf_counter())
+
+    def _frame_step(self, stamp_ns: int, decode: Callable[[], np.ndarray], t0: float) -> FrameResult:
+        odom = self.odom.at(stamp_ns, self.settings.odom_timeout_s)
+        xyz = None if odom is None else odom[:3]
+        reason = self.gate.due(stamp_ns * 1e-9, xyz)
+        if reason:
+            return FrameResult(stamp_ns, gated=reason, odom=odom)
+        rgb = decode()
+        decode_s = time.perf_counter() - t0
+        # Marked only now: a frame that fails to decode must not hold back the next good one.
+        self.gate.mark(stamp_ns * 1e-9, xyz)
+        return FrameResult(stamp_ns, None, self.query(rgb, stamp_ns, odom), odom, decode_s)
+
+    def query(self, rgb: np.ndarray, stamp_ns: int, odom_pose: np.ndarray | None = None) -> QueryResult:
+        """Match uint8 [H, W, 3] RGB taken at ``stamp_ns`` (no gating); ``odom_pose``
+        is the robot pose float64 [7] used for online mapping, or None."""
+        s = self.settings
+        t0 = time.perf_counter()
+        desc = self.embedder.embed(rgb)                      # float32 [1, D], L2-normalised
+        t1 = time.perf_counter()
+        ids = np.zeros(0, np.int64)
+        scores = np.zeros(0, np.float32)
+        if len(self.map):
+            res = self.map.search(desc, s.top_k, query_stamp_ns=int(stamp_ns),
+                                  exclude_within_s=s.exclude_recent_s, exclude_last_n=s.exclude_recent_n)
+            keep = res.ids[0] >= 0
+            ids, scores = res.ids[0][keep].astype(np.int64), res.scores[0][keep].astype(np.float32)
+        t2 = time.perf_counter()
+        # Keyframe id == row of the map's arrays (PriorMap contract).
+        poses = np.asarray(self.map.poses[ids], np.float64) if len(ids) else np.zeros((0, 7))
+        stamps = np.asarray(self.map.stamps_ns[ids], np.int64) if len(ids) else np.zeros(0, np.int64)
+        if len(ids) == 0:
+            reject = "empty"
+        elif scores[0] < s.score_threshold:
+            reject = "score"
+        else:
+            reject = None
+        consistent = self.consistency.update(None if reject else poses[0, :3])
+        if reject is None and not consistent:
+            reject = "consistency"
+        added = -1
+        if s.online_mapping and odom_pose is not None:
+            added = int(self.map.add(desc, np.array([stamp_ns], np.int64),
+                                     np.asarray(odom_pose, np.float64).reshape(1, 7), self.source,
+                                     np.array([self._frame], np.int64))[0])
+        self._frame += 1
+        return QueryResult(ids, scores, poses, stamps, reject is None, reject, t1 - t0, t2 - t1, added)
