@@ -245,9 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             o = json.loads(Path(other).read_text())
             for k in ("runs", "results", "seconds", "collapsed", "best_val"):
                 state[k].update(o.get(k, {}))
-            if o.get("throughput"):
-                state.setdefault("throughput", o["throughput"])
-            state.setdefault("command", o.get("command"))
+            for k in ("throughput", "command", "hardware"):   # the first file's, as it ran
+                if o.get(k):
+                    state.setdefault(k, o[k])
         state.setdefault("hardware", _hardware())
         command = "python scripts/bench_synth.py " + " ".join(argv if argv is not None else sys.argv[1:])
         if not args.report_only:  # the report names the command that ran the runs, not a rewrite
