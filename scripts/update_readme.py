@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import sys
 from pathlib import Path
 
@@ -28,11 +27,8 @@ PROTOS = (("unseen_places", "P"), ("deployment", "D"), ("unseen_condition", "S")
 
 
 def _ms(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.1f} (n=1)"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} (n={len(values)})"
+    from bench_synth_report import _fmt   # the benchmark report's own mean ± std
+    return _fmt(values) + (f" (n={len(values)})" if values else "")
 
 
 def benchmark_block(paths: list[tuple[str, Path]]) -> str:
@@ -71,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demo", type=Path, help="summary.json of 'distilvpr demo' (default: leave the demo table)")
     p.add_argument("--readme", type=Path, default=REPO / "README.md")
     args = p.parse_args(argv)
-    sys.path.insert(0, str(REPO))
+    sys.path[:0] = [str(REPO), str(REPO / "scripts")]
     text = args.readme.read_text()
     text = replace_block(text, "benchmark", benchmark_block([
         ("CPU (docs/benchmark_synth.md)", REPO / "docs/benchmark_synth.json"),
