@@ -41,9 +41,19 @@ def main() -> int:
         check((share / "config" / cfg).is_file(), f"share/distilvpr_ros/config/{cfg}")
     check((Path(get_package_share_directory("distilvpr_core")) / "package.xml").is_file(),
           "share/distilvpr_core/package.xml")
-    for exe in ("localizer", "replay_eval"):
+    for exe in ("localizer", "replay_eval", "distilvpr"):
         path = ros_prefix / "lib" / "distilvpr_ros" / exe
         check(path.is_file() and os.access(path, os.X_OK), f"lib/distilvpr_ros/{exe} (ros2 run distilvpr_ros {exe})")
+    # The ROS subcommands reach `distilvpr` through the distilvpr.plugins entry point.
+    distilvpr = ros_prefix / "lib" / "distilvpr_ros" / "distilvpr"
+    for argv in (["replay-eval", "--help"], ["bench", "node", "--help"]):
+        res = subprocess.run([str(distilvpr), *argv], capture_output=True, text=True, timeout=300)
+        check(res.returncode == 0 and "usage: distilvpr" in res.stdout,
+              f"`distilvpr {' '.join(argv)}` from the install tree (rc={res.returncode}) {res.stderr[-300:]}")
+    res = subprocess.run([str(ros_prefix / "lib" / "distilvpr_ros" / "replay_eval"), "--help"],
+                         capture_output=True, text=True, timeout=300)
+    check(res.returncode == 0 and "--compare-offline" in res.stdout,
+          f"`ros2 run distilvpr_ros replay_eval --help` runs (rc={res.returncode}) {res.stderr[-300:]}")
     return 0
 
 

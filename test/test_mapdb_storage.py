@@ -148,16 +148,17 @@ def test_kill_during_save_leaves_the_old_map_loadable(tmp_path):
         import sys, time
         import numpy as np
         import distilvpr_core.mapdb.priormap as pm
+        import distilvpr_core.mapdb.storage as st
         m = pm.PriorMap.load({str(path)!r})
         x = np.eye({D}, dtype=np.float32)[:5]
         m.add(x, np.arange(5), np.tile([0, 0, 0, 0, 0, 0, 1.0], (5, 1)), "new", np.arange(5))
-        real = pm.save_npy
+        real = st.save_npy
         def paused(p, arr):
             if p.name == "poses.npy":
                 print("SAVING", flush=True)
                 time.sleep(120)
             return real(p, arr)
-        pm.save_npy = paused
+        st.save_npy = paused
         m.save({str(path)!r})
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)

@@ -22,28 +22,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import faiss
 import numpy as np
 
-from ..atomic import atomic_directory
 from ..errors import UserError
 from .filters import allowed_rows, check_filter_args
-from .index import DescriptorIndex, new_index, read_index, resolve_params
-from .rows import GrowableArray
-from .schema import SCHEMA_FILE, MapSchema, read_schema, save_npy, verify_files
+from .index import DescriptorIndex, new_index, resolve_params
+from .rows import GrowableArray, unit_rows
+from .schema import MapSchema
+from .storage import COLUMNS, load_map, save_map
 
-_COLUMNS = {  # file -> (attribute, dtype, trailing shape)
-    "ids.npy": ("_ids", np.int64, ()),
-    "stamps_ns.npy": ("_stamps", np.int64, ()),
-    "poses.npy": ("_poses", np.float64, (7,)),
-    "frame_index.npy": ("_frames", np.int64, ()),
-    "source_index.npy": ("_source_idx", np.int32, ()),
-}
-_NORM_TOL = 1e-3
 
 
 def _column(attr: str) -> property:
@@ -64,26 +55,6 @@ class SearchResult:
     scores: np.ndarray
 
 
-def _normalise(x: Any, dim: int, what: str) -> np.ndarray:
-    """float32 C-contiguous [N, D] with unit rows; rejects wrong shapes and non-finite values."""
-    x = np.asarray(x)
-    if x.ndim == 1:
-        x = x[None]
-    if x.ndim != 2 or x.shape[1] != dim:
-        raise UserError(f"{what}: expected float32 [N, {dim}] descriptors, got shape {x.shape}")
-    if x.dtype.kind != "f":
-        raise UserError(f"{what}: expected floating point descriptors, got dtype {x.dtype}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.all(np.isfinite(x)):
-        raise UserError(f"{what}: descriptors contain NaN or inf")
-    norms = np.linalg.norm(x, axis=1)
-    if np.any(norms < 1e-12):
-        raise UserError(f"{what}: descriptor row {int(np.argmin(norms))} has zero norm")
-    if np.all(np.abs(norms - 1) < _NORM_TOL):
-        return x  # the Embedder already normalises; avoid a copy of large maps
-    return np.ascontiguousarray(x / norms[:, None], dtype=np.float32)
-
-
 class PriorMap:
     """Keyframe descriptors + poses + stamps, searchable by descriptor.
 
@@ -98,7 +69,7 @@ class PriorMap:
         self._contract = dict(contract)
         self._index = index
         self._created_at = created_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        self._cols = {attr: GrowableArray(dtype, trail) for attr, dtype, trail in _COLUMNS.values()}
+        self._cols = {attr: GrowableArray(dtype, trail) for attr, dtype, trail in COLUMNS.values()}
         self._source_names: list[str] = []
         self._files: dict[str, Any] = {}  # checksums as last saved or loaded
 
@@ -219,7 +190,7 @@ class PriorMap:
         source: bag path or traversal name, or one such str per row [N];
         frame_index int64 [N].
         """
-        x = _normalise(desc, self._dim, "add(desc)")
+        x = unit_rows(desc, self._dim, "add(desc)")
         n = x.shape[0]
         stamps = self._column(stamps_ns, np.int64, (n,), "stamps_ns", "iu")
         frames = self._column(frame_index, np.int64, (n,), "frame_index", "iu")
@@ -280,7 +251,7 @@ class PriorMap:
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise UserError(f"k must be an integer >= 1, got {k!r}")
-        q = _normalise(queries, self._dim, "search(queries)")
+        q = unit_rows(queries, self._dim, "search(queries)")
         stamps, centers = check_filter_args(q.shape[0], query_stamp_ns, exclude_within_s,
                                             exclude_last_n, center_xyz, radius_m)
         masks: list[np.ndarray | None] = []
@@ -295,36 +266,14 @@ class PriorMap:
         ids = np.where(rows >= 0, self._ids[np.clip(rows, 0, None)] if len(self) else -1, -1)
         return SearchResult(ids=ids.astype(np.int64), scores=scores)
 
-    # ---- persistence --------------------------------------------------
+    # ---- persistence (mapdb/storage.py) -------------------------------
     def save(self, path: str | Path, overwrite: bool = True) -> Path:
         """Write the map directory atomically (temp dir + rename); returns the path.
 
         An existing *map* at ``path`` is replaced when ``overwrite``; any other
         non-empty directory is refused.  A crash leaves the old map intact.
         """
-        path = Path(path)
-        if path.exists() and path.is_dir() and any(path.iterdir()):
-            if not (path / SCHEMA_FILE).is_file():
-                raise UserError(f"{path}: exists, is not empty and is not a distilvpr map; "
-                                "choose another output directory")
-            if not overwrite:
-                raise UserError(f"{path}: a map exists already (pass --overwrite to replace it)")
-        try:
-            with atomic_directory(path, overwrite=True) as tmp:
-                files = self._index.write(tmp)
-                for name, (attr, dtype, _) in _COLUMNS.items():
-                    files[name] = save_npy(tmp / name, getattr(self, attr).astype(dtype, copy=False))
-                files["source_names.npy"] = save_npy(
-                    tmp / "source_names.npy", np.asarray(self._source_names, dtype=str).reshape(-1))
-                text = json.dumps(self._schema(files).to_dict(), indent=2) + "\n"
-                with open(tmp / SCHEMA_FILE, "w") as fh:
-                    fh.write(text)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-        except FileExistsError as exc:
-            raise UserError(str(exc)) from None
-        self._files = dict(files)
-        return path
+        return save_map(self, path, overwrite)
 
     @classmethod
     def load(cls, path: str | Path, expect_fingerprint: str | None = None,
@@ -335,46 +284,4 @@ class PriorMap:
         dtypes against the counts, and (when given) the model fingerprint and
         descriptor dim; any mismatch raises UserError naming both values.
         """
-        path = Path(path)
-        schema = read_schema(path)
-        if expect_dim is not None and int(expect_dim) != schema.dim:
-            raise UserError(f"{path}: map descriptors have dim {schema.dim} but the model "
-                            f"produces dim {int(expect_dim)}; rebuild the map with this model")
-        if expect_fingerprint is not None and expect_fingerprint != schema.model_fingerprint:
-            raise UserError(f"{path}: map was built with model fingerprint "
-                            f"{schema.model_fingerprint} but the loaded model has fingerprint "
-                            f"{expect_fingerprint}; rebuild the map with this model "
-                            "('distilvpr map build') or load the model the map was built with")
-        resolve_params(schema.index_type, dict(schema.index_params))
-        needed = set(_COLUMNS) | {"source_names.npy"}
-        missing = sorted(needed - set(schema.files))
-        if missing:
-            raise UserError(f"{path / SCHEMA_FILE}: does not list {missing[0]}; the map is damaged")
-        verify_files(path, schema, checksums=verify_checksums)
-        n = schema.keyframes
-        index = read_index(schema.index_type, path, schema.dim, dict(schema.index_params), n)
-        m = cls(schema.dim, schema.model_fingerprint, schema.preprocessing, index, schema.created_at)
-        for name, (attr, dtype, trail) in _COLUMNS.items():
-            m._cols[attr] = GrowableArray(dtype, trail, _load_column(path / name, dtype, (n, *trail)))
-        names = np.load(path / "source_names.npy", allow_pickle=False)
-        if names.dtype.kind != "U" or names.shape != (schema.sources,):
-            raise UserError(f"{path / 'source_names.npy'}: expected {schema.sources} strings, "
-                            f"got {names.dtype} {names.shape}; the map is damaged")
-        m._source_names = [str(s) for s in names]
-        m._files = dict(schema.files)
-        if not np.array_equal(m._ids, np.arange(n)):
-            raise UserError(f"{path / 'ids.npy'}: ids must be 0..{n - 1} in order; the map is damaged")
-        if n and (m._source_idx.min() < 0 or m._source_idx.max() >= schema.sources):
-            raise UserError(f"{path / 'source_index.npy'}: values outside 0..{schema.sources - 1}")
-        return m
-
-
-def _load_column(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise UserError(f"{path}: cannot be read as .npy ({exc}); the map is damaged") from None
-    if arr.dtype != np.dtype(dtype) or arr.shape != shape:
-        raise UserError(f"{path}: expected {np.dtype(dtype).name} {list(shape)} (from schema.json "
-                        f"counts), got {arr.dtype.name} {list(arr.shape)}; the map is damaged")
-    return arr
+        return load_map(cls, path, expect_fingerprint, expect_dim, verify_checksums)

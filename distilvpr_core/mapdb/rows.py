@@ -17,12 +17,17 @@ from ..errors import UserError
 from .schema import FileEntry, save_npy
 
 
-class RowBuffer:
-    """float32 [N, D] rows with amortised O(1) append."""
+class GrowableArray:
+    """A column of ``dtype`` [N, *trail] with amortised O(1) append (capacity doubles).
 
-    def __init__(self, dim: int, rows: np.ndarray | None = None):
-        self.dim = dim
-        self._buf = rows if rows is not None else np.empty((0, dim), np.float32)
+    :meth:`view` is the first N rows; like any view it may go stale after
+    the next append (read it again).  A wrapped array (a loaded map, maybe a
+    read-only file mapping) is never written: the first append copies it.
+    """
+
+    def __init__(self, dtype: Any, trail: tuple[int, ...] = (), rows: np.ndarray | None = None):
+        self.dtype, self.trail = np.dtype(dtype), tuple(trail)
+        self._buf = rows if rows is not None else np.empty((0, *self.trail), self.dtype)
         self._n = self._buf.shape[0]
         self._owned = rows is None
 
@@ -30,19 +35,26 @@ class RowBuffer:
         return self._n
 
     def view(self) -> np.ndarray:
-        """The rows, float32 [N, D], C-contiguous; read-only while file-mapped."""
+        """The rows so far, C-contiguous; read-only while file-mapped."""
         return self._buf[:self._n]
 
     def append(self, x: np.ndarray) -> None:
-        """Append float32 [M, D] rows."""
+        """Append ``dtype`` [M, *trail] rows."""
         need = self._n + x.shape[0]
         if not self._owned or need > self._buf.shape[0]:
-            cap = need if not self._owned else max(need, 2 * self._buf.shape[0])
-            grown = np.empty((cap, self.dim), np.float32)
+            grown = np.empty((max(need, 2 * self._buf.shape[0]), *self.trail), self.dtype)
             grown[:self._n] = self._buf[:self._n]
             self._buf, self._owned = grown, True
         self._buf[self._n:need] = x
         self._n = need
+
+
+class RowBuffer(GrowableArray):
+    """float32 [N, D] rows with amortised O(1) append."""
+
+    def __init__(self, dim: int, rows: np.ndarray | None = None):
+        super().__init__(np.float32, (dim,), rows)
+        self.dim = dim
 
     def save(self, path: Path) -> FileEntry:
         """Write the rows as .npy; returns its sha256/size (hashed while writing)."""
@@ -61,31 +73,25 @@ class RowBuffer:
         return cls(dim, rows)
 
 
-class GrowableArray:
-    """A column of ``dtype`` [N, *trail] with amortised O(1) append (capacity doubles).
+#: Rows whose norms are all within this of 1 are taken as already normalised.
+NORM_TOL = 1e-3
 
-    :meth:`view` is the first N rows; like any view it may go stale after
-    the next append (read it again).  A wrapped array (a loaded map) is
-    copied into owned memory only when it first grows.
-    """
 
-    def __init__(self, dtype: Any, trail: tuple[int, ...] = (), rows: np.ndarray | None = None):
-        self.dtype, self.trail = np.dtype(dtype), tuple(trail)
-        self._buf = rows if rows is not None else np.empty((0, *self.trail), self.dtype)
-        self._n = self._buf.shape[0]
-
-    def __len__(self) -> int:
-        return self._n
-
-    def view(self) -> np.ndarray:
-        return self._buf[:self._n]
-
-    def append(self, x: np.ndarray) -> None:
-        """Append ``dtype`` [M, *trail] rows."""
-        need = self._n + x.shape[0]
-        if need > self._buf.shape[0] or not self._buf.flags.writeable:
-            grown = np.empty((max(need, 2 * self._buf.shape[0], 16), *self.trail), self.dtype)
-            grown[:self._n] = self._buf[:self._n]
-            self._buf = grown
-        self._buf[self._n:need] = x
-        self._n = need
+def unit_rows(x: Any, dim: int, what: str) -> np.ndarray:
+    """float32 C-contiguous [N, D] with unit rows; rejects wrong shapes and non-finite values."""
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise UserError(f"{what}: expected float32 [N, {dim}] descriptors, got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise UserError(f"{what}: expected floating point descriptors, got dtype {x.dtype}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.all(np.isfinite(x)):
+        raise UserError(f"{what}: descriptors contain NaN or inf")
+    norms = np.linalg.norm(x, axis=1)
+    if np.any(norms < 1e-12):
+        raise UserError(f"{what}: descriptor row {int(np.argmin(norms))} has zero norm")
+    if np.all(np.abs(norms - 1) < NORM_TOL):
+        return x  # the Embedder already normalises; avoid a copy of large maps
+    return np.ascontiguousarray(x / norms[:, None], dtype=np.float32)

@@ -1,0 +1,113 @@
+"""Writing and reading a PriorMap directory (see docs/map.md for the files).
+
+Written atomically (temp dir + rename, so a crash leaves the old map); read
+with every checksum, shape and dtype verified, and the model's fingerprint
+and descriptor dim compared with the map's, naming both on a mismatch.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_directory
+from ..errors import UserError
+from .index import read_index, resolve_params
+from .rows import GrowableArray
+from .schema import SCHEMA_FILE, read_schema, save_npy, verify_files
+
+COLUMNS = {  # file -> (attribute, dtype, trailing shape)
+    "ids.npy": ("_ids", np.int64, ()),
+    "stamps_ns.npy": ("_stamps", np.int64, ()),
+    "poses.npy": ("_poses", np.float64, (7,)),
+    "frame_index.npy": ("_frames", np.int64, ()),
+    "source_index.npy": ("_source_idx", np.int32, ()),
+}
+
+
+def save_map(self: Any, path: str | Path, overwrite: bool = True) -> Path:
+    """Write the map directory atomically (temp dir + rename); returns the path.
+
+    An existing *map* at ``path`` is replaced when ``overwrite``; any other
+    non-empty directory is refused.  A crash leaves the old map intact.
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir() and any(path.iterdir()):
+        if not (path / SCHEMA_FILE).is_file():
+            raise UserError(f"{path}: exists, is not empty and is not a distilvpr map; "
+                            "choose another output directory")
+        if not overwrite:
+            raise UserError(f"{path}: a map exists already (pass --overwrite to replace it)")
+    try:
+        with atomic_directory(path, overwrite=True) as tmp:
+            files = self._index.write(tmp)
+            for name, (attr, dtype, _) in COLUMNS.items():
+                files[name] = save_npy(tmp / name, getattr(self, attr).astype(dtype, copy=False))
+            files["source_names.npy"] = save_npy(
+                tmp / "source_names.npy", np.asarray(self._source_names, dtype=str).reshape(-1))
+            text = json.dumps(self._schema(files).to_dict(), indent=2) + "\n"
+            with open(tmp / SCHEMA_FILE, "w") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except FileExistsError as exc:
+        raise UserError(str(exc)) from None
+    self._files = dict(files)
+    return path
+
+
+
+def load_map(cls: Any, path: str | Path, expect_fingerprint: str | None = None,
+         expect_dim: int | None = None, verify_checksums: bool = True) -> Any:
+    """Load and verify a map directory.
+
+    Checks schema version, every file's size and sha256, array shapes and
+    dtypes against the counts, and (when given) the model fingerprint and
+    descriptor dim; any mismatch raises UserError naming both values.
+    """
+    path = Path(path)
+    schema = read_schema(path)
+    if expect_dim is not None and int(expect_dim) != schema.dim:
+        raise UserError(f"{path}: map descriptors have dim {schema.dim} but the model "
+                        f"produces dim {int(expect_dim)}; rebuild the map with this model")
+    if expect_fingerprint is not None and expect_fingerprint != schema.model_fingerprint:
+        raise UserError(f"{path}: map was built with model fingerprint "
+                        f"{schema.model_fingerprint} but the loaded model has fingerprint "
+                        f"{expect_fingerprint}; rebuild the map with this model "
+                        "('distilvpr map build') or load the model the map was built with")
+    resolve_params(schema.index_type, dict(schema.index_params))
+    needed = set(COLUMNS) | {"source_names.npy"}
+    missing = sorted(needed - set(schema.files))
+    if missing:
+        raise UserError(f"{path / SCHEMA_FILE}: does not list {missing[0]}; the map is damaged")
+    verify_files(path, schema, checksums=verify_checksums)
+    n = schema.keyframes
+    index = read_index(schema.index_type, path, schema.dim, dict(schema.index_params), n)
+    m = cls(schema.dim, schema.model_fingerprint, schema.preprocessing, index, schema.created_at)
+    for name, (attr, dtype, trail) in COLUMNS.items():
+        m._cols[attr] = GrowableArray(dtype, trail, _load_column(path / name, dtype, (n, *trail)))
+    names = np.load(path / "source_names.npy", allow_pickle=False)
+    if names.dtype.kind != "U" or names.shape != (schema.sources,):
+        raise UserError(f"{path / 'source_names.npy'}: expected {schema.sources} strings, "
+                        f"got {names.dtype} {names.shape}; the map is damaged")
+    m._source_names = [str(s) for s in names]
+    m._files = dict(schema.files)
+    if not np.array_equal(m._ids, np.arange(n)):
+        raise UserError(f"{path / 'ids.npy'}: ids must be 0..{n - 1} in order; the map is damaged")
+    if n and (m._source_idx.min() < 0 or m._source_idx.max() >= schema.sources):
+        raise UserError(f"{path / 'source_index.npy'}: values outside 0..{schema.sources - 1}")
+    return m
+
+
+def _load_column(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{path}: cannot be read as .npy ({exc}); the map is damaged") from None
+    if arr.dtype != np.dtype(dtype) or arr.shape != shape:
+        raise UserError(f"{path}: expected {np.dtype(dtype).name} {list(shape)} (from schema.json "
+                        f"counts), got {arr.dtype.name} {list(arr.shape)}; the map is damaged")
+    return arr
