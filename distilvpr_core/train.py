@@ -136,7 +136,8 @@ def stage_teacher(ctx: RunContext) -> Path:
                       "spread": embedding_spread(emb)}
 
     def save_best(m: nn.Module, epoch: int, row: dict) -> None:
-        save_checkpoint(best_path, m, "teacher", cfg.teacher, cfg.data.input_size, epoch, _numbers(row))
+        save_checkpoint(best_path, m, "teacher", cfg.teacher, cfg.data.input_size, epoch, _numbers(row),
+                        preprocess=cfg.data.contract().to_dict())
     train_stage(ctx, "teacher", model, cfg.train_teacher, dataset, frames, loss_fn,
                  _validator(ctx, "teacher", prepare), save_best)
     return best_path
