@@ -1,19 +1,21 @@
-"""scripts/bench_synth.py end to end on a tiny dataset: runs, reuse, report."""
+"""scripts/bench_synth.py end to end on a tiny split town: runs, reuse, protocols, JSON, merge."""
 from __future__ import annotations
 
 import importlib.util
 import json
 import sys
 
+import pytest
 import torch
 import yaml
 
-from test_train_pipeline import make_tiny_native, tiny_config
+from distilvpr_core.config import load_config
 
 torch.set_num_threads(1)
 
 
 def _load_script(repo_root):
+    sys.path.insert(0, str(repo_root / "scripts"))
     spec = importlib.util.spec_from_file_location("bench_synth", repo_root / "scripts" / "bench_synth.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules["bench_synth"] = mod  # dataclasses resolve annotations through sys.modules
@@ -21,46 +23,72 @@ def _load_script(repo_root):
     return mod
 
 
-def test_bench_runs_rows_and_writes_report(tmp_path, repo_root, monkeypatch):
-    monkeypatch.chdir(repo_root)
-    data = make_tiny_native(tmp_path / "data")
-    common = [s for s in tiny_config(data, tmp_path / "unused") if not s.startswith("run.root")]
-    cfg = {"base_config": "config/distil_synth.yaml", "runs_root": str(tmp_path / "runs"),
-           "output": str(tmp_path / "bench.md"), "seeds": [0], "common": common,
-           "variants": {"student (no distillation)": ["distill.method=none"],
-                        "DistilVPR (full)": ["distill.method=distilvpr"]},
+@pytest.fixture(scope="module")
+def split_town(tmp_path_factory, repo_root):
+    from distilvpr_core.sim.config import SynthConfig
+    from distilvpr_core.sim.pipeline import generate
+    cfg = load_config(SynthConfig, repo_root / "config/synth_split_tiny.yaml", [])
+    return generate(cfg, tmp_path_factory.mktemp("bench") / "town", workers=1, progress=False)
+
+
+def _bench_yaml(tmp_path, data, runs, output):
+    common = [f"data.root={data}", "data.input_size=[64, 48]", "run.device=cpu", "run.threads=1",
+              "teacher.bev.cells=16", "train_teacher.epochs=1", "train_student.epochs=1",
+              "train_teacher.pairs_per_batch=4", "train_student.pairs_per_batch=4", "eval.batch_size=16"]
+    cfg = {"base_config": "config/distil_synth.yaml", "runs_root": str(runs), "output": str(output),
+           "seeds": [0], "common": common,
+           "variants": {"no_distillation": ["distill.method=none"], "distilvpr": ["distill.method=distilvpr"]},
            "throughput": {"steps": 2, "warmup": 1}}
-    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(cfg))
+    path = tmp_path / f"{runs.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_bench_runs_rows_writes_protocol_tables_json_and_merges(split_town, tmp_path, repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
     bench = _load_script(repo_root)
-    assert bench.main(["--config", str(tmp_path / "bench.yaml")]) == 0
+    conf = _bench_yaml(tmp_path, split_town, tmp_path / "runs", tmp_path / "bench.md")
+    assert bench.main(["--config", str(conf)]) == 0
     state = json.loads((tmp_path / "runs" / "results.json").read_text())
-    assert set(state["runs"]) == {"seed0/teacher", "seed0/student (no distillation)", "seed0/DistilVPR (full)"}
-    assert "teacher_image" in state["results"]["seed0/teacher"]
+    assert set(state["runs"]) == {"seed0/teacher", "seed0/no_distillation", "seed0/distilvpr"}
     assert state["throughput"]["plain_s"] > 0 and state["throughput"]["ratio"] > 0
+    assert set(state["best_val"]) >= {"seed0/teacher/teacher", "seed0/distilvpr/student"}
     report = (tmp_path / "bench.md").read_text()
-    assert "| best val R@1 |" in report and "| DistilVPR (full) |" in report and "| teacher image branch alone |" in report
-    assert "ratio:" in report and "| *chance: descriptors without information* |" in report
+    for heading in ("### P: unseen places", "### D: deployment", "### S: unseen condition", "## Targets"):
+        assert heading in report
+    assert "| DistilVPR (full) |" in report and "| teacher image branch alone |" in report
+    assert "R@1 noon/clear/summer" in report and "*chance (descriptors without information)*" in report
+    assert "mse, rkd, kd, pkt, sp, cc not run" in report or "**not met**" in report
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    rows = doc["protocols"]["deployment"]["rows"]
+    assert set(rows) == {"teacher", "teacher_image", "no_distillation", "distilvpr"}
+    assert len(rows["distilvpr"]["r1"]) == 1 and 0 <= rows["distilvpr"]["r1"][0] <= 100
+    assert 0 < doc["protocols"]["unseen_places"]["chance_r1"] < 100 and doc["command"].startswith("python")
     # Students reused the teacher's cache instead of training another teacher.
-    for key in ("seed0/student (no distillation)", "seed0/DistilVPR (full)"):
+    for key in ("seed0/no_distillation", "seed0/distilvpr"):
         run = tmp_path / "runs" / state["runs"][key].split("/")[-1]
         assert not (run / "teacher_best.pt").exists() and (run / "student_best.pt").is_file()
     # A second invocation reuses every finished run.
-    assert bench.main(["--config", str(tmp_path / "bench.yaml")]) == 0
+    assert bench.main(["--config", str(conf)]) == 0
     again = json.loads((tmp_path / "runs" / "results.json").read_text())
-    assert again["runs"] == state["runs"]
-    assert "## R@1 by test pair" in report and "| DistilVPR (full) | " in report.split("by test pair")[1]
-    # A run evaluated before R@1 was kept per pair gets only its eval stage again.
-    key = "seed0/DistilVPR (full)"
-    eval_json = tmp_path / "runs" / state["runs"][key].split("/")[-1] / "eval.json"
-    old = json.loads(eval_json.read_text())
-    want = old["student"].pop("R@1 by pair")
-    eval_json.write_text(json.dumps(old))
-    assert bench.main(["--config", str(tmp_path / "bench.yaml")]) == 0
-    third = json.loads((tmp_path / "runs" / "results.json").read_text())
-    assert third["results"][key]["student"]["R@1 by pair"] == want
-    assert third["seconds"] == again["seconds"] and third["runs"] == state["runs"]
-    assert bench.main(["--config", str(tmp_path / "bench.yaml"), "--only", "nope"]) == 2
-    # Rewriting the report keeps naming the command that produced the runs.
-    assert bench.main(["--config", str(tmp_path / "bench.yaml"), "--report-only"]) == 0
-    assert f"Produced by `python scripts/bench_synth.py --config {tmp_path / 'bench.yaml'}`" in \
-        (tmp_path / "bench.md").read_text()
+    assert again["runs"] == state["runs"] and again["seconds"] == state["seconds"]
+    assert bench.main(["--config", str(conf), "--only", "nope"]) == 2
+    # Seeds run elsewhere merge into one report that keeps the command that ran them.
+    other = dict(state, results={k.replace("seed0", "seed1"): v for k, v in state["results"].items()},
+                 runs={k.replace("seed0", "seed1"): v for k, v in state["runs"].items()})
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    merged = _bench_yaml(tmp_path, split_town, tmp_path / "merged", tmp_path / "merged.md")
+    assert bench.main(["--config", str(merged), "--report-only", "--set", "seeds=[0, 1]",
+                       "--merge", str(tmp_path / "runs" / "results.json"), str(tmp_path / "other.json")]) == 0
+    doc = json.loads((tmp_path / "merged.json").read_text())
+    assert doc["protocols"]["deployment"]["rows"]["distilvpr"]["seeds"] == [0, 1]
+    assert f"Produced by `python scripts/bench_synth.py --config {conf}`" in (tmp_path / "merged.md").read_text()
+
+
+def test_a_collapsed_run_is_listed_never_averaged(repo_root, monkeypatch):
+    monkeypatch.syspath_prepend(str(repo_root / "scripts"))
+    import bench_synth_report as report
+    state = {"results": {}, "collapsed": {"seed0/no_distillation": "collapsed in epoch 5"}}
+    doc = report.collect(state, [0], ["no_distillation", "distilvpr"])
+    assert doc["protocols"] == {}
+    assert report.target_check(doc, "deployment") is None
