@@ -113,15 +113,20 @@ def test_pretrained_path_loads_and_bad_file_is_rejected(tmp_path):
 
 
 def test_student_exports_to_onnx_and_matches_onnxruntime(tmp_path):
+    """The project's exporter (not torch.onnx directly): contract in the metadata, ORT == torch."""
     ort = pytest.importorskip("onnxruntime")
+    from distilvpr_core.export.onnx_export import export_student_onnx
+    from distilvpr_core.infer.contract import PreprocessContract
     torch.manual_seed(3)
     model = build_student(StudentConfig(dim=32)).eval()
-    x = torch.randn(2, 3, 48, 64)
+    contract = PreprocessContract(input_size=(64, 48))
     path = tmp_path / "s.onnx"
-    torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["desc"],
-                      dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    export_student_onnx(model, contract, "f" * 64, path)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"image": x.numpy()})[0]
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert any("64" in v and "48" in v for v in meta.values()), meta   # the preprocessing contract
+    x = torch.randn(3, 3, 48, 64)                                        # a batch the export never saw
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     with torch.no_grad():
         np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-4, atol=1e-5)
 
