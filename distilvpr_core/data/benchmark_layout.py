@@ -83,13 +83,8 @@ class BenchmarkRun:
         return self.image_dir / f"{self.image_ts[i]}.png"
 
     def load_image(self, i: int) -> np.ndarray:
-        from PIL import Image
-        path = self.image_path(i)
-        try:
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: cannot read image of scan {self.relpaths[i]} ({exc})") from None
+        from .images import read_rgb_file
+        return read_rgb_file(self.image_path(i), f"of scan {self.relpaths[i]}")
 
     def load_lidar(self, i: int) -> np.ndarray:
         return self.spec.read_cloud(self.root / self.relpaths[i])

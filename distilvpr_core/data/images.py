@@ -159,3 +159,18 @@ def check(msg: Any) -> None:
 def decode(msg: Any) -> np.ndarray:
     """Image or CompressedImage -> uint8 [H, W, 3] RGB; raises BadImage."""
     return (compressed_to_rgb if is_compressed(msg) else image_to_rgb)(msg)
+
+
+def read_rgb_file(path: Any, hint: str = "") -> np.ndarray:
+    """uint8 [H, W, 3] RGB pixels of an image file (PNG/JPEG) at ``path``.
+
+    An unreadable file is a UserError naming it; ``hint`` says what to do or
+    which frame it belongs to.
+    """
+    from PIL import Image
+    from ..errors import UserError
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read image{' ' + hint if hint else ''} ({exc})") from None

@@ -114,13 +114,8 @@ class Traversal:
 
     def load_image(self, i: int) -> np.ndarray:
         """uint8 [H, W, 3] RGB image of frame ``i``."""
-        from PIL import Image
-        path = self.image_path(i)
-        try:
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: cannot read image ({exc}); regenerate the dataset") from None
+        from .images import read_rgb_file
+        return read_rgb_file(self.image_path(i), "(regenerate the dataset)")
 
     def load_lidar(self, i: int) -> np.ndarray:
         """float32 [P, 4] x y z (m, lidar frame) and intensity in [0, 1] of frame ``i``."""
