@@ -14,7 +14,6 @@ rank 0 writes files and evaluates.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 from pathlib import Path
@@ -34,6 +33,8 @@ from .eval import evaluate_model
 from .models import (TeacherConfig, build_student, build_teacher, lidar_encoder_spec, load_teacher,
                      save_checkpoint)
 from .train_config import STAGES, DistilRunConfig, RunConfig, StageConfig, TaskConfig  # noqa: F401 (re-export)
+from .train_eval import lidar_prepare as _lidar_prepare, stage_eval  # noqa: F401 (stage_eval re-export)
+from .train_loop import embedding_spread, place_masks  # noqa: F401 (re-export)
 from .train_loop import NonFiniteLoss, NullWriter, RunContext, state_bytes, train_stage, write_json  # noqa: F401
 
 HELP = "train teacher -> cache teacher embeddings -> distil the camera-only student -> evaluate"
@@ -67,30 +68,7 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def place_masks(positions: torch.Tensor, pos_m: float, neg_m: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positive (<= pos_m) and negative (> neg_m) masks bool [B, B] from positions [B, 2] metres.
-
-    Differences are taken in float64: on UTM coordinates (~5.7e6 m) float32
-    rounds positions to 0.5 m and cdist's expansion errs by kilometres.
-    """
-    p = positions.to(torch.float64)
-    d = (p[:, None, :] - p[None, :, :]).norm(dim=-1)
-    return d <= pos_m, d > neg_m
-
-
-def embedding_spread(emb: torch.Tensor) -> float:
-    """Mean pairwise distance of a batch's embeddings [B, D] over their mean norm (0 = collapsed)."""
-    with torch.no_grad():
-        e = emb.detach().float()
-        return float(torch.pdist(e).mean() / e.norm(dim=1).mean().clamp_min(1e-12)) if len(e) > 1 else 0.0
-
-
 # ----------------------------------------------------------------------------- stages
-
-def _lidar_prepare(tcfg: TeacherConfig) -> Callable[[np.ndarray], np.ndarray]:
-    # A partial of a module-level function pickles into DataLoader workers; a lambda would not.
-    return functools.partial(lidar_encoder_spec(tcfg.lidar_encoder).prepare, cfg=tcfg)
-
 
 def _val_pairs(ctx: RunContext) -> tuple[list[Any], list[tuple[int, int]]]:
     """Validation runs: val traversals as queries against each other and the training traversals."""
@@ -226,64 +204,6 @@ def stage_student(ctx: RunContext) -> Path:
     train_stage(ctx, "student", model, cfg.train_student, dataset, frames, loss_fn,
                  _validator(ctx, "student", None), save_best)
     return best_path
-
-
-def stage_eval(ctx: RunContext) -> dict[str, Any]:
-    """Recall on the test traversals of the best student (and teacher, if this run has one).
-
-    On a dataset with a geographic split every model is scored under the
-    protocols P, D and S (:mod:`distilvpr_core.protocols`); its top-level
-    R@N are protocol P's.  Without a split: every ordered pair of test traversals.
-    """
-    from .models import load_student
-    cfg = ctx.cfg
-    tests = select(ctx.traversals, "test", cfg.data.root)
-    if len(tests) < 2:
-        raise UserError(f"{cfg.data.root}: evaluation needs >= 2 test traversals, found "
-                        f"{[t.name for t in tests]}")
-    results: dict[str, Any] = {"test_traversals": [t.name for t in tests]}
-    models: list[tuple[str, nn.Module, Callable | None]] = []
-    student_path = ctx.run_dir / "student_best.pt"
-    if student_path.is_file():
-        models.append(("student", load_student(student_path)[0], None))
-    teacher_path = ctx.run_dir / "teacher_best.pt"
-    if teacher_path.is_file():
-        teacher, tcfg = load_teacher(teacher_path)
-        tc = load_config(TeacherConfig, data=dict(tcfg, pretrained="none"))
-        models += [("teacher", teacher, _lidar_prepare(tc)), ("teacher_image", teacher, None)]
-    for name, model, prepare in models:
-        model.to(ctx.device)
-        if ctx.split is None:
-            results[name] = evaluate_model(model, name, tests, cfg.data, cfg.eval, ctx.device, prepare,
-                                           progress=f"eval {name}").to_dict()
-        else:
-            results[name] = _eval_protocols(ctx, model, name, prepare, tests)
-    write_json(ctx.run_dir / "eval.json", results)
-    for name in ("teacher", "teacher_image", "student"):
-        if name in results:
-            r = results[name]
-            extra = "  ".join(f"{k[0].upper()} {v['R@1']:.2f}" for k, v in r.get("protocols", {}).items())
-            print(f"[eval] {name:13s} R@1 {r['R@1']:.2f}  R@1% {r['R@1%']:.2f}  ({r['pairs']} pairs)"
-                  + (f"  by protocol R@1: {extra}" if extra else ""))
-    return results
-
-
-def _eval_protocols(ctx: RunContext, model: nn.Module, branch: str, prepare: Callable | None,
-                    tests: list[Any]) -> dict[str, Any]:
-    """P/D/S of one model; the top-level keys are P's (the paper's protocol)."""
-    from .eval import embed_frames, embedder_for
-    from .protocols import evaluate_protocols, mapping_traversal
-    cfg = ctx.cfg
-    fn, needs_lidar = embedder_for(model, branch)
-    model.eval()
-
-    def embed(trav: Any) -> np.ndarray:
-        ds = PlaceDataset(FrameIndex([trav]), cfg.data.contract(), lidar_prepare=prepare if needs_lidar else None)
-        return embed_frames(fn, ds, cfg.eval.batch_size, ctx.device, cfg.data.num_workers,
-                            f"eval {branch} {trav.name}")
-    database = mapping_traversal(select(ctx.traversals, "train", cfg.data.root), cfg.eval.database)
-    protos = evaluate_protocols(embed, tests, database, ctx.split, cfg.eval.top_k, cfg.eval.radius_m)
-    return {**protos["unseen_places"], "protocols": protos}
 
 
 # ----------------------------------------------------------------------------- entry

@@ -30,6 +30,24 @@ def write_json(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
+def place_masks(positions: torch.Tensor, pos_m: float, neg_m: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positive (<= pos_m) and negative (> neg_m) masks bool [B, B] from positions [B, 2] metres.
+
+    Differences are taken in float64: on UTM coordinates (~5.7e6 m) float32
+    rounds positions to 0.5 m and cdist's expansion errs by kilometres.
+    """
+    p = positions.to(torch.float64)
+    d = (p[:, None, :] - p[None, :, :]).norm(dim=-1)
+    return d <= pos_m, d > neg_m
+
+
+def embedding_spread(emb: torch.Tensor) -> float:
+    """Mean pairwise distance of a batch's embeddings [B, D] over their mean norm (0 = collapsed)."""
+    with torch.no_grad():
+        e = emb.detach().float()
+        return float(torch.pdist(e).mean() / e.norm(dim=1).mean().clamp_min(1e-12)) if len(e) > 1 else 0.0
+
+
 class CollapsedTraining(UserError):
     """The embeddings collapsed; the message names the run, stage and epoch."""
 

@@ -1,0 +1,85 @@
+"""The ``eval`` stage of ``distilvpr distil``: Recall of the run's best models on the test traversals.
+
+Without a geographic split: every ordered pair of test traversals.  With one
+(``split.json``): protocols P, D and S (:mod:`distilvpr_core.protocols`), the
+top-level R@N being P's.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import numpy as np
+from torch import nn
+
+from .config import load_config
+from .data.datasets import FrameIndex, PlaceDataset, select
+from .errors import UserError
+from .eval import evaluate_model
+from .models import TeacherConfig, lidar_encoder_spec, load_teacher
+from .train_loop import RunContext, write_json
+
+
+def lidar_prepare(tcfg: TeacherConfig) -> Callable[[np.ndarray], np.ndarray]:
+    # A partial of a module-level function pickles into DataLoader workers; a lambda would not.
+    return functools.partial(lidar_encoder_spec(tcfg.lidar_encoder).prepare, cfg=tcfg)
+
+
+def stage_eval(ctx: RunContext) -> dict[str, Any]:
+    """Recall on the test traversals of the best student (and teacher, if this run has one).
+
+    On a dataset with a geographic split every model is scored under the
+    protocols P, D and S (:mod:`distilvpr_core.protocols`); its top-level
+    R@N are protocol P's.  Without a split: every ordered pair of test traversals.
+    """
+    from .models import load_student
+    cfg = ctx.cfg
+    tests = select(ctx.traversals, "test", cfg.data.root)
+    if len(tests) < 2:
+        raise UserError(f"{cfg.data.root}: evaluation needs >= 2 test traversals, found "
+                        f"{[t.name for t in tests]}")
+    results: dict[str, Any] = {"test_traversals": [t.name for t in tests]}
+    models: list[tuple[str, nn.Module, Callable | None]] = []
+    student_path = ctx.run_dir / "student_best.pt"
+    if student_path.is_file():
+        models.append(("student", load_student(student_path)[0], None))
+    teacher_path = ctx.run_dir / "teacher_best.pt"
+    if teacher_path.is_file():
+        teacher, tcfg = load_teacher(teacher_path)
+        tc = load_config(TeacherConfig, data=dict(tcfg, pretrained="none"))
+        models += [("teacher", teacher, lidar_prepare(tc)), ("teacher_image", teacher, None)]
+    for name, model, prepare in models:
+        model.to(ctx.device)
+        if ctx.split is None:
+            results[name] = evaluate_model(model, name, tests, cfg.data, cfg.eval, ctx.device, prepare,
+                                           progress=f"eval {name}").to_dict()
+        else:
+            results[name] = _eval_protocols(ctx, model, name, prepare, tests)
+    write_json(ctx.run_dir / "eval.json", results)
+    for name in ("teacher", "teacher_image", "student"):
+        if name in results:
+            r = results[name]
+            extra = "  ".join(f"{k[0].upper()} {v['R@1']:.2f}" for k, v in r.get("protocols", {}).items())
+            print(f"[eval] {name:13s} R@1 {r['R@1']:.2f}  R@1% {r['R@1%']:.2f}  ({r['pairs']} pairs)"
+                  + (f"  by protocol R@1: {extra}" if extra else ""))
+    return results
+
+
+def _eval_protocols(ctx: RunContext, model: nn.Module, branch: str, prepare: Callable | None,
+                    tests: list[Any]) -> dict[str, Any]:
+    """P/D/S of one model; the top-level keys are P's (the paper's protocol)."""
+    from .eval import embed_frames, embedder_for
+    from .protocols import evaluate_protocols, mapping_traversal
+    cfg = ctx.cfg
+    fn, needs_lidar = embedder_for(model, branch)
+    model.eval()
+
+    def embed(trav: Any) -> np.ndarray:
+        ds = PlaceDataset(FrameIndex([trav]), cfg.data.contract(), lidar_prepare=prepare if needs_lidar else None)
+        return embed_frames(fn, ds, cfg.eval.batch_size, ctx.device, cfg.data.num_workers,
+                            f"eval {branch} {trav.name}")
+    database = mapping_traversal(select(ctx.traversals, "train", cfg.data.root), cfg.eval.database)
+    protos = evaluate_protocols(embed, tests, database, ctx.split, cfg.eval.top_k, cfg.eval.radius_m)
+    return {**protos["unseen_places"], "protocols": protos}
+
+
