@@ -62,7 +62,7 @@ def test_online_add_save_reload_round_trip(tmp_path, index, params):
     assert schema["index"]["type"] == index and schema["dim"] == D
     listed = set(schema["files"]) | {"schema.json"}
     assert listed == {p.name for p in path.iterdir()}
-    assert not list(tmp_path.glob(".map.*"))  # no temp dirs left behind
+    assert [p.name for p in tmp_path.glob(".map.*")] == [".map.lock"]  # no temp dirs left behind
 
 
 def test_fingerprint_and_dim_mismatch_name_both_values(tmp_path):
