@@ -80,6 +80,8 @@ class LocalizationEngine:
         self.consistency = ConsistencyFilter()
         self.odom = OdomBuffer()
         self._frame = 0
+        # Frames far above the model input are refused before decoding (data/images.py).
+        self.max_pixels = images.pixel_limit(getattr(getattr(embedder, "contract", None), "input_size", None))
         self.configure(settings)
 
     def configure(self, settings: LocalizerSettings) -> None:
@@ -100,8 +102,8 @@ class LocalizationEngine:
         """One sensor_msgs Image or CompressedImage stamped ``stamp_ns``; raises
         :class:`distilvpr_core.data.images.BadImage` for a malformed message."""
         t0 = time.perf_counter()
-        images.check(msg)
-        return self._frame_step(int(stamp_ns), lambda: images.decode(msg), t0)
+        images.check(msg, self.max_pixels)
+        return self._frame_step(int(stamp_ns), lambda: images.decode(msg, self.max_pixels), t0)
 
     def process_rgb(self, rgb: np.ndarray, stamp_ns: int) -> FrameResult:
         """One decoded uint8 [H, W, 3] RGB frame stamped ``stamp_ns``."""
