@@ -101,7 +101,7 @@ class Localizer(Node):
         pose = np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w], np.float64)
         if not self.engine.add_odometry(outputs.stamp_to_ns(msg.header.stamp), pose):
             self.stats.bad["odom_nonfinite"] += 1
-            self.log_bad("odom_nonfinite", "odometry pose has NaN/inf")
+            self.log_bad("odom_nonfinite", "odometry pose has NaN/inf or |value| > 1e9")
             return
         self.stats.counts["odom_received"] += 1
 

@@ -91,12 +91,9 @@ class LocalizationEngine:
         self.consistency.configure(settings.consistency_n, settings.consistency_radius_m)
 
     def add_odometry(self, stamp_ns: int, pose: np.ndarray) -> bool:
-        """Buffer a robot pose float64 [7] (odometry frame); False (ignored) if not finite."""
-        pose = np.asarray(pose, np.float64).reshape(7)
-        if not np.all(np.isfinite(pose)):
-            return False
-        self.odom.add(int(stamp_ns), pose)
-        return True
+        """Buffer a robot pose float64 [7] (odometry frame); False (ignored) if not
+        finite or beyond ``odom.MAX_ABS`` (1e9)."""
+        return self.odom.add(int(stamp_ns), np.asarray(pose, np.float64).reshape(7))
 
     def process(self, msg: Any, stamp_ns: int) -> FrameResult:
         """One sensor_msgs Image or CompressedImage stamped ``stamp_ns``; raises
