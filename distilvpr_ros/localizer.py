@@ -183,6 +183,9 @@ class Localizer(Node):
             self.get_logger().error(resp.message)
             return resp
         resp.success, resp.message = True, f"saved {len(self.map)} keyframes to {path}"
+        if self.map.removed_partials:  # temp dirs of writers killed mid-save (mapdb/storage.py)
+            resp.message += (f"; removed {len(self.map.removed_partials)} temporary directory(ies) "
+                             "left by a killed writer")
         self.get_logger().info(resp.message)
         return resp
 
