@@ -49,10 +49,13 @@ class MapSchema:
     faiss_version: str = ""
     metric: str = METRIC
     format_version: int = FORMAT_VERSION
+    #: Local features for geometric verification (mapdb/features.py validates
+    #: its content), or None for a map without them.
+    features: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict in the on-disk layout (see docs/map.md)."""
-        return {
+        out = {
             "format": FORMAT,
             "format_version": self.format_version,
             "dim": self.dim,
@@ -65,6 +68,9 @@ class MapSchema:
             "faiss_version": self.faiss_version,
             "files": {name: dataclasses.asdict(e) for name, e in sorted(self.files.items())},
         }
+        if self.features is not None:
+            out["features"] = dict(self.features)
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> "MapSchema":
@@ -97,6 +103,7 @@ class MapSchema:
                 faiss_version=str(data.get("faiss_version", "")),
                 files=files,
                 format_version=version,
+                features=data.get("features"),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise UserError(f"{where}: malformed schema, missing or invalid entry {exc}; "

@@ -1,0 +1,116 @@
+"""Geometric verification of a query's top candidates against the map's features.
+
+:class:`GeometricVerifier` is the engine's verification stage: it extracts
+the query's ORB features once, verifies the best ``verify_top_k`` candidates
+(:func:`.verify.verify` with the map's intrinsics), picks the one with the
+most inliers, and turns its rotation and translation direction into a
+relative pose with covariance (see :func:`relative_covariance`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import verify as V
+
+log = logging.getLogger("distilvpr.localize")
+
+
+@dataclass
+class CandidateChecks:
+    """Verification of one query's candidates (retrieval order).
+
+    inliers int64 [K] (-1: not verified; the fundamental-matrix inliers, except
+    at ``best``: the essential-matrix inliers in front of both cameras),
+    ratios float64 [K]; ``best`` is the rank with most fundamental-matrix
+    inliers (ties: better rank), -1 when no candidate had 5;
+    ``result`` its :class:`.verify.Verification`; ``query_features`` how many
+    the query had; ``seconds`` wall time of extraction + verification.
+    """
+    inliers: np.ndarray
+    ratios: np.ndarray
+    best: int
+    result: V.Verification | None
+    query_features: int
+    seconds: float
+
+
+class GeometricVerifier:
+    """Verifies candidates against ``prior_map.features`` (a FeatureStore)."""
+
+    def __init__(self, prior_map) -> None:
+        self.map = prior_map
+
+    @property
+    def available(self) -> bool:
+        return self.map.features is not None
+
+    def check(self, rgb: np.ndarray, ids: np.ndarray, settings) -> tuple[CandidateChecks, V.Features]:
+        """Verify the first ``settings.verify_top_k`` of ``ids`` (keyframe ids, retrieval order)."""
+        t0 = time.perf_counter()
+        store = self.map.features
+        k = len(ids)
+        inliers, ratios = np.full(k, -1, np.int64), np.zeros(k)
+        qf = V.extract(rgb, settings.verify_max_features)
+        cam, px = store.camera, settings.verify_ransac_px
+        best, best_res = -1, None
+        # Screen every candidate with the cheap fundamental-matrix step, then
+        # recover the pose (and the cheirality-checked inlier count) of the best only.
+        for rank in range(min(k, settings.verify_top_k)):
+            kid = int(ids[rank])
+            if kid >= len(store):
+                continue
+            res = V.verify(qf, store.get(kid), cam, ransac_px=px, seed=kid, pose=False)
+            inliers[rank], ratios[rank] = res.inliers, res.ratio
+            if res.inliers >= 5 and (best < 0 or res.inliers > inliers[best]):
+                best = rank
+        if best >= 0:
+            kid = int(ids[best])
+            best_res = V.verify(qf, store.get(kid), cam, ransac_px=px, seed=kid, pose=True)
+            inliers[best], ratios[best] = best_res.inliers, best_res.ratio
+        return CandidateChecks(inliers, ratios, best, best_res, len(qf), time.perf_counter() - t0), qf
+
+
+def passes(checks: CandidateChecks | None, settings) -> bool:
+    """Whether the best verified candidate meets the inlier count and ratio settings."""
+    if checks is None or checks.best < 0 or checks.result is None or checks.result.rotation is None:
+        return False
+    return (int(checks.inliers[checks.best]) >= settings.verify_min_inliers
+            and float(checks.ratios[checks.best]) >= settings.verify_min_inlier_ratio)
+
+
+def relative_covariance(res: V.Verification, scale_sigma_m: float) -> np.ndarray:
+    """6x6 covariance (x y z roll pitch yaw, keyframe camera frame) of a relative pose
+    whose position is the unit translation direction ``d`` (1 m nominal).
+
+    Position: ``scale_sigma_m**2`` along ``d`` (the scale is unobservable from
+    two views) plus ``sigma_dir**2`` across it, where ``sigma_dir`` is the
+    inliers' RMS angular residual (radians, at the 1 m nominal distance)
+    inflated by ``1 / sqrt(inliers - 5)``: fewer spare inliers, less trust.
+    Orientation: ``sigma_dir`` on each axis (isotropic; the residuals do not
+    separate the axes).
+    """
+    d = np.asarray(res.direction, np.float64).reshape(3)
+    spare = max(res.inliers - 5, 1)
+    sigma = max(float(res.angle_sigma_rad), 1e-3) * np.sqrt(10.0 / spare)
+    cov = np.zeros((6, 6))
+    cov[:3, :3] = scale_sigma_m ** 2 * np.outer(d, d) + sigma ** 2 * (np.eye(3) - np.outer(d, d))
+    cov[3:, 3:] = sigma ** 2 * np.eye(3)
+    return cov
+
+
+def rotation_to_quat(R: np.ndarray) -> np.ndarray:
+    """float64 [3, 3] rotation -> [4] quaternion x y z w (w >= 0)."""
+    R = np.asarray(R, np.float64)
+    w = np.sqrt(max(0.0, 1.0 + R[0, 0] + R[1, 1] + R[2, 2])) / 2
+    x = np.sqrt(max(0.0, 1.0 + R[0, 0] - R[1, 1] - R[2, 2])) / 2
+    y = np.sqrt(max(0.0, 1.0 - R[0, 0] + R[1, 1] - R[2, 2])) / 2
+    z = np.sqrt(max(0.0, 1.0 - R[0, 0] - R[1, 1] + R[2, 2])) / 2
+    x = np.copysign(x, R[2, 1] - R[1, 2])
+    y = np.copysign(y, R[0, 2] - R[2, 0])
+    z = np.copysign(z, R[1, 0] - R[0, 1])
+    q = np.array([x, y, z, w])
+    return q / np.linalg.norm(q)
