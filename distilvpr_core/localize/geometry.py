@@ -103,14 +103,20 @@ def relative_covariance(res: V.Verification, scale_sigma_m: float) -> np.ndarray
 
 
 def rotation_to_quat(R: np.ndarray) -> np.ndarray:
-    """float64 [3, 3] rotation -> [4] quaternion x y z w (w >= 0)."""
-    R = np.asarray(R, np.float64)
-    w = np.sqrt(max(0.0, 1.0 + R[0, 0] + R[1, 1] + R[2, 2])) / 2
-    x = np.sqrt(max(0.0, 1.0 + R[0, 0] - R[1, 1] - R[2, 2])) / 2
-    y = np.sqrt(max(0.0, 1.0 - R[0, 0] + R[1, 1] - R[2, 2])) / 2
-    z = np.sqrt(max(0.0, 1.0 - R[0, 0] - R[1, 1] + R[2, 2])) / 2
-    x = np.copysign(x, R[2, 1] - R[1, 2])
-    y = np.copysign(y, R[0, 2] - R[2, 0])
-    z = np.copysign(z, R[1, 0] - R[0, 1])
-    q = np.array([x, y, z, w])
-    return q / np.linalg.norm(q)
+    """float64 [3, 3] rotation -> [4] quaternion x y z w (Shepperd's method: the
+    largest of w, x, y, z is computed first, so angles near 180 deg stay exact)."""
+    m = np.asarray(R, np.float64)
+    tr = np.trace(m)
+    cand = [tr, m[0, 0], m[1, 1], m[2, 2]]
+    i = int(np.argmax(cand))
+    if i == 0:
+        w = np.sqrt(1.0 + tr) / 2
+        q = [(m[2, 1] - m[1, 2]) / (4 * w), (m[0, 2] - m[2, 0]) / (4 * w), (m[1, 0] - m[0, 1]) / (4 * w), w]
+    else:
+        j, k = (i % 3) + 1, ((i + 1) % 3) + 1  # the other two axes, 1-based like i
+        a, b, c = i - 1, j - 1, k - 1
+        v = np.sqrt(max(1.0 + m[a, a] - m[b, b] - m[c, c], 0.0)) / 2
+        q = [0.0, 0.0, 0.0, (m[c, b] - m[b, c]) / (4 * v)]
+        q[a], q[b], q[c] = v, (m[a, b] + m[b, a]) / (4 * v), (m[a, c] + m[c, a]) / (4 * v)
+    q = np.asarray(q, np.float64)
+    return (q if q[3] >= 0 else -q) / np.linalg.norm(q)

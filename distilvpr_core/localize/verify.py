@@ -153,8 +153,9 @@ def verify(query: Features, key: Features, cam: Intrinsics, min_matches: int = 8
         out.ratio = out.inliers / len(pairs)
         return out
     pk, pq = pk[keep], pq[keep]
-    E, mask = cv2.findEssentialMat(pk, pq, K, method=cv2.RANSAC, prob=0.99, threshold=ransac_px,
-                                   maxIters=50)
+    # Once per query (the best candidate only), so it can afford a thorough search.
+    E, mask = cv2.findEssentialMat(pk, pq, K, method=cv2.RANSAC, prob=0.999, threshold=ransac_px,
+                                   maxIters=500)
     if E is None or mask is None or E.shape != (3, 3):
         out.why = "no essential matrix"
         return out
