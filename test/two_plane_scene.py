@@ -52,3 +52,25 @@ def render(seed: int, R_ab: np.ndarray = np.eye(3), c_b: np.ndarray = np.zeros(3
         out[ok], best_s[ok] = val[ok], s[ok]
     grey = out.reshape(H, W).astype(np.uint8)
     return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+SEEDS = (10, 11, 12, 13)
+
+
+def build_scene_map(emb, out):
+    """A prior map (real FAISS, real ORB features) of views A of scenes ``SEEDS``,
+    keyframe i at x = 10 i m, embedded with ``emb``; saved to ``out``."""
+    from distilvpr_core.localize import verify as V
+    from distilvpr_core.mapdb import PriorMap
+    from distilvpr_core.mapdb.features import FeatureStore
+    images = [render(s) for s in SEEDS]
+    poses = np.zeros((len(SEEDS), 7))
+    poses[:, 0], poses[:, 6] = np.arange(len(SEEDS)) * 10.0, 1.0
+    m = PriorMap.create(emb.dim, emb.fingerprint, emb.contract)
+    m.add(emb.embed(images), np.arange(len(SEEDS), dtype=np.int64) * 10**9 + 1_600_000_000 * 10**9,
+          poses, "scenes", np.arange(len(SEEDS)))
+    store = FeatureStore(V.Intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], W, H), 300)
+    for im in images:
+        store.append(V.extract(im, 300))
+    m.attach_features(store)
+    return m.save(out)
