@@ -57,8 +57,9 @@ class GeometricVerifier:
         qf = V.extract(rgb, settings.verify_max_features)
         cam, px = store.camera, settings.verify_ransac_px
         best, best_res = -1, None
-        # Screen every candidate with the cheap fundamental-matrix step, then
-        # recover the pose (and the cheirality-checked inlier count) of the best only.
+        # Screen the candidates with the cheap fundamental-matrix step (stopping at
+        # a clear match), then recover the pose (and the cheirality-checked inlier
+        # count) of the best only.
         for rank in range(min(k, settings.verify_top_k)):
             kid = int(ids[rank])
             if kid >= len(store):
@@ -67,6 +68,8 @@ class GeometricVerifier:
             inliers[rank], ratios[rank] = res.inliers, res.ratio
             if res.inliers >= 5 and (best < 0 or res.inliers > inliers[best]):
                 best = rank
+            if res.inliers >= 2 * settings.verify_min_inliers:
+                break  # a clear geometric match: screening lower ranks only costs time
         if best >= 0:
             kid = int(ids[best])
             best_res = V.verify(qf, store.get(kid), cam, ransac_px=px, seed=kid, pose=True)

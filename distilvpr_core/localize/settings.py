@@ -76,9 +76,9 @@ class LocalizerSettings:
     verify: bool = _s(True, "geometric verification: ORB features + essential-matrix RANSAC of the "
                       "top candidates against the map's stored features (a map without features: off, "
                       "with one warning)")
-    verify_top_k: int = _s(3, "candidates verified per query, best first; the one with most inliers "
-                           "becomes the match", lo=1, hi=100)
-    verify_min_inliers: int = _s(8, "accept only with at least this many RANSAC inliers", lo=5, hi=100000)
+    verify_top_k: int = _s(3, "candidates verified per query, best first (stopping at one with twice "
+                           "verify_min_inliers); the one with most inliers becomes the match", lo=1, hi=100)
+    verify_min_inliers: int = _s(10, "accept only with at least this many RANSAC inliers", lo=5, hi=100000)
     verify_min_inlier_ratio: float = _s(0.0, "accept only with inliers / putative matches at least this",
                                         lo=0.0, hi=1.0)
     verify_ransac_px: float = _s(1.0, "RANSAC inlier threshold, pixels of the camera image",

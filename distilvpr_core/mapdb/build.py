@@ -58,6 +58,9 @@ def bag_stream(bag: str | Path, image_topic: str, pose_topic: str, tolerance_s: 
                camera_info_topic: str = "") -> FrameStream:
     """Frames of a rosbag2: each image with the pose (PoseStamped, PoseWithCovarianceStamped or Odometry) nearest in stamp.
 
+    ``camera_info_topic``: CameraInfo topic giving the stream's intrinsics
+    (for local features); '' or absent from the bag: none.
+
     Images with no pose within ``tolerance_s`` are skipped; if none has one,
     UserError names both topics and their time spans.  frame_index is the
     image's position on its topic.
@@ -84,7 +87,16 @@ def bag_stream(bag: str | Path, image_topic: str, pose_topic: str, tolerance_s: 
                 f"{bag}: no image on {image_topic} has a pose on {pose_topic} within {tolerance_s} s "
                 f"(images span {_span(first, last)}, poses span {_span(pose_stamps[0], pose_stamps[-1])}); "
                 "check the topics or raise sync_tolerance_s")
-    return FrameStream(str(bag), total, frames())
+    return FrameStream(str(bag), total, frames(), _bag_camera(bag, camera_info_topic))
+
+
+def _bag_camera(bag: Path, topic: str) -> Any:
+    """Intrinsics from the bag's CameraInfo on ``topic``, or None ('' or not in the bag)."""
+    from ..data import bags
+    if not topic or topic not in bags.bag_topics(bag):
+        return None
+    from .features import intrinsics_from_camera_info
+    return intrinsics_from_camera_info(bags.read_camera_info(bag, topic), f"{bag} {topic}")
 
 
 def _span(a: Any, b: Any) -> str:
