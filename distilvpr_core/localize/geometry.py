@@ -56,25 +56,31 @@ class GeometricVerifier:
         inliers, ratios = np.full(k, -1, np.int64), np.zeros(k)
         qf = V.extract(rgb, settings.verify_max_features)
         cam, px = store.camera, settings.verify_ransac_px
-        best, best_res = -1, None
+        best, screened = -1, {}
         # Screen the candidates with the cheap fundamental-matrix step (stopping at
         # a clear match), then recover the pose (and the cheirality-checked inlier
-        # count) of the best only.
+        # count) of the best only, from its screened matches.
         for rank in range(min(k, settings.verify_top_k)):
             kid = int(ids[rank])
             if kid >= len(store):
                 continue
-            res = V.verify(qf, store.get(kid), cam, ransac_px=px, seed=kid, pose=False)
+            res = screened[rank] = V.verify(qf, store.get(kid), cam, ransac_px=px, seed=kid, pose=False)
             inliers[rank], ratios[rank] = res.inliers, res.ratio
             if res.inliers >= 5 and (best < 0 or res.inliers > inliers[best]):
                 best = rank
             if res.inliers >= 2 * settings.verify_min_inliers:
                 break  # a clear geometric match: screening lower ranks only costs time
+        best_res = None
         if best >= 0:
-            kid = int(ids[best])
-            best_res = V.verify(qf, store.get(kid), cam, ransac_px=px, seed=kid, pose=True)
+            cv2_seed(int(ids[best]))
+            best_res = V.recover_pose(screened[best], cam, px)
             inliers[best], ratios[best] = best_res.inliers, best_res.ratio
         return CandidateChecks(inliers, ratios, best, best_res, len(qf), time.perf_counter() - t0), qf
+
+
+def cv2_seed(seed: int) -> None:
+    import cv2
+    cv2.setRNGSeed(seed)  # the essential-matrix RANSAC: same inputs, same answer
 
 
 def passes(checks: CandidateChecks | None, settings) -> bool:

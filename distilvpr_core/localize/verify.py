@@ -148,11 +148,19 @@ def verify(query: Features, key: Features, cam: Intrinsics, min_matches: int = 8
         out.why = "no fundamental matrix"
         return out
     keep = fmask.ravel() > 0
-    if not pose:
-        out.inliers = int(keep.sum())
-        out.ratio = out.inliers / len(pairs)
+    out.inliers = int(keep.sum())
+    out.ratio = out.inliers / len(pairs)
+    out.extra = {"pk": pk[keep], "pq": pq[keep]}  # for recover_pose without matching again
+    return recover_pose(out, cam, ransac_px) if pose else out
+
+
+def recover_pose(out: Verification, cam: Intrinsics, ransac_px: float = 1.0) -> Verification:
+    """The essential-matrix step of :func:`verify` on a screened result (``pose=False``):
+    sets rotation, direction and the cheirality-checked inlier count; returns ``out``."""
+    import cv2
+    if "pk" not in out.extra:
         return out
-    pk, pq = pk[keep], pq[keep]
+    pk, pq, K, matches = out.extra["pk"], out.extra["pq"], cam.matrix(), max(out.matches, 1)
     # Once per query (the best candidate only), so it can afford a thorough search.
     E, mask = cv2.findEssentialMat(pk, pq, K, method=cv2.RANSAC, prob=0.999, threshold=ransac_px,
                                    maxIters=500)
@@ -163,7 +171,7 @@ def verify(query: Features, key: Features, cam: Intrinsics, min_matches: int = 8
     _, R, t, pose_mask = cv2.recoverPose(E, pk, pq, K, mask=mask.copy())
     inl = pose_mask.ravel() > 0
     out.inliers = int(inl.sum())
-    out.ratio = out.inliers / len(pairs)
+    out.ratio = out.inliers / matches
     if out.inliers < 5:
         out.why = f"{out.inliers} inliers"
         return out
