@@ -173,7 +173,8 @@ class LocalizationEngine:
         seq = self.sequence.update(None if odom_pose is None else np.asarray(odom_pose)[:3],
                                    poses[0, :3] if len(ids) else None, int(ids[0]) if len(ids) else -1)
         checks, qf, t3 = None, None, time.perf_counter()
-        if self.verifying and len(ids):
+        if self.verifying and len(ids) and scores[0] >= s.score_threshold:
+            # Below the threshold the query is rejected whatever the geometry says.
             checks, qf = self.verifier.check(rgb, ids, s)
         verified = passes(checks, s)
         if len(ids) == 0:

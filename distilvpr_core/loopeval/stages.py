@@ -129,8 +129,11 @@ def stage_metrics(outcomes: Sequence[QueryOutcome], revisit: np.ndarray, radius_
     ver = [x["verify_s"] for x in st if x["verify_ran"]]
     emb = [x["embed_s"] for x in st]
     pct = (lambda v, p: float(np.percentile(v, p)) if v else None)
+    every = [x["verify_s"] for x in st]  # ~0 where the score threshold already rejected
     out["latency_s"] = {"embed_p50": pct(emb, 50), "verify_added_p50": pct(ver, 50),
-                        "verify_added_p90": pct(ver, 90), "verified_queries": len(ver)}
+                        "verify_added_p90": pct(ver, 90), "verified_queries": len(ver),
+                        "verify_added_p50_all_keyframes": pct(every, 50),
+                        "verify_added_mean_all_keyframes": float(np.mean(every)) if every else None}
     errs = rotation_errors_deg(outcomes, radius_m, base_camera_quat)
     out["rotation"] = {"verified_true_matches": len(errs),
                        "within_5deg": (float(np.mean(np.asarray(errs) < 5.0)) if errs else None),

@@ -33,8 +33,10 @@ def stages_markdown(st: dict[str, Any]) -> list[str]:
     lat, rot, rec = st["latency_s"], st["rotation"], st["recommended"]
     ms = (lambda v: "n/a" if v is None else f"{1e3 * v:.1f} ms")
     lines += ["", f"Verification adds {ms(lat['verify_added_p50'])} p50 / {ms(lat['verify_added_p90'])} "
-              f"p90 per keyframe (embedding {ms(lat['embed_p50'])} p50), over "
-              f"{lat['verified_queries']} verified queries.", ""]
+              f"p90 per verified keyframe ({lat['verified_queries']} verified: top-1 at or above "
+              f"score_threshold), {ms(lat['verify_added_p50_all_keyframes'])} p50 / "
+              f"{ms(lat['verify_added_mean_all_keyframes'])} mean over all keyframes; embedding "
+              f"{ms(lat['embed_p50'])} p50.", ""]
     if rot["verified_true_matches"]:
         lines += [f"Relative rotation of {rot['verified_true_matches']} verified true matches: "
                   f"{_pct(rot['within_5deg'])} within 5 deg of ground truth (median "

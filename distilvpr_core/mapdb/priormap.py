@@ -287,14 +287,12 @@ class PriorMap:
              expect_dim: int | None = None, verify_checksums: bool = True) -> "PriorMap":
         """Load and verify a map directory.
 
-        Checks schema version, every file's size and sha256, array shapes and
-        dtypes against the counts, and (when given) the model fingerprint and
-        descriptor dim; any mismatch raises UserError naming both values.
+        Checks schema version, every file's size and sha256 (feature files too),
+        array shapes and dtypes against the counts, and (when given) the model
+        fingerprint and descriptor dim; any mismatch raises UserError naming both.
         """
         m = load_map(cls, path, expect_fingerprint, expect_dim, verify_checksums)
-        meta = read_schema(Path(path)).features
-        if meta is not None:  # its files were checksummed with the rest by load_map
+        if (meta := read_schema(Path(path)).features) is not None:  # checksummed by load_map
             from .features import FeatureStore
             m._features = FeatureStore.load(Path(path), meta, len(m), m.schema.files)
         return m
-
