@@ -53,9 +53,6 @@ class Localizer(Node):
         self.stats = NodeStats()
         self.log_bad = OncePerKindLogger(self.get_logger().warning, s.log_throttle_s)
         self.engine = LocalizationEngine(self.embedder, self.map, s)
-        if s.verify and self.map.features is None:
-            self.get_logger().warning(f"{s.map_path}: the map has no local features; geometric "
-                                      "verification is off (rebuild the map to enable it)")
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         qos = QoSProfile(depth=s.queue_depth, reliability=qos_profile_sensor_data.reliability,
