@@ -122,3 +122,9 @@ def test_sequence_score_counts_agreeing_steps():
     assert s.update(np.array([4.0, 0, 0]), np.array([53.0, 0, 0]), 3) == 0.5   # order reversed
     s.update(None, np.array([54.0, 0, 0]), 9)
     assert s.update(None, np.array([55.0, 0, 0]), 10) == 0.0                   # no odometry
+
+
+def test_an_image_of_another_size_than_the_map_camera_is_never_verified(parts):
+    q = engine(parts).query(render(SEEDS[2])[::2, ::2].copy(), NOW)   # 160x120 vs the 320x240 camera
+    assert not q.accepted and not q.verified and q.reject == "geometry"
+    assert q.checks.best == -1 and "160x120" in q.checks.why

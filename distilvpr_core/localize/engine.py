@@ -198,9 +198,10 @@ class LocalizationEngine:
             added = int(self.map.add(desc, np.array([stamp_ns], np.int64),
                                      np.asarray(odom_pose, np.float64).reshape(1, 7), self.source,
                                      np.array([self._frame], np.int64))[0])
-            if self.map.features is not None:  # the new keyframe can be verified against later
-                from .verify import extract
-                self.map.features.set(added, qf if qf is not None else extract(rgb, s.verify_max_features))
+            store = self.map.features
+            if store is not None and tuple(rgb.shape[:2]) == (store.camera.height, store.camera.width):
+                from .verify import extract  # the new keyframe can be verified against later
+                store.set(added, qf if qf is not None else extract(rgb, s.verify_max_features))
         self._frame += 1
         return QueryResult(ids[order], scores[order], poses[order], stamps[order], reject is None, reject,
                            t1 - t0, t2 - t1, added, match, float(scores[0]) if len(ids) else float("nan"),

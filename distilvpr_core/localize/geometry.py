@@ -28,7 +28,8 @@ class CandidateChecks:
     ratios float64 [K]; ``best`` is the rank with most fundamental-matrix
     inliers (ties: better rank), -1 when no candidate had 5;
     ``result`` its :class:`.verify.Verification`; ``query_features`` how many
-    the query had; ``seconds`` wall time of extraction + verification.
+    the query had; ``seconds`` wall time of extraction + verification;
+    ``why`` says why nothing could be verified (image size not the map camera's).
     """
     inliers: np.ndarray
     ratios: np.ndarray
@@ -36,6 +37,7 @@ class CandidateChecks:
     result: V.Verification | None
     query_features: int
     seconds: float
+    why: str = ""  # why nothing could be verified, if so
 
 
 class GeometricVerifier:
@@ -48,14 +50,20 @@ class GeometricVerifier:
     def available(self) -> bool:
         return self.map.features is not None
 
-    def check(self, rgb: np.ndarray, ids: np.ndarray, settings) -> tuple[CandidateChecks, V.Features]:
+    def check(self, rgb: np.ndarray, ids: np.ndarray, settings) -> tuple[CandidateChecks, V.Features | None]:
         """Verify the first ``settings.verify_top_k`` of ``ids`` (keyframe ids, retrieval order)."""
         t0 = time.perf_counter()
         store = self.map.features
         k = len(ids)
         inliers, ratios = np.full(k, -1, np.int64), np.zeros(k)
-        qf = V.extract(rgb, settings.verify_max_features)
         cam, px = store.camera, settings.verify_ransac_px
+        if tuple(rgb.shape[:2]) != (cam.height, cam.width):
+            # Another image size than the map's camera: the intrinsics do not apply,
+            # so nothing can be verified (and nothing is claimed to be).
+            return CandidateChecks(inliers, ratios, -1, None, 0, time.perf_counter() - t0,
+                                   f"image {rgb.shape[1]}x{rgb.shape[0]}, map camera "
+                                   f"{cam.width}x{cam.height}"), None
+        qf = V.extract(rgb, settings.verify_max_features)
         best, screened = -1, {}
         # Screen the candidates with the cheap fundamental-matrix step (stopping at
         # a clear match), then recover the pose (and the cheirality-checked inlier
