@@ -36,6 +36,7 @@ setup(
         "onnx>=1.15",
         "onnxruntime>=1.17",
         "faiss-cpu>=1.7.4",
+        "opencv-python-headless>=4.8",
         "rosbags>=0.10",
     ],
     extras_require={

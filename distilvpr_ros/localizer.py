@@ -2,7 +2,7 @@
 
 Subscribes ``image`` (or ``image/compressed``) and optionally ``odom``;
 publishes ``~/candidates``, ``~/loop_closure``, ``~/match_pose``,
-``~/markers`` and ``/diagnostics``; serves ``~/save_map`` and
+``~/relative_pose`` (verified matches only), ``~/markers`` and ``/diagnostics``; serves ``~/save_map`` and
 ``~/set_mapping``.  The work (decode, gate, embed, search, filters) is the
 ROS-free :class:`distilvpr_core.localize.engine.LocalizationEngine`, the same
 code the offline evaluation runs; this file only wires ROS to it.  See docs/node.md for the topic and parameter reference.
@@ -35,6 +35,7 @@ from distilvpr_core.data.images import BadImage
 from distilvpr_core.errors import UserError
 from distilvpr_core.localize import settings as settings_mod
 from distilvpr_core.localize.engine import LocalizationEngine
+from distilvpr_core.localize.geometry import relative_covariance
 from distilvpr_core.localize.resources import load_model_and_map
 
 from . import outputs, params
@@ -64,6 +65,7 @@ class Localizer(Node):
         self.pub_candidates = self.create_publisher(PointCloud2, "~/candidates", 10)
         self.pub_loop = self.create_publisher(Float64MultiArray, "~/loop_closure", 10)
         self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "~/match_pose", 10)
+        self.pub_relative = self.create_publisher(PoseWithCovarianceStamped, "~/relative_pose", 10)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Trigger, "~/save_map", self._on_save_map)
@@ -148,12 +150,24 @@ class Localizer(Node):
                                                        float(res.scores[0]), p.loop_closure_include_score))
             self.pub_pose.publish(outputs.match_pose(header, res.poses[0], float(res.scores[0]),
                                                      p.match_sigma_m, p.match_sigma_rad))
+            self._publish_relative(stamp, res)
         else:
             self.stats.counts[f"rejected_{res.reject}"] += 1
         self.pub_candidates.publish(to_pointcloud2(
             candidate_rows(res.poses, res.scores, res.ids, res.stamps_ns), header))
         self.pub_markers.publish(outputs.markers(header, res.poses, res.scores, res.accepted,
                                                  None if odom is None else odom[:3]))
+
+    def _publish_relative(self, stamp: Any, res: Any) -> None:
+        # Only a match that passed verification has a relative pose; an unverified
+        # closure is never published here (res.verified is False without verification).
+        v = res.checks.result if (res.verified and res.checks is not None) else None
+        if v is None or v.rotation is None:
+            return
+        cov = relative_covariance(v, self.p.relative_scale_sigma_m)
+        header = Header(stamp=stamp, frame_id=f"keyframe_{int(res.ids[0])}")
+        self.pub_relative.publish(outputs.relative_pose(header, v.rotation, v.direction, cov))
+        self.stats.counts["relative_poses"] += 1
 
     def _publish_diagnostics(self) -> None:
         values = self.stats.snapshot()

@@ -50,6 +50,23 @@ def match_pose(header: Any, pose: np.ndarray, score: float, sigma_m: float, sigm
     return msg
 
 
+def relative_pose(header: Any, rotation: np.ndarray, direction: np.ndarray, covariance: np.ndarray) -> Any:
+    """geometry_msgs/PoseWithCovarianceStamped of the query camera in the matched
+    keyframe's camera (optical) frame: orientation from ``rotation`` float64 [3, 3],
+    position the unit translation ``direction`` [3] (1 m nominal; the scale is
+    unknown, ``covariance`` [6, 6] is large along it, see localize/geometry.py)."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from distilvpr_core.localize.geometry import rotation_to_quat
+    msg = PoseWithCovarianceStamped()
+    msg.header = header
+    p = msg.pose.pose
+    p.position.x, p.position.y, p.position.z = (float(v) for v in direction)
+    p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = \
+        (float(v) for v in rotation_to_quat(rotation))
+    msg.pose.covariance = [float(v) for v in np.asarray(covariance, np.float64).ravel()]
+    return msg
+
+
 def markers(header: Any, poses: np.ndarray, scores: np.ndarray, accepted: bool,
             query_xyz: np.ndarray | None) -> Any:
     """visualization_msgs/MarkerArray: candidate positions as spheres (green =

@@ -167,3 +167,29 @@ def test_map_cli_build_info_verify_query_merge(synth, student, tmp_path, capsys)
     (out / "poses.npy").write_bytes(b"garbage")
     with pytest.raises(UserError, match="poses.npy: size 7 bytes"):
         run_cli("verify", str(out))
+
+
+def test_bag_camera_info_and_dataset_camera_give_the_same_features(synth, embedder):
+    """Intrinsics come from the bag's CameraInfo or the dataset's camera model; both
+    paths store identical ORB features (same images, same extractor)."""
+    cfg = MapBuildConfig()
+    bag = synth / "bags" / "train_noon"
+    from_bag = build_map([bag_stream(bag, "/camera/image_raw", "/ground_truth/pose", 0.05,
+                                     "/camera/camera_info")], embedder, cfg, progress=False, features_max=300)
+    from_ds = build_map([dataset_stream(synth, "train_noon")], embedder, cfg, progress=False, features_max=300)
+    assert from_bag.features.camera == from_ds.features.camera
+    assert from_ds.features.camera.fx > 0 and len(from_ds.features) == len(from_ds)
+    assert from_ds.features.counts.min() >= 0 and from_ds.features.counts.max() <= 300
+    for i in range(len(from_ds)):
+        a, b = from_bag.features.get(i), from_ds.features.get(i)
+        assert np.array_equal(a.descriptors, b.descriptors) and np.array_equal(a.keypoints, b.keypoints)
+
+
+def test_cli_refuses_a_bag_without_camera_info_unless_no_features(student, tmp_path):
+    bag = _write_bag(tmp_path / "nocam")
+    args = ("map", "build", "--model", str(student), "--backend", "torch", "--bag", str(bag), "--quiet")
+    with pytest.raises(UserError, match=r"no camera intrinsics for .*nocam.*--no-features"):
+        run_cli(*args[1:], "--out", str(tmp_path / "m1"))
+    assert not (tmp_path / "m1").exists()
+    assert run_cli(*args[1:], "--out", str(tmp_path / "m2"), "--no-features") == 0
+    assert PriorMap.load(tmp_path / "m2").features is None

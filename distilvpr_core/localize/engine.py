@@ -8,8 +8,11 @@ returns :class:`FrameResult`; the node turns that into messages.
 
 Order per frame: O(1) message check, odometry lookup, keyframe gate (a gated
 frame is never decoded), decode, embed, search the PriorMap (excluding the
-most recent keyframes), score threshold, temporal consistency, and with
-online mapping the query is added to the map at its odometry pose.
+most recent keyframes), score threshold, temporal consistency, sequence
+score, geometric verification of the top candidates (:mod:`.geometry`), and
+with online mapping the query is added to the map at its odometry pose.
+Verification may promote a lower-ranked candidate: the results' arrays put
+the match first (see :class:`QueryResult`).
 """
 from __future__ import annotations
 
@@ -17,23 +20,34 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import logging
+
 import numpy as np
 
 from ..data import images
-from .filters import ConsistencyFilter, KeyframeGate
+from .filters import ConsistencyFilter, KeyframeGate, SequenceScore
+from .geometry import CandidateChecks, GeometricVerifier, passes
 from .odom import OdomBuffer
 from .settings import LocalizerSettings
+
+log = logging.getLogger("distilvpr.localize")
 
 
 @dataclass
 class QueryResult:
-    """Top-k candidates of one query, best first (K <= top_k; padding removed).
+    """Top-k candidates of one query, the match first (K <= top_k; padding removed).
 
     ids int64 [K], scores float32 [K], poses float64 [K, 7] (x y z qx qy qz qw,
-    map frame), stamps_ns int64 [K].  ``accepted`` says whether the top-1
-    passed the threshold and the consistency filter; otherwise ``reject``
-    is ``"empty"``, ``"score"`` or ``"consistency"``.  ``embed_s`` and
-    ``search_s`` are wall-clock seconds; ``added_id`` is the new keyframe id
+    map frame), stamps_ns int64 [K]: retrieval order, except that the
+    candidate geometric verification chose (``match_rank`` in retrieval
+    order) is moved to the front.  ``accepted`` says whether that match
+    passed every enabled stage; otherwise ``reject`` is ``"empty"``,
+    ``"score"``, ``"consistency"``, ``"sequence"`` or ``"geometry"``.
+    ``raw_score``: retrieval top-1 cosine; ``sequence_score`` in [0, 1] or NaN
+    (off / not enough history); ``checks``: verification of the candidates
+    (retrieval order) or None when it did not run; ``verified``: the match
+    passed verification (never True without it).  ``embed_s``, ``search_s``,
+    ``verify_s`` are wall-clock seconds; ``added_id`` is the new keyframe id
     with online mapping, else -1.
     """
     ids: np.ndarray
@@ -45,6 +59,12 @@ class QueryResult:
     embed_s: float
     search_s: float
     added_id: int = -1
+    match_rank: int = 0
+    raw_score: float = float("nan")
+    sequence_score: float = float("nan")
+    checks: CandidateChecks | None = None
+    verified: bool = False
+    verify_s: float = 0.0
 
 
 @dataclass
@@ -78,10 +98,13 @@ class LocalizationEngine:
         self.source = source
         self.gate = KeyframeGate()
         self.consistency = ConsistencyFilter()
+        self.sequence = SequenceScore()
+        self.verifier = GeometricVerifier(prior_map)
         self.odom = OdomBuffer()
         self._frame = 0
         # Frames far above the model input are refused before decoding (data/images.py).
         self.max_pixels = images.pixel_limit(getattr(getattr(embedder, "contract", None), "input_size", None))
+        self._warned = False
         self.configure(settings)
 
     def configure(self, settings: LocalizerSettings) -> None:
@@ -89,7 +112,17 @@ class LocalizationEngine:
         self.settings = settings
         self.gate.min_interval_s, self.gate.min_distance_m = settings.min_interval_s, settings.min_distance_m
         self.consistency.configure(settings.consistency_n, settings.consistency_radius_m)
+        self.sequence.configure(settings.sequence_n, settings.sequence_tolerance_m)
+        if settings.verify and not self.verifier.available and not self._warned:
+            self._warned = True  # once: the node logs it at start-up, not per frame
+            log.warning("the map has no local features (built with --no-features or before "
+                        "verification existed): geometric verification is off; rebuild the map "
+                        "with 'distilvpr map build' to enable it")
 
+    @property
+    def verifying(self) -> bool:
+        """Whether geometric verification runs (setting on and the map has features)."""
+        return bool(self.settings.verify and self.verifier.available)
     def add_odometry(self, stamp_ns: int, pose: np.ndarray) -> bool:
         """Buffer a robot pose float64 [7] (odometry frame); False (ignored) if not
         finite or beyond ``odom.MAX_ABS`` (1e9)."""
@@ -136,6 +169,13 @@ class LocalizationEngine:
         # Keyframe id == row of the map's arrays (PriorMap contract).
         poses = np.asarray(self.map.poses[ids], np.float64) if len(ids) else np.zeros((0, 7))
         stamps = np.asarray(self.map.stamps_ns[ids], np.int64) if len(ids) else np.zeros(0, np.int64)
+        seq = self.sequence.update(None if odom_pose is None else np.asarray(odom_pose)[:3],
+                                   poses[0, :3] if len(ids) else None, int(ids[0]) if len(ids) else -1)
+        checks, qf, t3 = None, None, time.perf_counter()
+        if self.verifying and len(ids) and scores[0] >= s.score_threshold:
+            # Below the threshold the query is rejected whatever the geometry says.
+            checks, qf = self.verifier.check(rgb, ids, s)
+        verified = passes(checks, s)
         if len(ids) == 0:
             reject = "empty"
         elif scores[0] < s.score_threshold:
@@ -145,10 +185,23 @@ class LocalizationEngine:
         consistent = self.consistency.update(None if reject else poses[0, :3])
         if reject is None and not consistent:
             reject = "consistency"
+        if reject is None and s.sequence_n > 1 and not seq >= s.sequence_min_score:
+            reject = "sequence"  # NaN (no odometry, short history) fails too
+        match = checks.best if (checks is not None and checks.best >= 0) else 0
+        if reject is None and self.verifying and not (verified and scores[match] >= s.score_threshold):
+            reject = "geometry"
+        order = np.r_[match, np.delete(np.arange(len(ids)), match)].astype(np.int64) if len(ids) else ids
+        verify_s = time.perf_counter() - t3
         added = -1
         if s.online_mapping and odom_pose is not None:
             added = int(self.map.add(desc, np.array([stamp_ns], np.int64),
                                      np.asarray(odom_pose, np.float64).reshape(1, 7), self.source,
                                      np.array([self._frame], np.int64))[0])
+            store = self.map.features
+            if store is not None and tuple(rgb.shape[:2]) == (store.camera.height, store.camera.width):
+                from .verify import extract  # the new keyframe can be verified against later
+                store.set(added, qf if qf is not None else extract(rgb, s.verify_max_features))
         self._frame += 1
-        return QueryResult(ids, scores, poses, stamps, reject is None, reject, t1 - t0, t2 - t1, added)
+        return QueryResult(ids[order], scores[order], poses[order], stamps[order], reject is None, reject,
+                           t1 - t0, t2 - t1, added, match, float(scores[0]) if len(ids) else float("nan"),
+                           seq, checks, bool(verified), verify_s)

@@ -87,3 +87,45 @@ class ConsistencyFilter:
             return False
         newest = self._recent[-1]
         return all(float(np.linalg.norm(p - newest)) <= self.radius_m for p in self._recent)
+
+
+class SequenceScore:
+    """How well the last ``n`` queries' top-1 map keyframes follow the odometry.
+
+    Each query contributes (odometry position, top-1 map position, top-1
+    keyframe id); for each consecutive pair in the window, the pair agrees when
+    both have odometry and a match, the map step length is within
+    ``tolerance_m`` of the odometry step length, and the keyframe ids move in
+    the window's overall direction (or stay).  The score is the share of the
+    ``n - 1`` pairs that agree, in [0, 1]; NaN until the window is full or
+    with ``n = 1``.  Positions are metres (odometry frame and map frame; only
+    step lengths are compared, so the frames need not be aligned).
+    """
+
+    def __init__(self, n: int = 1, tolerance_m: float = 5.0) -> None:
+        self.n, self.tolerance_m = n, tolerance_m
+        self._recent: deque[tuple | None] = deque(maxlen=max(n, 1))
+
+    def configure(self, n: int, tolerance_m: float) -> None:
+        self.n, self.tolerance_m = n, tolerance_m
+        self._recent = deque(self._recent, maxlen=max(n, 1))
+
+    def update(self, odom_xyz: np.ndarray | None, map_xyz: np.ndarray | None, map_id: int) -> float:
+        """Record this query (``map_xyz`` None: no candidate) and return the score."""
+        ok = odom_xyz is not None and map_xyz is not None
+        self._recent.append((np.asarray(odom_xyz, float), np.asarray(map_xyz, float), int(map_id))
+                            if ok else None)
+        if self.n <= 1 or len(self._recent) < self.n:
+            return float("nan")
+        w = list(self._recent)
+        ids = [e[2] for e in w if e is not None]
+        direction = np.sign(ids[-1] - ids[0]) if len(ids) > 1 else 0
+        agree = 0
+        for a, b in zip(w[:-1], w[1:]):
+            if a is None or b is None:
+                continue
+            step_odom = float(np.linalg.norm(b[0] - a[0]))
+            step_map = float(np.linalg.norm(b[1] - a[1]))
+            order_ok = direction == 0 or np.sign(b[2] - a[2]) in (0, direction)
+            agree += int(abs(step_map - step_odom) <= self.tolerance_m and order_ok)
+        return agree / (self.n - 1)

@@ -66,6 +66,26 @@ class LocalizerSettings:
     exclude_recent_n: int = _s(0, "ignore the N most recently added map keyframes", lo=0, hi=1_000_000)
     consistency_n: int = _s(1, "accept only when the last N queries' top-1 agree (1 = off)", lo=1, hi=50)
     consistency_radius_m: float = _s(5.0, "agreement radius for consistency_n, metres", lo=0.0, hi=10000.0)
+    sequence_n: int = _s(1, "sequence score over the last N queries: the share of consecutive pairs "
+                         "whose top-1 map keyframes move like the odometry (distance within "
+                         "sequence_tolerance_m, map order monotonic); needs odometry; 1 = off", lo=1, hi=50)
+    sequence_tolerance_m: float = _s(5.0, "sequence score: |map step - odometry step| allowed, metres",
+                                     lo=0.0, hi=10000.0)
+    sequence_min_score: float = _s(1.0, "accept only when the sequence score is at least this "
+                                   "(with sequence_n > 1)", lo=0.0, hi=1.0)
+    verify: bool = _s(True, "geometric verification: ORB features + essential-matrix RANSAC of the "
+                      "top candidates against the map's stored features (a map without features: off, "
+                      "with one warning)")
+    verify_top_k: int = _s(3, "candidates verified per query, best first (stopping at one with twice "
+                           "verify_min_inliers); the one with most inliers becomes the match", lo=1, hi=100)
+    verify_min_inliers: int = _s(10, "accept only with at least this many RANSAC inliers", lo=5, hi=100000)
+    verify_min_inlier_ratio: float = _s(0.0, "accept only with inliers / putative matches at least this",
+                                        lo=0.0, hi=1.0)
+    verify_ransac_px: float = _s(1.0, "RANSAC inlier threshold, pixels of the camera image",
+                                 lo=0.05, hi=50.0)
+    verify_max_features: int = _s(300, "ORB features extracted from each query", lo=5, hi=10000)
+    relative_scale_sigma_m: float = _s(100.0, "~/relative_pose std-dev along the translation direction, "
+                                       "metres: two views do not give the scale", lo=1e-3, hi=1.0e6)
     odom_timeout_s: float = _s(1.0, "an image uses the odometry nearest its stamp if within this "
                                "many seconds; otherwise none (no distance gating, not mapped)",
                                lo=0.0, hi=3600.0)

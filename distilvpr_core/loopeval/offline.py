@@ -41,6 +41,8 @@ class Frame:
     stamp_ns: int
     image: Any
     position: np.ndarray | None = None
+    odom: np.ndarray | None = None  # float64 [7] odometry pose fed to the engine, or None
+    orientation: np.ndarray | None = None  # float64 [4] ground-truth x y z w, or None
 
 
 def _step(engine: Any, image: Any, stamp_ns: int) -> Any:
@@ -71,6 +73,8 @@ def run_engine(engine: Any, frames: Iterable[Frame], warm_up: bool = True,
                 _step(engine, f.image, warmup_stamp(f.stamp_ns))
             except BadImage:
                 pass
+        if f.odom is not None:
+            engine.add_odometry(f.stamp_ns, f.odom)
         t0 = time.perf_counter()
         try:
             res = _step(engine, f.image, f.stamp_ns)
@@ -82,25 +86,63 @@ def run_engine(engine: Any, frames: Iterable[Frame], warm_up: bool = True,
             outcomes.append(QueryOutcome(f.stamp_ns, f.position, answered=False))
             continue
         outcomes.append(QueryOutcome(f.stamp_ns, f.position, True, q.ids, q.scores, q.poses[:, :3],
-                                     latency_s=elapsed, accepted=bool(q.accepted)))
+                                     latency_s=elapsed, accepted=bool(q.accepted),
+                                     stage=stage_record(q, res.odom), orientation=f.orientation))
     return outcomes
 
 
-def frames_from_bag(reader: BagReader, image_topic: str) -> Iterator[Frame]:
-    """A bag's image messages one at a time (constant memory), without ground truth."""
+def stage_record(q: Any, odom: np.ndarray | None) -> dict[str, Any]:
+    """What each stage saw for one QueryResult (QueryOutcome.stage)."""
+    c = q.checks
+    ok = c is not None and c.best >= 0 and c.result is not None
+    return {"match_rank": int(q.match_rank), "raw_score": float(q.raw_score),
+            "inliers": int(c.inliers[c.best]) if ok else -1, "verified": bool(q.verified),
+            "rotation": c.result.rotation if ok else None,
+            "match_orientation": np.asarray(q.poses[0, 3:7]) if len(q.ids) else None,
+            "embed_s": float(q.embed_s), "verify_s": float(q.verify_s),
+            "verify_ran": c is not None, "odom": None if odom is None else np.asarray(odom[:3])}
+
+
+def frames_from_bag(reader: BagReader, image_topic: str,
+                    odom: tuple[np.ndarray, np.ndarray] | None = None) -> Iterator[Frame]:
+    """A bag's image messages one at a time (constant memory), without ground truth;
+    ``odom``: (stamps int64 [M], poses float64 [M, 7]) fed to the engine per image
+    (the nearest pose; the engine's odom_timeout_s decides whether it is used)."""
     for rec in reader.image_records(image_topic):
-        yield Frame(rec.stamp_ns, reader.image_message(rec))
+        pose = None
+        if odom is not None and len(odom[0]):
+            j = int(np.argmin(np.abs(odom[0] - rec.stamp_ns)))
+            pose = odom[1][j]
+        yield Frame(rec.stamp_ns, reader.image_message(rec), odom=pose)
 
 
 def evaluate_bag(engine: Any, reader: BagReader, image_topic: str, pose_topic: str | None,
-                 max_gap_s: float, progress: bool = False) -> tuple[list[QueryOutcome], str | None]:
-    """Offline outcomes of a bag, and why there is no ground truth (None if there is)."""
+                 max_gap_s: float, progress: bool = False,
+                 odom_topic: str = "") -> tuple[list[QueryOutcome], str | None]:
+    """Offline outcomes of a bag, and why there is no ground truth (None if there is).
+
+    ``odom_topic``: Odometry topic fed to the engine (sequence score, distance
+    gating); '' or absent from the bag: none.
+    """
     reader.check(image_topic, IMAGE_TYPES, "; choose one with --image-topic", "image")
     track, problem = bag_track(reader, pose_topic)
-    outcomes = run_engine(engine, frames_from_bag(reader, image_topic), progress=progress)
+    odom = reader.poses(odom_topic) if odom_topic and odom_topic in reader.topics else None
+    outcomes = run_engine(engine, frames_from_bag(reader, image_topic, odom), progress=progress)
     if track is not None:
         attach_positions(outcomes, *track, max_gap_s)
+        attach_orientations(outcomes, reader.poses(pose_topic)[0], reader.poses(pose_topic)[1], max_gap_s)
     return outcomes, problem
+
+
+def attach_orientations(outcomes: list[QueryOutcome], stamps_ns: np.ndarray, poses: np.ndarray,
+                        max_gap_s: float) -> None:
+    """Set each outcome's ground-truth orientation (x y z w) from the nearest pose within the gap."""
+    if not len(stamps_ns):
+        return
+    for o in outcomes:
+        j = int(np.argmin(np.abs(stamps_ns - o.stamp_ns)))
+        if abs(int(stamps_ns[j]) - o.stamp_ns) <= max_gap_s * 1e9:
+            o.orientation = np.asarray(poses[j, 3:7], np.float64)
 
 
 def frames_from_traversal(root: str | Path, traversal: str) -> Iterator[Frame]:
@@ -111,5 +153,7 @@ def frames_from_traversal(root: str | Path, traversal: str) -> Iterator[Frame]:
         raise UserError(f"{root}: traversal {traversal!r} not found; the dataset has "
                         f"{', '.join(ds.traversals)}")
     trav = ds.traversal(traversal)
+    odom = trav.odom if (trav.root / "odom.npy").is_file() else None
     for i in range(len(trav.stamps_ns)):
-        yield Frame(int(trav.stamps_ns[i]), trav.load_image(i), trav.poses[i, :3].copy())
+        yield Frame(int(trav.stamps_ns[i]), trav.load_image(i), trav.poses[i, :3].copy(),
+                    None if odom is None else odom[i], trav.poses[i, 3:7].copy())

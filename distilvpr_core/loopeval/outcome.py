@@ -32,7 +32,15 @@ class QueryOutcome:
         latency_s: seconds from handing the image over to receiving its answer
             (wall clock), or ``None`` if unanswered/unknown.
         accepted: whether the localizer accepted the top-1 as a loop closure
-            (score threshold and consistency filter passed), ``None`` if unknown.
+            (every enabled stage passed), ``None`` if unknown.
+        stage: offline only, what the engine's stages saw (None from ROS):
+            ``match_rank`` (retrieval rank of the first candidate; >0 when
+            verification promoted it), ``raw_score``, ``inliers`` of the
+            first candidate (-1 not verified), ``verified``, ``rotation``
+            float64 [3, 3] (query camera in the keyframe camera frame) or
+            None, ``match_orientation`` float64 [4] of the first candidate,
+            ``embed_s``, ``verify_s``, ``odom`` float64 [3] or None.
+        orientation: float64 [4] ground-truth x y z w (map frame) or None.
     """
 
     stamp_ns: int
@@ -43,6 +51,8 @@ class QueryOutcome:
     cand_positions: np.ndarray = field(default_factory=lambda: _empty(np.float64, 0, 3))
     latency_s: float | None = None
     accepted: bool | None = None
+    stage: dict | None = None
+    orientation: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.stamp_ns = int(self.stamp_ns)

@@ -81,6 +81,9 @@ def _markdown(result: dict[str, Any]) -> str:
               f"| {lat['count']} | " + " | ".join(_ms(lat[k]) for k in
                                                 ("mean", "min", "median", "p90", "p95", "p99", "max"))
               + " |", ""]
+    if "stages" in m:
+        from .stages_report import stages_markdown
+        lines += stages_markdown(m["stages"])
     lines += ["## Highest-scoring false positives", ""]
     if m["false_positives"]:
         lines += ["| query # | query stamp (ns) | map id | score | distance (m) |", "|---|---|---|---|---|"]
@@ -115,8 +118,8 @@ def _per_query_csv(outcomes: Sequence[QueryOutcome], radius_m: float) -> str:
 def write_report(out_dir: str | Path, outcomes: Sequence[QueryOutcome],
                  map_positions: np.ndarray | None, cfg: EvalConfig | None = None,
                  meta: dict[str, Any] | None = None, missing: Sequence[str] = (),
-                 notes: Sequence[str] = (), extra_counts: dict[str, int] | None = None
-                 ) -> dict[str, Any]:
+                 notes: Sequence[str] = (), extra_counts: dict[str, int] | None = None,
+                 stages: dict[str, Any] | None = None) -> dict[str, Any]:
     """Compute the metrics and write the report directory; return metrics.json's content.
 
     Args:
@@ -127,12 +130,16 @@ def write_report(out_dir: str | Path, outcomes: Sequence[QueryOutcome],
         missing: what could not be measured; non-empty makes the report partial.
         notes: other remarks for the reader.
         extra_counts: added to ``metrics.counts`` (e.g. unmatched answers).
+        stages: per-stage metrics (loopeval/stages.py): ``metrics.stages``,
+            a report section and ``pr_stages.png``.
     """
     cfg = cfg or EvalConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = compute_metrics(outcomes, map_positions, cfg)
     metrics["counts"].update(extra_counts or {})
+    if stages is not None:
+        metrics["stages"] = stages
     meta = {k: v for k, v in (meta or {}).items()}
     result = _json_safe({"complete": not missing, "missing": list(missing), "notes": list(notes),
                          "meta": meta, "config": {"radius_m": cfg.radius_m,
@@ -145,8 +152,29 @@ def write_report(out_dir: str | Path, outcomes: Sequence[QueryOutcome],
     write_bytes_atomic(out / "trajectory.png",
                        plots.trajectory_png(outcomes, map_positions, cfg.radius_m, title))
     write_bytes_atomic(out / "latency_hist.png", plots.latency_png(outcomes, metrics, title))
+    if stages is not None:
+        from .stages_report import stages_png
+        write_bytes_atomic(out / "pr_stages.png", stages_png(result["metrics"]["stages"], title))
     write_text_atomic(out / "per_query.csv", _per_query_csv(outcomes, cfg.radius_m))
     write_text_atomic(out / "report.md", _markdown(result))
     # metrics.json last: its presence means the whole report is there.
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result
+
+
+def compare_reports(ros: dict[str, Any], off: dict[str, Any], settings_differ: list[str]) -> dict[str, Any]:
+    """comparison.json of ``--compare-offline``: the ROS and offline metrics side by side."""
+    rm, om = ros["metrics"], off["metrics"]
+    r_ros, r_off = rm["recall_at_n"]["1"], om["recall_at_n"]["1"]
+    auc_ros, auc_off = rm["pr_auc"], om["pr_auc"]
+    return {"recall_at_1_ros": r_ros, "recall_at_1_offline": r_off,
+            "difference_points": None if r_ros is None or r_off is None else 100.0 * (r_ros - r_off),
+            "pr_auc_ros": auc_ros, "pr_auc_offline": auc_off,
+            "pr_auc_difference_points": (None if auc_ros is None or auc_off is None
+                                         else 100.0 * (auc_ros - auc_off)),
+            "accepted_ros": rm["operating_point"]["accepted"],
+            "accepted_offline": om["operating_point"]["accepted"],
+            "ros_dropped": rm["counts"]["dropped"], "offline_dropped": om["counts"]["dropped"],
+            "ros_latency_mean_s": rm["latency_s"]["mean"],
+            "offline_latency_mean_s": om["latency_s"]["mean"],
+            "settings_that_differ": settings_differ}

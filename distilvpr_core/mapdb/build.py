@@ -4,7 +4,9 @@ A *frame stream* yields ``(frame_index, stamp_ns, pose float64 [7], image)``
 where image is uint8 [H, W, 3] RGB or a zero-argument loader of one (so a
 dataset decodes only keyframe images).  Keyframes of every stream are
 embedded in batches and added to one map in a single ``add`` (IVF-PQ trains
-on that add).
+on that add).  With ``features_max`` each keyframe's ORB features are stored
+too (mapdb.features), which needs the camera intrinsics of every stream:
+the dataset's camera model, or the bag's CameraInfo.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class FrameStream:
     name: str
     total: int | None
     frames: Iterator[Frame]
+    camera: Any = None  # verify.Intrinsics of the images, or None when unknown
 
 
 def dataset_stream(root: str | Path, traversal: str) -> FrameStream:
@@ -40,15 +43,23 @@ def dataset_stream(root: str | Path, traversal: str) -> FrameStream:
         raise UserError(f"{root}: no traversal {traversal!r}; the dataset has {ds.traversals}")
     trav = ds.traversal(traversal)
     poses, stamps = trav.poses, trav.stamps_ns
+    camera = None
+    if isinstance(getattr(ds, "camera", None), dict):
+        from .features import intrinsics_from_dataset
+        camera = intrinsics_from_dataset(ds.camera, f"{root}/dataset.json camera")
 
     def frames() -> Iterator[Frame]:
         for i in range(len(trav)):
             yield i, int(stamps[i]), poses[i], (lambda i=i: trav.load_image(i))
-    return FrameStream(traversal, len(trav), frames())
+    return FrameStream(traversal, len(trav), frames(), camera)
 
 
-def bag_stream(bag: str | Path, image_topic: str, pose_topic: str, tolerance_s: float) -> FrameStream:
+def bag_stream(bag: str | Path, image_topic: str, pose_topic: str, tolerance_s: float,
+               camera_info_topic: str = "") -> FrameStream:
     """Frames of a rosbag2: each image with the pose (PoseStamped, PoseWithCovarianceStamped or Odometry) nearest in stamp.
+
+    ``camera_info_topic``: CameraInfo topic giving the stream's intrinsics
+    (for local features); '' or absent from the bag: none.
 
     Images with no pose within ``tolerance_s`` are skipped; if none has one,
     UserError names both topics and their time spans.  frame_index is the
@@ -76,7 +87,16 @@ def bag_stream(bag: str | Path, image_topic: str, pose_topic: str, tolerance_s: 
                 f"{bag}: no image on {image_topic} has a pose on {pose_topic} within {tolerance_s} s "
                 f"(images span {_span(first, last)}, poses span {_span(pose_stamps[0], pose_stamps[-1])}); "
                 "check the topics or raise sync_tolerance_s")
-    return FrameStream(str(bag), total, frames())
+    return FrameStream(str(bag), total, frames(), _bag_camera(bag, camera_info_topic))
+
+
+def _bag_camera(bag: Path, topic: str) -> Any:
+    """Intrinsics from the bag's CameraInfo on ``topic``, or None ('' or not in the bag)."""
+    from ..data import bags
+    if not topic or topic not in bags.bag_topics(bag):
+        return None
+    from .features import intrinsics_from_camera_info
+    return intrinsics_from_camera_info(bags.read_camera_info(bag, topic), f"{bag} {topic}")
 
 
 def _span(a: Any, b: Any) -> str:
@@ -86,13 +106,18 @@ def _span(a: Any, b: Any) -> str:
 
 
 def build_map(streams: list[FrameStream], embedder: Any, cfg: MapBuildConfig,
-              progress: bool = True) -> PriorMap:
+              progress: bool = True, features_max: int = 0) -> PriorMap:
     """Select keyframes from each stream, embed them with ``embedder`` and index them.
 
     embedder: a distilvpr_core.infer Embedder (``embed``, ``dim``,
-    ``fingerprint``, ``contract``).  Raises UserError if no keyframe results.
+    ``fingerprint``, ``contract``).  ``features_max`` > 0: also store up to
+    that many ORB features per keyframe (UserError, before any work, when a
+    stream has no intrinsics or the streams' intrinsics differ).  Raises
+    UserError if no keyframe results.
     """
     from tqdm import tqdm
+    camera = feature_camera(streams) if features_max else None
+    feats: list[Any] = []
     desc, stamps, poses, frames, sources = [], [], [], [], []
     k = cfg.keyframes
     for stream in streams:
@@ -111,6 +136,8 @@ def build_map(streams: list[FrameStream], embedder: Any, cfg: MapBuildConfig,
                 if not selector.accept(stamp, pose):
                     continue
                 batch.append(image() if callable(image) else image)
+                if camera is not None:
+                    feats.append(_keyframe_features(batch[-1], camera, features_max, stream.name, index))
                 stamps.append(stamp)
                 poses.append(np.asarray(pose, np.float64))
                 frames.append(index)
@@ -126,6 +153,36 @@ def build_map(streams: list[FrameStream], embedder: Any, cfg: MapBuildConfig,
                         index=cfg.index.type, index_params=cfg.index.params)
     m.add(np.concatenate(desc), np.asarray(stamps, np.int64), np.stack(poses), sources,
           np.asarray(frames, np.int64))
+    if camera is not None:
+        from .features import FeatureStore
+        store = FeatureStore(camera, features_max)
+        for f in feats:
+            store.append(f)
+        m.attach_features(store)
     return m
+
+
+def feature_camera(streams: list[FrameStream]) -> Any:
+    """The one camera of all streams; UserError naming the stream without intrinsics."""
+    cams = {s.camera for s in streams}
+    missing = [s.name for s in streams if s.camera is None]
+    if missing:
+        raise UserError(f"map build: no camera intrinsics for {missing[0]} (a bag needs a "
+                        "sensor_msgs/CameraInfo topic, see --camera-info-topic; a dataset needs "
+                        "fx fy cx cy width height in dataset.json) -- they are needed for geometric "
+                        "verification; pass --no-features to build a map without it")
+    if len(cams) > 1:
+        raise UserError(f"map build: the inputs have different camera intrinsics {sorted(map(str, cams))}; "
+                        "build one map per camera, or pass --no-features")
+    return cams.pop()
+
+
+def _keyframe_features(rgb: np.ndarray, camera: Any, limit: int, source: str, index: int) -> Any:
+    from ..localize.verify import extract
+    if rgb.shape[:2] != (camera.height, camera.width):
+        raise UserError(f"map build: {source} frame {index} is {rgb.shape[1]}x{rgb.shape[0]} but the "
+                        f"camera intrinsics are for {camera.width}x{camera.height}; fix the "
+                        "camera_info topic or pass --no-features")
+    return extract(rgb, limit)
 
 

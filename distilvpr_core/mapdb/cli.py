@@ -27,6 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--image-topic", default="/camera/image_raw", help="bag image topic (Image or CompressedImage)")
     b.add_argument("--pose-topic", default="/ground_truth/pose",
                    help="bag pose topic (PoseStamped or Odometry, map frame), e.g. /odom")
+    b.add_argument("--camera-info-topic", default="/camera/camera_info",
+                   help="bag CameraInfo topic: intrinsics for geometric verification")
+    b.add_argument("--no-features", action="store_true",
+                   help="store no local features (no camera intrinsics needed; the localizer then "
+                        "cannot verify loop closures geometrically)")
+    b.add_argument("--features-max", type=int, default=300,
+                   help="ORB features stored per keyframe (default 300, about 12 KB)")
     b.add_argument("--out", required=True, help="map directory to write")
     b.add_argument("--overwrite", action="store_true", help="replace an existing map at --out")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -98,15 +105,24 @@ def _build(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out(out, args.overwrite)
     streams = [dataset_stream(args.dataset, t) for t in args.traversal]
-    streams += [bag_stream(b, args.image_topic, args.pose_topic, cfg.sync_tolerance_s) for b in args.bag]
+    streams += [bag_stream(b, args.image_topic, args.pose_topic, cfg.sync_tolerance_s,
+                           "" if args.no_features else args.camera_info_topic) for b in args.bag]
+    nfeat = 0 if args.no_features else args.features_max
+    if not args.no_features:
+        from .build import feature_camera
+        feature_camera(streams)  # missing intrinsics: fail before loading the model
+        if not 5 <= nfeat <= 2000:
+            raise UserError(f"--features-max {nfeat}: expected 5..2000 (or --no-features)")
     emb = _embedder(args.model, args.backend)
     try:
-        m = build_map(streams, emb, cfg, progress=not args.quiet)
+        m = build_map(streams, emb, cfg, progress=not args.quiet, features_max=nfeat)
     finally:
         emb.close()
     m.save(out, overwrite=args.overwrite)
+    total = sum(e.bytes for e in m.schema.files.values())
     print(f"wrote {out}: {len(m)} keyframes from {len(m.source_names)} source(s), dim {m.dim}, "
-          f"index {m.index_type}")
+          f"index {m.index_type}, {'no features' if m.features is None else f'{nfeat} ORB features max'}, "
+          f"{total / max(len(m), 1) / 1024:.1f} KiB per keyframe")
     return 0
 
 

@@ -3,17 +3,10 @@
 Row ``i`` of the index is keyframe id ``i``: ids are assigned in add order,
 never reused, and ``merge`` renumbers the second map after the first.
 
-On disk (see docs/map.md) a map is a directory written atomically::
-
-    schema.json        format version, dim, metric, index, model, counts, checksums
-    vectors.npy        float32 [N, D] L2-normalised rows (flat, ivfpq)
-    index.faiss        FAISS index (hnsw: IndexHNSWFlat, ivfpq: IndexIVFPQ)
-    ids.npy            int64 [N]
-    stamps_ns.npy      int64 [N]       keyframe image stamp, ns
-    poses.npy          float64 [N, 7]  x y z qx qy qz qw, base_link in the map frame (m)
-    frame_index.npy    int64 [N]       frame number within its source
-    source_index.npy   int32 [N]       index into source_names.npy
-    source_names.npy   <U [S]          bag path or dataset traversal name
+On disk a map is a directory written atomically: ``schema.json`` (format,
+dim, metric, index, model, counts, checksums), the FAISS index or
+``vectors.npy``, one ``.npy`` per metadata column and, when built with local
+features, the feature arrays (mapdb/features.py).  docs/map.md lists them.
 
 All ``.npy`` files are written and read with ``allow_pickle=False``.
 """
@@ -32,9 +25,8 @@ from ..errors import UserError
 from .filters import allowed_rows, check_filter_args
 from .index import DescriptorIndex, new_index, resolve_params
 from .rows import GrowableArray, unit_rows
-from .schema import MapSchema
+from .schema import MapSchema, read_schema
 from .storage import COLUMNS, load_map, save_map
-
 
 
 def _column(attr: str) -> property:
@@ -73,6 +65,7 @@ class PriorMap:
         self._source_names: list[str] = []
         self._files: dict[str, Any] = {}  # checksums as last saved or loaded
         self.removed_partials: list[tuple[Path, int]] = []  # by the last save (storage.py)
+        self._features: Any = None  # mapdb.features.FeatureStore, or None without features
 
     _ids = _column("_ids")
     _stamps = _column("_stamps")
@@ -170,6 +163,17 @@ class PriorMap:
         return np.array(rows) if self._index.kind == "hnsw" else rows
 
     @property
+    def features(self) -> Any:
+        """Local features (:class:`.features.FeatureStore`, row = keyframe id), or None."""
+        return self._features
+
+    def attach_features(self, store: Any) -> None:
+        """Use ``store`` (one row per keyframe, in id order; None = none) as the features."""
+        if store is not None and len(store) != len(self):
+            raise UserError(f"features: {len(store)} rows for a map of {len(self)} keyframes")
+        self._features = store
+
+    @property
     def schema(self) -> MapSchema:
         """Schema of the map now; ``files`` are the checksums of the last save/load."""
         return self._schema(self._files)
@@ -179,7 +183,8 @@ class PriorMap:
                          index_params=dict(self._index.params), model_fingerprint=self._fingerprint,
                          preprocessing=dict(self._contract), keyframes=len(self),
                          sources=len(self._source_names), created_at=self._created_at,
-                         files=dict(files), faiss_version=faiss.__version__)
+                         files=dict(files), faiss_version=faiss.__version__,
+                         features=None if self._features is None else self._features.meta())
 
     # ---- growth -------------------------------------------------------
     def add(self, desc: Any, stamps_ns: Any, poses: Any, source: str,
@@ -208,6 +213,8 @@ class PriorMap:
         for attr, rows in (("_ids", ids), ("_stamps", stamps), ("_poses", poses), ("_frames", frames),
                            ("_source_idx", src)):
             self._cols[attr].append(rows)
+        if self._features is not None:  # rows stay ids; the engine fills them when mapping online
+            self._features.pad_to(len(self))
         return ids
 
     def _register_sources(self, per_row: list[str]) -> np.ndarray:
@@ -281,8 +288,12 @@ class PriorMap:
              expect_dim: int | None = None, verify_checksums: bool = True) -> "PriorMap":
         """Load and verify a map directory.
 
-        Checks schema version, every file's size and sha256, array shapes and
-        dtypes against the counts, and (when given) the model fingerprint and
-        descriptor dim; any mismatch raises UserError naming both values.
+        Checks schema version, every file's size and sha256 (feature files too),
+        array shapes and dtypes against the counts, and (when given) the model
+        fingerprint and descriptor dim; any mismatch raises UserError naming both.
         """
-        return load_map(cls, path, expect_fingerprint, expect_dim, verify_checksums)
+        m = load_map(cls, path, expect_fingerprint, expect_dim, verify_checksums)
+        if (meta := read_schema(Path(path)).features) is not None:  # checksummed by load_map
+            from .features import FeatureStore
+            m._features = FeatureStore.load(Path(path), meta, len(m), m.schema.files)
+        return m

@@ -65,6 +65,8 @@ class MapSchema:
     faiss_version: str = ""
     metric: str = METRIC
     format_version: int = FORMAT_VERSION
+    #: Local features for geometric verification (mapdb/features.py validates
+    #: its content), or None for a map without them.
     features: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -62,6 +62,8 @@ def save_map(self: Any, path: str | Path, overwrite: bool = True) -> Path:
                 files[name] = save_npy(tmp / name, getattr(self, attr).astype(dtype, copy=False))
             files["source_names.npy"] = save_npy(
                 tmp / "source_names.npy", np.asarray(self._source_names, dtype=str).reshape(-1))
+            if getattr(self, "_features", None) is not None:  # local features (mapdb/features.py)
+                files.update(self._features.write(tmp))
             text = json.dumps(self._schema(files).to_dict(), indent=2) + "\n"
             with open(tmp / SCHEMA_FILE, "w") as fh:
                 fh.write(text)

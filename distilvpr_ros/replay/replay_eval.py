@@ -9,6 +9,8 @@ node's own localization engine in this process, without ROS, with the
 settings the node would run with (params file + ``--node-param``);
 ``--compare-offline`` runs both with the same settings and reports the
 differences, which are then transport only (dropped frames, latency).
+The offline report adds per-stage metrics (loopeval/stages.py) and prints
+the recommended operating point.
 
 DDS stays on this machine (:mod:`distilvpr_core.local_dds`): discovery is
 LOCALHOST (any other range is refused) and ROS_DOMAIN_ID a random domain if
@@ -37,7 +39,8 @@ from distilvpr_core.loopeval.config import EvalConfig
 from distilvpr_core.loopeval.groundtruth import bag_track, positions_at
 from distilvpr_core.loopeval.matching import match_answers
 from distilvpr_core.loopeval.offline import evaluate_bag, frames_from_traversal, run_engine
-from distilvpr_core.loopeval.report import write_report
+from distilvpr_core.loopeval.report import compare_reports, write_report
+from distilvpr_core.loopeval.stages_report import offline_stages, recommendation_line
 
 from .node_process import require_local_dds
 from .session import RosRun, start_and_replay
@@ -61,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pose-topic", default="/ground_truth/pose",
                         help="ground-truth PoseStamped/PoseWithCovarianceStamped/Odometry topic "
                              "in the bag, map frame ('' = none: no recall, latency only)")
+    parser.add_argument("--odom-topic", default="/odom", help="--offline: odometry for the engine ('' = none)")
     parser.add_argument("--map", default="", help="prior map directory (needed to start the node, "
                         "for --offline, and to know which queries are revisits)")
     parser.add_argument("--model", default="", help="student .onnx (or .pt with --backend torch)")
@@ -183,7 +187,7 @@ def run_offline(args: argparse.Namespace, out: Path, settings: LocalizerSettings
         else:
             with BagReader(args.bag) as bag:
                 outcomes, problem = evaluate_bag(engine, bag, args.image_topic, args.pose_topic or None,
-                                                 cfg.gt_max_gap_s)
+                                                 cfg.gt_max_gap_s, odom_topic=args.odom_topic)
                 if problem:
                     missing.append(f"no ground truth, so no recall/precision: {problem}")
     except UserError as exc:
@@ -192,7 +196,10 @@ def run_offline(args: argparse.Namespace, out: Path, settings: LocalizerSettings
         embedder.close()
     meta = _meta(args, "offline", node_params=json.dumps(settings.to_dict(), sort_keys=True))
     notes += _cap_note(settings.top_k, cfg)
-    return write_report(out, outcomes, np.asarray(prior_map.poses)[:, :3], cfg, meta, missing, notes)
+    st = offline_stages(outcomes, prior_map, cfg, settings, args.dataset or args.bag, notes)
+    print(recommendation_line(st["recommended"]))
+    return write_report(out, outcomes, np.asarray(prior_map.poses)[:, :3], cfg, meta, missing, notes, stages=st)
+
 
 
 def run_ros(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -240,23 +247,6 @@ def run_ros(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], dict[s
     return result, run.node_params
 
 
-def _comparison(ros: dict[str, Any], off: dict[str, Any], settings_differ: list[str]) -> dict[str, Any]:
-    rm, om = ros["metrics"], off["metrics"]
-    r_ros, r_off = rm["recall_at_n"]["1"], om["recall_at_n"]["1"]
-    auc_ros, auc_off = rm["pr_auc"], om["pr_auc"]
-    return {"recall_at_1_ros": r_ros, "recall_at_1_offline": r_off,
-            "difference_points": None if r_ros is None or r_off is None else 100.0 * (r_ros - r_off),
-            "pr_auc_ros": auc_ros, "pr_auc_offline": auc_off,
-            "pr_auc_difference_points": (None if auc_ros is None or auc_off is None
-                                         else 100.0 * (auc_ros - auc_off)),
-            "accepted_ros": rm["operating_point"]["accepted"],
-            "accepted_offline": om["operating_point"]["accepted"],
-            "ros_dropped": rm["counts"]["dropped"], "offline_dropped": om["counts"]["dropped"],
-            "ros_latency_mean_s": rm["latency_s"]["mean"],
-            "offline_latency_mean_s": om["latency_s"]["mean"],
-            "settings_that_differ": settings_differ}
-
-
 def run(args: argparse.Namespace) -> int:
     """The subcommand; returns the exit code (UserError for user-fixable problems)."""
     out = Path(args.out)
@@ -278,13 +268,13 @@ def run(args: argparse.Namespace) -> int:
                                                  where=f"parameters of {args.node}")
     differ = sorted(k for k, v in node_params.items() if getattr(settings, k, v) != v)
     off = run_offline(args, out / "offline", settings)
-    comparison = _comparison(ros, off, differ)
+    comparison = compare_reports(ros, off, differ)
     write_text_atomic(out / "comparison.json", json.dumps(comparison, indent=2) + "\n")
     print(f"Recall@1 ROS {comparison['recall_at_1_ros']} offline {comparison['recall_at_1_offline']} "
           f"(difference {comparison['difference_points']} points); accepted loop closures ROS "
           f"{comparison['accepted_ros']} offline {comparison['accepted_offline']}")
-    differ_note = [f"the node ran with other values of {differ} than offline"] if differ else []
-    return _finish(out, ros["missing"] + off["missing"] + differ_note)
+    return _finish(out, ros["missing"] + off["missing"]
+                   + ([f"the node ran with other values of {differ} than offline"] if differ else []))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,193 @@
+"""Per-keyframe local features of a prior map, for geometric verification.
+
+Stored beside the map's other arrays, listed in ``schema.json`` ``files`` (so
+the checksums cover them) and described under the top-level key
+``"features"`` (see docs/map.md)::
+
+    "features": {"kind": "orb", "max_per_keyframe": 300,
+                 "camera": {"fx": 80.0, "fy": 80.0, "cx": 79.5, "cy": 59.5,
+                            "width": 160, "height": 120},
+                 "files": {"keypoints": "features_keypoints.npy",
+                           "descriptors": "features_descriptors.npy",
+                           "counts": "features_counts.npy"}}
+
+    features_keypoints.npy    float32 [N, F, 2]  x, y pixels of the keyframe image (padded rows 0)
+    features_descriptors.npy  uint8   [N, F, 32] ORB descriptors (padded rows 0)
+    features_counts.npy       int32   [N]        valid rows of keyframe i (0..F)
+
+F = ``max_per_keyframe``; keyframe i's features are the first ``counts[i]``
+rows.  A keyframe added online without features has count 0 (it can never
+be verified, so it is never accepted by a verifying localizer).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import UserError
+from ..localize.verify import Features, Intrinsics
+from .rows import GrowableArray
+from .schema import FileEntry, save_npy
+
+KIND = "orb"
+DESC_BYTES = 32
+FILES = {"keypoints": "features_keypoints.npy", "descriptors": "features_descriptors.npy",
+         "counts": "features_counts.npy"}
+CAMERA_KEYS = ("fx", "fy", "cx", "cy", "width", "height")
+
+
+def check_intrinsics(cam: Intrinsics, where: str) -> Intrinsics:
+    """``cam`` if it is a usable pinhole camera, else UserError naming ``where``."""
+    vals = [cam.fx, cam.fy, cam.cx, cam.cy]
+    if not all(np.isfinite(v) for v in vals) or cam.fx <= 0 or cam.fy <= 0:
+        raise UserError(f"{where}: camera intrinsics fx={cam.fx} fy={cam.fy} cx={cam.cx} cy={cam.cy} "
+                        "are not a valid pinhole camera (fx, fy > 0, all finite)")
+    if cam.width < 1 or cam.height < 1:
+        raise UserError(f"{where}: camera size {cam.width}x{cam.height} must be positive")
+    return cam
+
+
+class FeatureStore:
+    """Features of every keyframe, row i = keyframe id i.
+
+    ``camera``: intrinsics of the keyframe images; ``max_per_keyframe``: F.
+    """
+
+    def __init__(self, camera: Intrinsics, max_per_keyframe: int,
+                 arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None):
+        f = int(max_per_keyframe)
+        if f < 5:
+            raise UserError(f"features: max_per_keyframe must be >= 5 (the minimal set), got {f}")
+        self.camera, self.max_per_keyframe = check_intrinsics(camera, "features"), f
+        kp, desc, counts = arrays if arrays is not None else (None, None, None)
+        self._kp = GrowableArray(np.float32, (f, 2), kp)
+        self._desc = GrowableArray(np.uint8, (f, DESC_BYTES), desc)
+        self._counts = GrowableArray(np.int32, (), counts)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """int32 [N] features per keyframe."""
+        return self._counts.view()
+
+    def append(self, feats: Features | None) -> None:
+        """Add one keyframe's features (None or empty: a keyframe that cannot be verified)."""
+        f = self.max_per_keyframe
+        kp = np.zeros((1, f, 2), np.float32)
+        desc = np.zeros((1, f, DESC_BYTES), np.uint8)
+        n = 0 if feats is None else min(len(feats), f)
+        if n:
+            kp[0, :n] = feats.keypoints[:n]
+            desc[0, :n] = feats.descriptors[:n]
+        self._kp.append(kp)
+        self._desc.append(desc)
+        self._counts.append(np.array([n], np.int32))
+
+    def set(self, kid: int, feats: Features | None) -> None:
+        """Replace keyframe ``kid``'s features (online mapping fills a padded row)."""
+        n = 0 if feats is None else min(len(feats), self.max_per_keyframe)
+        # Rows are only set after append/pad_to, which owns (copies) the buffers.
+        kp, desc = self._kp.view(), self._desc.view()
+        kp[kid], desc[kid] = 0, 0
+        if n:
+            kp[kid, :n], desc[kid, :n] = feats.keypoints[:n], feats.descriptors[:n]
+        self._counts.view()[kid] = n
+
+    def pad_to(self, n: int) -> None:
+        """Append featureless keyframes until there are ``n`` (keeps rows == keyframe ids)."""
+        while len(self) < n:
+            self.append(None)
+
+    def get(self, kid: int) -> Features:
+        """Features of keyframe ``kid`` (copies, so later appends cannot change them)."""
+        n = int(self._counts.view()[kid])
+        return Features(np.array(self._kp.view()[kid, :n]), np.array(self._desc.view()[kid, :n]))
+
+    def meta(self) -> dict[str, Any]:
+        """The ``"features"`` entry of schema.json."""
+        c = self.camera
+        return {"kind": KIND, "max_per_keyframe": self.max_per_keyframe,
+                "camera": {"fx": c.fx, "fy": c.fy, "cx": c.cx, "cy": c.cy,
+                           "width": c.width, "height": c.height},
+                "files": dict(FILES)}
+
+    def write(self, directory: Path) -> dict[str, FileEntry]:
+        """Write the three .npy files into ``directory``; their schema entries."""
+        return {FILES["keypoints"]: save_npy(directory / FILES["keypoints"], self._kp.view()),
+                FILES["descriptors"]: save_npy(directory / FILES["descriptors"], self._desc.view()),
+                FILES["counts"]: save_npy(directory / FILES["counts"], self._counts.view())}
+
+    @classmethod
+    def load(cls, directory: Path, meta: Any, n: int, listed: Mapping[str, Any]) -> "FeatureStore":
+        """Read the features described by ``meta`` (schema.json's "features") for ``n``
+        keyframes.  ``listed``: the schema's files (their checksums were verified
+        already); every problem is a UserError naming the file or key."""
+        where = f"{directory / 'schema.json'}: \"features\""
+        if not isinstance(meta, Mapping):
+            raise UserError(f"{where} must be an object, got {type(meta).__name__}; rebuild the map")
+        if meta.get("kind") != KIND:
+            raise UserError(f"{where}: kind {meta.get('kind')!r} is not supported (only {KIND!r}); "
+                            "rebuild the map with this distilvpr")
+        try:
+            cam_d = meta["camera"]
+            cam = Intrinsics(*(float(cam_d[k]) for k in CAMERA_KEYS[:4]),
+                             int(cam_d["width"]), int(cam_d["height"]))
+            f = int(meta["max_per_keyframe"])
+            names = {key: str(meta["files"][key]) for key in FILES}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{where}: missing or invalid entry {exc}; the map is damaged, "
+                            "rebuild it") from None
+        for key, name in names.items():
+            if name not in listed:
+                raise UserError(f"{where}: file {name} ({key}) is not listed in \"files\", so its "
+                                "checksum is unknown; the map is damaged, rebuild it")
+        kp = _load(directory / names["keypoints"], np.float32, (n, f, 2))
+        desc = _load(directory / names["descriptors"], np.uint8, (n, f, DESC_BYTES))
+        counts = _load(directory / names["counts"], np.int32, (n,))
+        if n and (counts.min() < 0 or counts.max() > f):
+            raise UserError(f"{directory / names['counts']}: counts outside 0..{f}; the map is damaged")
+        if not np.all(np.isfinite(kp)):
+            raise UserError(f"{directory / names['keypoints']}: keypoints contain NaN or inf; "
+                            "the map is damaged")
+        return cls(check_intrinsics(cam, where), f, (kp, desc, counts))
+
+
+def _load(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{path}: cannot be read as .npy ({exc}); the map is damaged") from None
+    if arr.dtype != np.dtype(dtype) or arr.shape != shape:
+        raise UserError(f"{path}: expected {np.dtype(dtype).name} {list(shape)} (from schema.json), "
+                        f"got {arr.dtype.name} {list(arr.shape)}; the map is damaged")
+    return arr
+
+
+def intrinsics_from_dataset(camera: Mapping[str, Any], where: str) -> Intrinsics:
+    """Intrinsics of a native dataset's ``dataset.json`` "camera" (pinhole, no distortion)."""
+    try:
+        if str(camera.get("distortion", "none")) != "none" or camera.get("model", "pinhole") != "pinhole":
+            raise UserError(f"{where}: camera model {camera.get('model')!r} with distortion "
+                            f"{camera.get('distortion')!r} is not supported (pinhole, no distortion); "
+                            "pass --no-features")
+        cam = Intrinsics(*(float(camera[k]) for k in CAMERA_KEYS[:4]),
+                         int(camera["width"]), int(camera["height"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{where}: camera intrinsics missing or invalid ({exc}); add fx fy cx cy "
+                        "width height to the camera, or pass --no-features") from None
+    return check_intrinsics(cam, where)
+
+
+def intrinsics_from_camera_info(info: Mapping[str, Any], where: str) -> Intrinsics:
+    """Intrinsics of a CameraInfo as read by ``data.bags.read_camera_info`` (K float64 [3, 3])."""
+    k = np.asarray(info["k"], np.float64).reshape(3, 3)
+    cam = Intrinsics(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]),
+                     int(info["width"]), int(info["height"]))
+    if cam.fx <= 0 or cam.fy <= 0:
+        raise UserError(f"{where}: CameraInfo K has fx={cam.fx} fy={cam.fy} (an uncalibrated camera "
+                        "publishes zeros); record a calibrated camera_info or pass --no-features")
+    return check_intrinsics(cam, where)

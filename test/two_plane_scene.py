@@ -1,0 +1,76 @@
+"""Ray-cast views of a textured two-plane scene, for geometric-verification tests.
+
+The scene (in camera A's optical frame: x right, y down, z forward, metres)
+is a blocky random texture on the plane z = 4 for x < 0 and on z = 8 for
+x >= 0: two depths, so the relative pose is not a homography (a single
+plane would make the fundamental matrix degenerate).  A view is rendered
+by intersecting each pixel's ray with the planes, so the ground-truth
+relative pose of any two views is exact.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+W, H, F = 320, 240, 250.0
+K = np.array([[F, 0, (W - 1) / 2], [0, F, (H - 1) / 2], [0, 0, 1]])
+PLANES = ((4.0, lambda x: x < 0), (8.0, lambda x: x >= 0))
+TEX_PX_PER_M = 60.0
+
+
+def rot_y(deg: float) -> np.ndarray:
+    a = np.radians(deg)
+    return np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+
+
+def _texture(seed: int) -> np.ndarray:
+    import cv2
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (60, 60), dtype=np.uint8)
+    tex = cv2.resize(coarse, (1200, 1200), interpolation=cv2.INTER_NEAREST)
+    return cv2.GaussianBlur(tex, (0, 0), 1.0)
+
+
+def render(seed: int, R_ab: np.ndarray = np.eye(3), c_b: np.ndarray = np.zeros(3)) -> np.ndarray:
+    """uint8 [H, W, 3] view from camera B with orientation ``R_ab`` and centre ``c_b``
+    in camera A's frame; scene ``seed`` picks the textures."""
+    import cv2
+    u, v = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
+    rays = np.linalg.inv(K) @ np.stack([u.ravel(), v.ravel(), np.ones(u.size)])
+    d = R_ab @ rays
+    best_s = np.full(u.size, np.inf)
+    out = np.zeros(u.size, np.float32)
+    for k, (z, side) in enumerate(PLANES):
+        tex = _texture(seed * 10 + k)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = (z - c_b[2]) / d[2]
+        p = c_b[:, None] + s * d
+        ok = (s > 0) & side(p[0]) & (s < best_s)
+        tu = (p[0] + 10.0) * TEX_PX_PER_M
+        tv = (p[1] + 10.0) * TEX_PX_PER_M
+        val = cv2.remap(tex, tu.reshape(H, W).astype(np.float32), tv.reshape(H, W).astype(np.float32),
+                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0).ravel()
+        out[ok], best_s[ok] = val[ok], s[ok]
+    grey = out.reshape(H, W).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+SEEDS = (10, 11, 12, 13)
+
+
+def build_scene_map(emb, out):
+    """A prior map (real FAISS, real ORB features) of views A of scenes ``SEEDS``,
+    keyframe i at x = 10 i m, embedded with ``emb``; saved to ``out``."""
+    from distilvpr_core.localize import verify as V
+    from distilvpr_core.mapdb import PriorMap
+    from distilvpr_core.mapdb.features import FeatureStore
+    images = [render(s) for s in SEEDS]
+    poses = np.zeros((len(SEEDS), 7))
+    poses[:, 0], poses[:, 6] = np.arange(len(SEEDS)) * 10.0, 1.0
+    m = PriorMap.create(emb.dim, emb.fingerprint, emb.contract)
+    m.add(emb.embed(images), np.arange(len(SEEDS), dtype=np.int64) * 10**9 + 1_600_000_000 * 10**9,
+          poses, "scenes", np.arange(len(SEEDS)))
+    store = FeatureStore(V.Intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], W, H), 300)
+    for im in images:
+        store.append(V.extract(im, 300))
+    m.attach_features(store)
+    return m.save(out)
