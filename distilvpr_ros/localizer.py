@@ -50,6 +50,7 @@ class Localizer(Node):
         self.embedder, self.map = load_model_and_map(s.map_path, s.model_path, s.backend,
                                                      s.engine_cache_dir, s.intra_op_threads)
         self.stats = NodeStats()
+        self.session_start_ns: int | None = None
         self.log_bad = OncePerKindLogger(self.get_logger().warning, s.log_throttle_s)
         self.engine = LocalizationEngine(self.embedder, self.map, s)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -109,6 +110,8 @@ class Localizer(Node):
         t_in = time.perf_counter()
         self.stats.counts["frames_received"] += 1
         stamp_ns = outputs.stamp_to_ns(msg.header.stamp)
+        if self.session_start_ns is None:
+            self.session_start_ns = stamp_ns  # loop_closure_scope: session starts here
         self.stats.queue_delay.add((self.get_clock().now().nanoseconds - stamp_ns) * 1e-9)
         try:
             frame = self.engine.process(msg, stamp_ns)
@@ -144,8 +147,11 @@ class Localizer(Node):
             # Before ~/candidates: a listener that joins both by stamp has the
             # acceptance when the candidates arrive.
             self.stats.counts["loop_closures"] += 1
-            self.pub_loop.publish(outputs.loop_closure(outputs.stamp_to_ns(stamp), int(res.stamps_ns[0]),
-                                                       float(res.scores[0]), p.loop_closure_include_score))
+            if outputs.in_scope(p.loop_closure_scope, int(res.stamps_ns[0]), self.session_start_ns):
+                self.pub_loop.publish(outputs.loop_closure(outputs.stamp_to_ns(stamp), int(res.stamps_ns[0]),
+                                                           float(res.scores[0]), p.loop_closure_include_score))
+            else:
+                self.stats.counts["loop_closures_out_of_scope"] += 1
             self.pub_pose.publish(outputs.match_pose(header, res.poses[0], float(res.scores[0]),
                                                      p.match_sigma_m, p.match_sigma_rad))
         else:

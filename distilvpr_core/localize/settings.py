@@ -72,9 +72,13 @@ class LocalizerSettings:
     online_mapping: bool = _s(False, "add queried keyframes with an odometry pose to the map "
                               "(toggle at runtime with ~/set_mapping)")
     map_save_path: str = _s("", "where ~/save_map writes ('' = overwrite map_path)")
-    loop_closure_include_score: bool = _s(True, "~/loop_closure is [t_query, t_match, score]; false "
-                                          "sends [t_query, t_match], which stock LIO-SAM requires "
-                                          "(it drops other sizes)")
+    loop_closure_include_score: bool = _s(False, "~/loop_closure is [t_query, t_match] (LIO-SAM drops "
+                                          "any other size); true appends the cosine score as a third "
+                                          "value (the score is always on ~/candidates)")
+    loop_closure_scope: str = _s("all", "which accepted matches go on ~/loop_closure: all, or session = "
+                                 "only keyframes stamped at or after the first image of this run "
+                                 "(what LIO-SAM can use: it looks both stamps up among its own keyframes)",
+                                 choices=("all", "session"))
     match_sigma_m: float = _s(1.0, "~/match_pose position std-dev at score 1, metres; "
                               "divided by the score below 1", lo=1e-6, hi=1.0e4)
     match_sigma_rad: float = _s(0.2, "~/match_pose orientation std-dev at score 1, radians",
