@@ -99,12 +99,13 @@ def markers(header: Any, poses: np.ndarray, scores: np.ndarray, accepted: bool,
     return out
 
 
-def diagnostics(stamp: Any, name: str, values: dict[str, str], level_error: bool = False,
-                message: str = "running") -> Any:
-    """diagnostic_msgs/DiagnosticArray with one status named ``name``."""
+def diagnostics(stamp: Any, name: str, values: dict[str, str], level: int = 0,
+                message: str = "ok") -> Any:
+    """diagnostic_msgs/DiagnosticArray with one status named ``name``:
+    ``level`` 0 OK, 1 WARN, 2 ERROR (:mod:`distilvpr_ros.health`), ``message``
+    naming the cause."""
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-    status = DiagnosticStatus(level=DiagnosticStatus.ERROR if level_error else DiagnosticStatus.OK,
-                              name=name, message=message, hardware_id="distilvpr")
+    status = DiagnosticStatus(level=bytes([level]), name=name, message=message, hardware_id="distilvpr")
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
     arr = DiagnosticArray()
     arr.header.stamp = stamp

@@ -84,6 +84,13 @@ class LocalizerSettings:
     match_sigma_rad: float = _s(0.2, "~/match_pose orientation std-dev at score 1, radians",
                                 lo=1e-6, hi=10.0)
     diagnostics_period_s: float = _s(1.0, "period of /diagnostics", lo=0.05, hi=3600.0, read_only=True)
+    image_timeout_s: float = _s(5.0, "/diagnostics WARN when no image arrived for this many seconds",
+                                lo=0.1, hi=1.0e6)
+    latency_budget_ms: float = _s(500.0, "/diagnostics WARN when the p95 of callback-to-published "
+                                  "time exceeds this, milliseconds", lo=0.0, hi=1.0e6)
+    max_drop_fraction: float = _s(0.5, "/diagnostics WARN when more than this fraction of camera "
+                                  "frames never reached the node (estimated from stamp gaps)",
+                                  lo=0.0, hi=1.0)
     log_throttle_s: float = _s(30.0, "a kind of bad message is logged at most once per this period",
                                lo=0.0, hi=1.0e6)
 
