@@ -103,3 +103,17 @@ def test_tests_collect_without_training_dependencies(repo_root, tmp_path):
     assert res.returncode == 0, out[-3000:]
     assert not re.search(r"\d+ errors?\b|ERROR collecting", out), out[-3000:]
     assert "needs torch" in out  # the torch-only modules were skipped, not silently passed
+
+
+def test_rosdep_sees_training_keys_only_when_asked(repo_root):
+    # catkin_pkg is the parser rosdep and colcon use; conditions are evaluated
+    # against the environment, as `DISTILVPR_TRAINING=1 rosdep install ...` does.
+    package = pytest.importorskip("catkin_pkg.package")
+    pkg = package.parse_package(str(repo_root / "package.xml"))
+    wanted = {}
+    for env in ({}, {"DISTILVPR_TRAINING": "1"}):
+        pkg.evaluate_conditions(env)
+        wanted[bool(env)] = {d.name for d in pkg.exec_depends if d.evaluated_condition}
+    assert not wanted[False] & TRAINING_KEYS
+    assert wanted[True] - wanted[False] == TRAINING_KEYS
+    assert {"python3-faiss", "python3-onnxruntime-pip", "python3-rosbags-pip", "rcl_interfaces"} <= wanted[False]
