@@ -113,7 +113,7 @@ class Localizer(Node):
         pose = np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w], np.float64)
         if not self.engine.add_odometry(outputs.stamp_to_ns(msg.header.stamp), pose):
             self.stats.bad["odom_nonfinite"] += 1
-            self.log_bad("odom_nonfinite", "odometry pose has NaN/inf")
+            self.log_bad("odom_nonfinite", "odometry pose has NaN/inf or |value| > 1e9")
             return
         self.stats.counts["odom_received"] += 1
 
@@ -232,6 +232,9 @@ class Localizer(Node):
             self.get_logger().error(resp.message)
             return resp
         resp.success, resp.message = True, f"saved {len(self.map)} keyframes to {path}"
+        if self.map.removed_partials:  # temp dirs of writers killed mid-save (mapdb/storage.py)
+            resp.message += (f"; removed {len(self.map.removed_partials)} temporary directory(ies) "
+                             "left by a killed writer")
         self.get_logger().info(resp.message)
         return resp
 

@@ -6,23 +6,31 @@ running; :func:`declare_all` turns it into ``declare_parameter`` calls with
 descriptors (so ``ros2 param describe`` shows ranges).  Validation is the
 settings' own :func:`~distilvpr_core.localize.settings.check`.
 
+``-p name:=value`` overrides are checked here from the command line itself
+(:func:`check_cli_overrides`): when a params file sets the same parameter,
+rcl keeps the file's value for a ``-p`` value of another type, so rclpy
+never sees the bad value and the node would start with the file's value.
+
 No rclpy at import time: the launch file and the CLI import this module.
 """
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, Sequence
 
 from distilvpr_core.errors import UserError
-from distilvpr_core.localize.settings import SPECS, LocalizerSettings
+from distilvpr_core.localize.settings import SPECS, LocalizerSettings, check
 
 
-def declare_all(node: Any) -> LocalizerSettings:
+def declare_all(node: Any, argv: Sequence[str] | None = None) -> LocalizerSettings:
     """Declare every setting as a parameter of ``node`` with its descriptor;
     return the values as settings.
 
     Raises UserError naming the parameter when an override has the wrong type
-    or is out of range (rclpy rejects it while declaring).
+    or is out of range (rclpy rejects it while declaring; ``-p`` overrides in
+    ``argv``, default ``sys.argv``, are checked first by :func:`check_cli_overrides`).
     """
+    check_cli_overrides(sys.argv if argv is None else argv, node.get_name())
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
     from rclpy.exceptions import ParameterException
 
@@ -42,3 +50,49 @@ def declare_all(node: Any) -> LocalizerSettings:
             raise UserError(f"parameter '{p.name}': {exc}; expected {type(p.default).__name__}"
                             + (f" in [{p.lo}, {p.hi}]" if p.lo is not None else "") + hint) from None
     return LocalizerSettings.from_values(values)
+
+
+def cli_overrides(argv: Sequence[str], node_name: str) -> list[tuple[str, str]]:
+    """(name, raw value) of each ``-p``/``--param name:=value`` in the
+    ``--ros-args`` sections of ``argv`` that applies to ``node_name`` (plain,
+    ``node_name:``, ``/node_name:`` or ``/**:`` prefixed)."""
+    out, in_ros = [], False
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--":
+            in_ros = False
+        elif in_ros and arg in ("-p", "--param") and i + 1 < len(argv):
+            i += 1
+            name, sep, value = argv[i].partition(":=")
+            target, _, pname = name.rpartition(":")
+            if sep and target in ("", node_name, "/" + node_name, "/**", "**"):
+                out.append((pname, value))
+        i += 1
+    return out
+
+
+def check_cli_overrides(argv: Sequence[str], node_name: str = "localizer") -> None:
+    """UserError naming the parameter, the value and the expected type for the
+    first ``-p`` override of a setting with the wrong type (the rule rclpy
+    applies: exactly the default's type, so ``1`` is no float) or out of range.
+    Values are read as YAML, as rcl reads them."""
+    import yaml
+    for name, raw in cli_overrides(argv, node_name):
+        spec = SPECS.get(name)
+        if spec is None:
+            continue
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        kind = type(spec.default)
+        if type(value) is not kind:
+            hint = " (write 1.0, not 1)" if kind is float and type(value) is int else ""
+            raise UserError(f"parameter '{name}': -p {name}:={raw} is {type(value).__name__} "
+                            f"{value!r}, expected {kind.__name__}{hint}")
+        why = check(name, value)
+        if why:
+            raise UserError(f"{why} (from -p {name}:={raw})")

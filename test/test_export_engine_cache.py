@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from distilvpr_core.errors import UserError
-from distilvpr_core.export.engine_cache import (RECIPE_VERSION, EngineCache, EngineKey, EngineSpec, GpuFacts,
-                                                build_recipe, check_engine_facts, read_sidecar)
+from distilvpr_core.export.engine_cache import EngineCache, check_engine_facts, read_sidecar
+from distilvpr_core.export.engine_key import RECIPE_VERSION, EngineKey, EngineSpec, GpuFacts, build_recipe
 from distilvpr_core.export.engines import ensure_engine
 from distilvpr_core.infer.contract import PreprocessContract
 from distilvpr_core.infer.model_meta import ModelInfo

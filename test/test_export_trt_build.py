@@ -16,7 +16,7 @@ from PIL import Image
 
 from distilvpr_core.errors import UserError
 from distilvpr_core.export import trt_build
-from distilvpr_core.export.engine_cache import EngineSpec, build_recipe
+from distilvpr_core.export.engine_key import EngineSpec, build_recipe
 from distilvpr_core.infer.calibration import CalibrationSource
 from distilvpr_core.infer.contract import PreprocessContract
 

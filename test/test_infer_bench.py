@@ -88,3 +88,63 @@ def test_torch_cuda_fp16_and_graphs_match_cpu(small_model):
         got2 = emb.embed(frames)  # a replayed graph must give the same answer
         assert (got * ref).sum(1).min() >= 0.999
         np.testing.assert_allclose(got, got2, atol=1e-6)
+
+
+class _VirtualClock:
+    """perf_counter/process_time that move only when a wrapped call says it worked."""
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+class _Costly:
+    """Delegates to a real embedder or ONNX session, charging ``ms_per_frame`` of virtual time
+    per frame; the first ``warmup`` calls of each batch size cost a second each."""
+
+    def __init__(self, inner, clock: _VirtualClock, ms_per_frame: float, warmup: int):
+        self.inner, self.clock, self.ms, self.warmup = inner, clock, ms_per_frame, warmup
+        self.calls: dict[int, int] = {}
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def _charge(self, frames: int) -> None:
+        n = self.calls[frames] = self.calls.get(frames, 0) + 1
+        self.clock.now_s += 1.0 if n <= self.warmup else self.ms * frames / 1e3
+
+    def embed(self, batch):
+        self._charge(len(batch))
+        return self.inner.embed(batch)
+
+    def run(self, outputs, feeds):
+        self._charge(next(iter(feeds.values())).shape[0])
+        return self.inner.run(outputs, feeds)
+
+
+@pytest.mark.parametrize("embed_ms, target_ok", [(5.0, True), (6.0, False)])
+def test_bench_statistics_and_target_from_known_costs(small_model, monkeypatch, embed_ms, target_ok):
+    """embed costs ``embed_ms`` and the bare session 4 ms per frame (virtual clock): the row
+    reports exactly those, drops the warm-up, and judges embed <= 1.05 x bare + 1 ms per frame."""
+    import onnxruntime as ort
+    onnx_path, _ = small_model
+    clock = _VirtualClock()
+    monkeypatch.setattr(bench, "time", type("T", (), {"perf_counter": staticmethod(clock),
+                                                      "process_time": staticmethod(clock)}))
+    batches, iters, warmup = [1, 3], 5, 2
+    emb = _Costly(load_embedder(onnx_path, intra_op_threads=1), clock, embed_ms, warmup)
+    bare = _Costly(ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]), clock, 4.0, warmup)
+    frames = list(np.random.default_rng(1).integers(0, 256, (3, 64, 96, 3), np.uint8))
+    rows = bench.bench_backend(emb, bare, frames, batches, iters=iters, warmup=warmup)
+    assert [r["batch"] for r in rows] == batches
+    assert emb.calls == bare.calls == {1: warmup + iters, 3: warmup + iters}
+    for r in rows:
+        b = r["batch"]
+        for key, ms in (("embed", embed_ms * b), ("embed_cpu", embed_ms * b), ("bare_session", 4.0 * b)):
+            assert r[key]["p50_ms"] == pytest.approx(ms) and r[key]["p99_ms"] == pytest.approx(ms), key
+        assert r["overhead_ms_paired_median"] == pytest.approx((embed_ms - 4.0) * b)
+        assert r["ratio_embed_vs_bare_p50"] == pytest.approx(embed_ms / 4.0)
+        assert r["throughput_img_s"] == pytest.approx(1e3 / embed_ms)
+        assert r["target_ok"] is target_ok and r["target_ok_cpu"] is target_ok

@@ -74,3 +74,20 @@ def test_empty_map_is_rejected_not_an_error(parts):
     m = PlaceMatcher(emb, PriorMap.create(emb.dim, emb.fingerprint, emb.contract), MatchSettings())
     r = m.query(assets.images[0], NOW)
     assert r.reject == "empty" and len(r.ids) == 0 and r.poses.shape == (0, 7)
+
+
+def test_huge_finite_odometry_is_ignored_without_numpy_overflow_warnings(parts):
+    """1e308 is finite: it used to be buffered, and the gate's distance then
+    overflowed with a numpy RuntimeWarning on every frame (issue 18)."""
+    import warnings
+    assets, _ = parts
+    m = fresh(parts, min_interval_s=0.0, min_distance_m=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any numpy overflow warning fails the test
+        assert m.add_odometry(NOW, [0, 0, 0, 0, 0, 0, 1])
+        for k, x in enumerate((1e308, -1e308, 1e10, -np.finfo(float).max)):
+            assert m.add_odometry(NOW + (k + 1) * 10**8, [x, x, 0, 0, 0, 0, 1]) is False
+            r = m.process_rgb(assets.images[0], NOW + (k + 1) * 10**8)
+            assert r.odom is not None and np.all(r.odom == [0, 0, 0, 0, 0, 0, 1])
+        assert m.add_odometry(NOW + 10**9, [1e9, 0, 0, 0, 0, 0, 1])  # the largest accepted value
+    assert len(m.odom) == 2

@@ -14,6 +14,7 @@ import pytest
 
 from distilvpr_core.errors import UserError
 from distilvpr_core.mapdb import FORMAT_VERSION, PriorMap, merge_maps
+from distilvpr_core.mapdb.schema import seal
 
 D = 16
 FP = "a" * 64
@@ -61,7 +62,7 @@ def test_online_add_save_reload_round_trip(tmp_path, index, params):
     assert schema["index"]["type"] == index and schema["dim"] == D
     listed = set(schema["files"]) | {"schema.json"}
     assert listed == {p.name for p in path.iterdir()}
-    assert not list(tmp_path.glob(".map.*"))  # no temp dirs left behind
+    assert [p.name for p in tmp_path.glob(".map.*")] == [".map.lock"]  # no temp dirs left behind
 
 
 def test_fingerprint_and_dim_mismatch_name_both_values(tmp_path):
@@ -114,7 +115,7 @@ def test_truncated_or_missing_files_are_named(tmp_path):
     # even with a doctored schema, FAISS's own error becomes a UserError naming the file
     schema = json.loads((path / "schema.json").read_text())
     schema["files"]["index.faiss"]["bytes"] = 100
-    (path / "schema.json").write_text(json.dumps(schema))
+    (path / "schema.json").write_text(json.dumps(seal(schema)))  # consistent but wrong
     with pytest.raises(UserError, match=r"index.faiss: FAISS cannot read this index"):
         PriorMap.load(path, verify_checksums=False)
     second, _ = built(tmp_path / "second")

@@ -72,10 +72,15 @@ def test_damaged_map_is_refused(assets, tmp_path):
 
 @pytest.mark.parametrize("param,name", [("top_k:=500", "top_k"), ("backend:=cuda", "backend"),
                                         ("min_interval_s:=1", "min_interval_s"),
-                                        ("score_threshold:=2.0", "score_threshold")])
+                                        ("score_threshold:=2.0", "score_threshold"),
+                                        # With the params file (run_node passes one) rcl kept the
+                                        # file's top_k for these and the node started (issue 18).
+                                        ("top_k:=7.0", "top_k"), ("top_k:=abc", "top_k"),
+                                        ("top_k:=[1,2]", "top_k"), ("localizer:top_k:=7.0", "top_k")])
 def test_invalid_parameter_is_refused_naming_it(assets, tmp_path, param, name):
     rc, out = run_node(tmp_path, assets["main"].map, assets["main"].model, param)
     assert rc == 2 and f"parameter '{name}'" in out
+    assert "--params-file" in launch_args.node_arguments({"map": "m", "model": "m"})
 
 
 def test_required_parameters(assets, tmp_path):

@@ -279,3 +279,18 @@ def test_docs_list_every_parameter_and_launch_argument(repo_root):
         assert p.description in doc, f"docs/node.md has a stale description of {p.name}"
     for a in launch_args.LAUNCH_ARGS:
         assert f"| `{a.name}` |" in doc, f"docs/node.md lacks launch argument {a.name}"
+
+
+def test_cli_overrides_are_type_checked_as_rclpy_would():
+    from distilvpr_ros.params import check_cli_overrides, cli_overrides
+    argv = ["prog", "--ros-args", "--params-file", "x.yaml", "-p", "top_k:=7", "-r", "a:=b",
+            "--param", "other_node:top_k:=abc", "-p", "/localizer:min_interval_s:=2.0", "--", "-p", "x:=1"]
+    assert cli_overrides(argv, "localizer") == [("top_k", "7"), ("min_interval_s", "2.0")]
+    check_cli_overrides(argv, "localizer")
+    for raw, expect in (("7.0", "float 7.0, expected int"), ("abc", "str 'abc', expected int"),
+                        ("[1,2]", r"list \[1, 2\], expected int"), ("500", r"in \[1, 100\], got 500")):
+        with pytest.raises(UserError, match=rf"parameter 'top_k': .*{expect}"):
+            check_cli_overrides(["p", "--ros-args", "-p", f"top_k:={raw}"])
+    with pytest.raises(UserError, match=r"write 1.0, not 1"):
+        check_cli_overrides(["p", "--ros-args", "-p", "min_interval_s:=1"])
+    check_cli_overrides(["p", "--ros-args", "-p", "use_sim_time:=true", "-p", "map_frame:=odom"])

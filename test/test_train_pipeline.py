@@ -107,6 +107,22 @@ def test_full_pipeline_writes_everything_and_resumes(tiny_root, tmp_path, repo_r
     assert [h["epoch"] for h in hist] == [0, 1]
 
 
+def test_same_seed_same_thread_count_gives_identical_models(tiny_root, tmp_path, repo_root, monkeypatch):
+    """What README calls deterministic, checked on every test run: the same seed, machine and
+    thread count give bit-identical weights and evaluation; another seed does not."""
+    from distilvpr_core.train import run_pipeline
+    monkeypatch.chdir(repo_root)
+    runs = {name: run_pipeline(_cfg(tiny_config(tiny_root, tmp_path / name, **{"run.seed": str(seed)})), ["test"])
+            for name, seed in (("a", 3), ("b", 3), ("c", 4))}
+    weights = {n: torch.load(r / "student_best.pt", weights_only=False)["state_dict"] for n, r in runs.items()}
+    evals = {n: json.loads((r / "eval.json").read_text()) for n, r in runs.items()}
+    for key in weights["a"]:
+        assert torch.equal(weights["a"][key], weights["b"][key]), key
+    assert any(not torch.equal(weights["a"][k], weights["c"][k]) for k in weights["a"])
+    for model in ("student", "teacher", "teacher_image"):
+        assert evals["a"][model] == evals["b"][model], model
+
+
 def test_dim_mismatch_with_teacher_is_a_user_error(tiny_root, tmp_path, repo_root, monkeypatch):
     from distilvpr_core.train import run_pipeline
     monkeypatch.chdir(repo_root)

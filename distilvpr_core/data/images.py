@@ -20,6 +20,15 @@ import numpy as np
 #: Largest accepted image, in pixels: protects against huge-dimension headers
 #: and decompression bombs (64 MP is far above any camera this runs on).
 MAX_PIXELS = 64_000_000
+#: With a known model input, frames may have this many times its pixels (16x
+#: per side) and at least 4K UHD; a 62 KB PNG declaring 8000 x 8000 would
+#: otherwise cost ~0.5 GB and seconds of decoding to be shrunk to 320 x 240.
+MODEL_PIXEL_FACTOR = 256
+MIN_PIXEL_LIMIT = 3840 * 2160
+#: After decoding a frame of more pixels than this, freed memory is handed
+#: back to the OS (glibc keeps a worker thread's freed arena pages otherwise:
+#: +550 MB RSS for good after one 8000 x 8000 PNG, measured).
+TRIM_PIXELS = 2_000_000
 
 # encoding -> (channels, bytes per channel)
 _RAW = {"rgb8": (3, 1), "bgr8": (3, 1), "rgba8": (4, 1), "bgra8": (4, 1),
@@ -50,25 +59,56 @@ def _layout(encoding: str) -> tuple[int, int]:
                                f"supported: {', '.join(SUPPORTED_ENCODINGS)}")
 
 
-def check_image(msg: Any) -> None:
+def pixel_limit(input_size: tuple[int, int] | None = None) -> int:
+    """Most pixels a frame may have for a model of ``input_size`` (W, H)
+    pixels: :data:`MODEL_PIXEL_FACTOR` x its pixels, at least
+    :data:`MIN_PIXEL_LIMIT`, at most :data:`MAX_PIXELS` (also without a model)."""
+    if input_size is None:
+        return MAX_PIXELS
+    w, h = (int(v) for v in input_size)
+    return min(MAX_PIXELS, max(MIN_PIXEL_LIMIT, MODEL_PIXEL_FACTOR * w * h))
+
+
+def _check_dims(w: int, h: int, max_pixels: int) -> None:
+    if w <= 0 or h <= 0 or w * h > max_pixels:
+        why = "" if max_pixels == MAX_PIXELS else " (the limit follows the model input size)"
+        raise BadImage("dimensions", f"{w}x{h} pixels (need 1..{max_pixels} pixels{why})")
+
+
+def release_memory() -> None:
+    """Return freed heap pages to the OS (glibc ``malloc_trim``; a no-op elsewhere)."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM: Any = None
+
+
+def check_image(msg: Any, max_pixels: int = MAX_PIXELS) -> None:
     """Cheap structural check of a sensor_msgs/Image; raises BadImage."""
     channels, depth = _layout(msg.encoding)
     h, w = int(msg.height), int(msg.width)
-    if h <= 0 or w <= 0 or h * w > MAX_PIXELS:
-        raise BadImage("dimensions", f"{w}x{h} pixels (need 1..{MAX_PIXELS} pixels)")
+    _check_dims(w, h, max_pixels)
     if msg.step < w * channels * depth:
         raise BadImage("size", f"step {msg.step} < width {w} x {channels * depth} bytes")
     if len(msg.data) != msg.step * h:
         raise BadImage("size", f"data has {len(msg.data)} bytes, step x height = {msg.step * h}")
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
+def image_to_rgb(msg: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """sensor_msgs/Image -> uint8 [H, W, 3] RGB (a new array).
 
     mono8 is replicated to three channels; 16-bit data keeps its high byte;
     alpha is dropped; Bayer is demosaiced bilinearly.
     """
-    check_image(msg)
+    check_image(msg, max_pixels)
     channels, depth = _layout(msg.encoding)
     h, w = int(msg.height), int(msg.width)
     buf = np.frombuffer(msg.data, dtype=np.uint8).reshape(h, msg.step)[:, : w * channels * depth]
@@ -113,8 +153,11 @@ def demosaic_bilinear(raw: np.ndarray, pattern: str) -> np.ndarray:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0).copy()
 
 
-def compressed_to_rgb(msg: Any) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg or png) -> uint8 [H, W, 3] RGB."""
+def compressed_to_rgb(msg: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg or png) -> uint8 [H, W, 3] RGB.
+
+    The size in the header is checked against ``max_pixels`` before any
+    pixel is decoded."""
     fmt = msg.format.lower()
     if "jpeg" in fmt or "jpg" in fmt:
         formats = ["JPEG"]
@@ -125,9 +168,7 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(io.BytesIO(bytes(msg.data)), formats=formats) as img:
-            w, h = img.size
-            if w <= 0 or h <= 0 or w * h > MAX_PIXELS:
-                raise BadImage("dimensions", f"{w}x{h} pixels (need 1..{MAX_PIXELS} pixels)")
+            _check_dims(*img.size, max_pixels)
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except BadImage:
         raise
@@ -151,14 +192,29 @@ def is_compressed(msg: Any) -> bool:
     return hasattr(msg, "format") and not hasattr(msg, "encoding")
 
 
-def check(msg: Any) -> None:
-    """Cheap structural check of an Image or CompressedImage; raises BadImage."""
-    (check_compressed if is_compressed(msg) else check_image)(msg)
+def check(msg: Any, max_pixels: int = MAX_PIXELS) -> None:
+    """Cheap structural check of an Image or CompressedImage; raises BadImage.
+    (A compressed image's size is only known, and checked, in :func:`decode`.)"""
+    if is_compressed(msg):
+        check_compressed(msg)
+    else:
+        check_image(msg, max_pixels)
 
 
-def decode(msg: Any) -> np.ndarray:
-    """Image or CompressedImage -> uint8 [H, W, 3] RGB; raises BadImage."""
-    return (compressed_to_rgb if is_compressed(msg) else image_to_rgb)(msg)
+def decode(msg: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Image or CompressedImage -> uint8 [H, W, 3] RGB; raises BadImage.
+
+    ``max_pixels``: see :func:`pixel_limit`.  After a frame of more than
+    :data:`TRIM_PIXELS` pixels the decoder's freed memory goes back to the OS.
+    """
+    try:
+        rgb = (compressed_to_rgb if is_compressed(msg) else image_to_rgb)(msg, max_pixels)
+    except MemoryError:
+        release_memory()
+        raise BadImage("dimensions", "not enough memory to decode this frame") from None
+    if rgb.shape[0] * rgb.shape[1] > TRIM_PIXELS:
+        release_memory()
+    return rgb
 
 
 def read_rgb_file(path: Any, hint: str = "") -> np.ndarray:

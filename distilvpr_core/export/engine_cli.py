@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .engine_cache import DEFAULT_CALIB_COUNT
+from .engine_key import DEFAULT_CALIB_COUNT
 
 HELP = "build (or reuse from the cache) a TensorRT 10 engine for an exported ONNX student"
 

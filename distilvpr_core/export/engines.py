@@ -10,8 +10,8 @@ from typing import Any, Callable
 from ..errors import UserError
 from ..infer.calibration import CalibrationSource, source_digest
 from ..infer.model_meta import read_model_info
-from .engine_cache import (DEFAULT_CALIB_BATCH, DEFAULT_WORKSPACE_MB, EngineCache, EngineKey, EngineSpec,
-                           GpuFacts, build_recipe, sha256_file)
+from .engine_cache import EngineCache, sha256_file
+from .engine_key import DEFAULT_CALIB_BATCH, DEFAULT_WORKSPACE_MB, EngineKey, EngineSpec, GpuFacts, build_recipe
 
 
 def default_cache_dir() -> Path:

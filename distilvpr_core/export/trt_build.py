@@ -11,7 +11,7 @@ must be cast into the ONNX graph and INT8 must come as explicit Q/DQ nodes
 11 does not support JetPack, so an 11 path would be unused on robots and
 untested here; the gate below refuses 11 instead of crashing mid-build.
 
-INT8 uses implicit quantisation with an ``IInt8EntropyCalibrator2`` fed by the
+INT8 uses implicit quantisation with an ``IInt8EntropyCalibrator2`` (trt_calibrator.py) fed by the
 shared preprocessing on real frames (directory or dataset traversal); its
 table is named after the engine key.  A calibration error is re-raised after
 the build (the binding would otherwise read it as "end of data"), and zero
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -31,7 +31,8 @@ from ..atomic import write_bytes_atomic
 from ..errors import UserError
 from ..infer.calibration import CalibrationSource, iter_batches
 from ..infer.contract import PreprocessContract
-from .engine_cache import BuildRecipe, EngineSpec, GpuFacts, build_recipe
+from .engine_key import BuildRecipe, EngineSpec, GpuFacts, build_recipe
+from .trt_calibrator import device_uploader, make_calibrator
 
 log = logging.getLogger(__name__)
 
@@ -99,84 +100,6 @@ def current_facts(device: int = 0) -> GpuFacts:
     trt = import_tensorrt()
     p = gpu_properties(device)
     return GpuFacts(trt.__version__, p.name, p.compute_capability, p.sm_count, p.total_memory_mib)
-
-
-class _Calibrator:
-    """The body of the INT8 calibrator (mixed into ``trt.IInt8EntropyCalibrator2`` at build time).
-
-    Feeds full batches; an exception while reading or uploading a batch is
-    kept in ``error`` and ends the data (the binding swallows exceptions from
-    ``get_batch``), and ``build_engine`` re-raises it.  ``upload(host) -> ptr``
-    copies one float32 batch to the device; ``free()`` releases its buffer.
-    """
-
-    def _setup(self, batches: Iterator[np.ndarray], batch: int, cache_file: Path,
-               upload: Callable[[np.ndarray], int], free: Callable[[], None]) -> None:
-        self._batches, self._batch, self._cache_file = batches, batch, cache_file
-        self._upload, self._free = upload, free
-        self.error: BaseException | None = None
-        self.batches_fed = 0
-
-    def get_batch_size(self) -> int:
-        return self._batch
-
-    def get_batch(self, names: list[str]) -> list[int] | None:
-        if self.error is not None:
-            return None
-        try:
-            nxt = next(self._batches, None)
-            if nxt is None:
-                if self.batches_fed == 0:
-                    raise UserError(f"INT8 calibration got no full batch of {self._batch} images; "
-                                    f"give at least {self._batch} readable images (--calib-count)")
-                return None
-            ptr = self._upload(np.ascontiguousarray(nxt, np.float32))
-            self.batches_fed += 1
-            return [ptr]
-        except BaseException as exc:  # noqa: BLE001 -- re-raised by build_engine after the build
-            self.error = exc
-            return None
-
-    def read_calibration_cache(self) -> bytes | None:
-        return self._cache_file.read_bytes() if self._cache_file.is_file() else None
-
-    def write_calibration_cache(self, cache: Any) -> None:
-        if self.error is None:  # never keep scales from a partial calibration
-            write_bytes_atomic(self._cache_file, bytes(memoryview(cache)))
-
-    def free(self) -> None:
-        self._free()
-
-
-def _device_uploader(nbytes: int) -> tuple[Callable[[np.ndarray], int], Callable[[], None]]:
-    """(upload, free) over one device buffer of ``nbytes`` (cuda-python)."""
-    from ..infer.cuda_mem import DeviceBuffer, check, cudart
-
-    dev = DeviceBuffer(nbytes)
-    keep: list[np.ndarray] = []  # the host batch stays alive until the next copy
-
-    def upload(host: np.ndarray) -> int:
-        if host.nbytes > dev.nbytes:
-            raise UserError(f"calibration batch of {host.nbytes} bytes exceeds its {dev.nbytes}-byte buffer")
-        keep[:] = [host]
-        rt = cudart()
-        check(rt.cudaMemcpy(dev.ptr, host.ctypes.data, host.nbytes,
-                            rt.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy calib")
-        return dev.ptr
-
-    return upload, dev.free
-
-
-def make_calibrator(trt: Any, batches: Iterator[np.ndarray], batch: int, cache_file: Path,
-                    upload: Callable[[np.ndarray], int], free: Callable[[], None]) -> Any:
-    """A ``trt.IInt8EntropyCalibrator2`` over ``batches`` (float32 [batch, 3, H, W])."""
-
-    class Calibrator(_Calibrator, trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self._setup(batches, batch, cache_file, upload, free)
-
-    return Calibrator()
 
 
 def _set_timing_cache(config: Any, tc_path: Path | None) -> None:
@@ -279,7 +202,7 @@ def build_engine(onnx_path: str | Path, spec: EngineSpec, contract: PreprocessCo
         cshape = (b, 3, h, w)
         cprof.set_shape(inp.name, cshape, cshape, cshape)
         config.set_calibration_profile(cprof)
-        upload, free = (uploader or _device_uploader)(b * 3 * h * w * 4)
+        upload, free = (uploader or device_uploader)(b * 3 * h * w * 4)
         batches = (x for x in iter_batches(calib, contract, b) if len(x) == b)
         calibrator = make_calibrator(trt, batches, b, cfile, upload, free)
         config.int8_calibrator = calibrator

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import UserError
 from .calibration import CalibrationSource
 from .contract import PreprocessContract
-from ..export.engine_cache import DEFAULT_CALIB_COUNT
+from ..export.engine_key import DEFAULT_CALIB_COUNT
 from .embedder import Embedder
 
 
@@ -70,7 +70,7 @@ class TrtEmbedder(Embedder):
     ``cache_dir`` (default ``export.engines.default_cache_dir()``; the timing
     cache lives there too), ``max_batch`` (engine profile max; opt = 1),
     ``calib`` (image directory or dataset root, int8), ``calib_traversal``,
-    ``calib_count`` (default ``export.engine_cache.DEFAULT_CALIB_COUNT``, as
+    ``calib_count`` (default ``export.engine_key.DEFAULT_CALIB_COUNT``, as
     ``build-engine``).
     """
     backend = "tensorrt"

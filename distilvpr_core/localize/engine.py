@@ -80,6 +80,8 @@ class LocalizationEngine:
         self.consistency = ConsistencyFilter()
         self.odom = OdomBuffer()
         self._frame = 0
+        # Frames far above the model input are refused before decoding (data/images.py).
+        self.max_pixels = images.pixel_limit(getattr(getattr(embedder, "contract", None), "input_size", None))
         self.configure(settings)
 
     def configure(self, settings: LocalizerSettings) -> None:
@@ -89,19 +91,16 @@ class LocalizationEngine:
         self.consistency.configure(settings.consistency_n, settings.consistency_radius_m)
 
     def add_odometry(self, stamp_ns: int, pose: np.ndarray) -> bool:
-        """Buffer a robot pose float64 [7] (odometry frame); False (ignored) if not finite."""
-        pose = np.asarray(pose, np.float64).reshape(7)
-        if not np.all(np.isfinite(pose)):
-            return False
-        self.odom.add(int(stamp_ns), pose)
-        return True
+        """Buffer a robot pose float64 [7] (odometry frame); False (ignored) if not
+        finite or beyond ``odom.MAX_ABS`` (1e9)."""
+        return self.odom.add(int(stamp_ns), np.asarray(pose, np.float64).reshape(7))
 
     def process(self, msg: Any, stamp_ns: int) -> FrameResult:
         """One sensor_msgs Image or CompressedImage stamped ``stamp_ns``; raises
         :class:`distilvpr_core.data.images.BadImage` for a malformed message."""
         t0 = time.perf_counter()
-        images.check(msg)
-        return self._frame_step(int(stamp_ns), lambda: images.decode(msg), t0)
+        images.check(msg, self.max_pixels)
+        return self._frame_step(int(stamp_ns), lambda: images.decode(msg, self.max_pixels), t0)
 
     def process_rgb(self, rgb: np.ndarray, stamp_ns: int) -> FrameResult:
         """One decoded uint8 [H, W, 3] RGB frame stamped ``stamp_ns``."""

@@ -4,6 +4,10 @@ Camera frames and odometry arrive on separate topics at different rates and
 latencies, so the pose for a frame is the buffered odometry whose stamp is
 nearest to the frame's, if it is within ``timeout_s``.  Poses are float64
 [7] x y z qx qy qz qw in the odometry frame; stamps are int nanoseconds.
+
+A pose is taken only when it is finite and every value is within
+:data:`MAX_ABS`: a finite 1e308 would overflow the gate's distance (numpy
+prints an overflow warning per frame) and no robot is 1e9 m from its origin.
 """
 from __future__ import annotations
 
@@ -12,19 +16,35 @@ import bisect
 import numpy as np
 
 
+#: Largest accepted |value| of a pose component (metres for x y z; a
+#: quaternion component is <= 1).  Squares stay far from float64 overflow.
+MAX_ABS = 1e9
+
+
+def plausible(pose: np.ndarray) -> bool:
+    """True for a finite float64 [7] pose whose values are all within :data:`MAX_ABS`."""
+    with np.errstate(all="ignore"):  # the check itself must not warn on 1e308
+        return bool(np.all(np.isfinite(pose)) and np.all(np.abs(pose) <= MAX_ABS))
+
+
 class OdomBuffer:
     def __init__(self, size: int = 500) -> None:
         self.size = size
         self._stamps: list[int] = []
         self._poses: list[np.ndarray] = []
 
-    def add(self, stamp_ns: int, pose: np.ndarray) -> None:
-        """Insert in stamp order (out-of-order messages are fine); keeps the newest ``size``."""
+    def add(self, stamp_ns: int, pose: np.ndarray) -> bool:
+        """Insert in stamp order (out-of-order messages are fine); keeps the newest
+        ``size``.  False (nothing stored) for a pose that is not :func:`plausible`."""
+        pose = np.asarray(pose, np.float64)
+        if not plausible(pose):
+            return False
         i = bisect.bisect_right(self._stamps, stamp_ns)
         self._stamps.insert(i, stamp_ns)
         self._poses.insert(i, np.asarray(pose, np.float64))
         if len(self._stamps) > self.size:
             del self._stamps[0], self._poses[0]
+        return True
 
     def at(self, stamp_ns: int, timeout_s: float) -> np.ndarray | None:
         """The pose nearest in time to ``stamp_ns``, or None if none is within ``timeout_s``."""

@@ -58,12 +58,15 @@ def check_contract(map_contract: Mapping[str, Any], model_contract: Mapping[str,
     """UserError naming every preprocessing key on which the map and the model differ.
 
     A map built with another resize, crop, channel order or normalisation has
-    descriptors of other images than the node will compute.  Keys absent on
-    one side (an older map) are not compared.
+    descriptors of other images than the node will compute.  A key on one
+    side only is a difference too: a map whose contract lacks ``resize``
+    cannot show it was made with the model's resize.
     """
-    diffs = [f"{key}: map {map_contract[key]!r}, model {model_contract[key]!r}"
-             for key in sorted(set(map_contract) & set(model_contract))
-             if _norm(map_contract[key]) != _norm(model_contract[key])]
+    absent = "<absent>"
+    diffs = [f"{key}: map {map_contract.get(key, absent)!r}, model {model_contract.get(key, absent)!r}"
+             for key in sorted(set(map_contract) | set(model_contract))
+             if key not in map_contract or key not in model_contract
+             or _norm(map_contract[key]) != _norm(model_contract[key])]
     if diffs:
         raise UserError(f"{map_where}: the map's preprocessing contract differs from the model's "
                         f"({model_where}): " + "; ".join(diffs)

@@ -127,15 +127,31 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from ..localize.resources import check_contract
     from .priormap import PriorMap
-    fp = dim = None
+    from .schema import V1_NOTE, read_schema
+    from .storage import remove_stale_partials, writer_lock
+    path = Path(args.map)
+    try:
+        with writer_lock(path, clean=False):
+            # Holding the lock proves no live writer owns the partials.
+            for p, size in remove_stale_partials(path):
+                print(f"removed {p} ({size / 1e6:.1f} MB): left by a writer that died mid-save")
+    except UserError as exc:
+        print(f"note: {exc}; its temporary directory is left alone")
+    fp = dim = contract = None
     if args.model:
         emb = _embedder(args.model, args.backend)
-        fp, dim = emb.fingerprint, emb.dim
+        fp, dim, contract = emb.fingerprint, emb.dim, emb.contract.to_dict()
         emb.close()
-    m = PriorMap.load(args.map, expect_fingerprint=fp, expect_dim=dim)
+    m = PriorMap.load(path, expect_fingerprint=fp, expect_dim=dim)
+    if contract is not None:
+        check_contract(m.contract, contract, str(path), str(args.model))
+    version = read_schema(path).format_version
     print(f"ok: {args.map}: {len(m)} keyframes, {len(m.schema.files)} files verified"
-          + (", model matches" if fp else ""))
+          + (", model and preprocessing match" if fp else ""))
+    if version < 2:
+        print(f"note: {V1_NOTE}")
     return 0
 
 
@@ -158,6 +174,9 @@ def _query(args: argparse.Namespace) -> int:
         raise UserError("map query --image needs --model")
     m = PriorMap.load(args.map, expect_fingerprint=emb.fingerprint if emb else None,
                       expect_dim=emb.dim if emb else None)
+    if emb is not None:
+        from ..localize.resources import check_contract
+        check_contract(m.contract, emb.contract.to_dict(), str(args.map), str(args.model))
     if args.image:
         from PIL import Image
         images = []

@@ -11,127 +11,23 @@ Three kinds behind one small interface, chosen by name through ``INDEX_TYPES``:
   raw rows are kept in ``vectors.npy`` to re-rank candidates exactly and to
   merge maps.
 
-Filtered searches that leave few rows are answered exactly over those rows,
-since graph/IVF search with a very selective filter loses recall.
+The interface is in index_base.py, the FAISS kinds in ann.py; this module
+holds the exact kind and the registry.
 """
 from __future__ import annotations
 
-import abc
-import os
 from pathlib import Path
 from typing import Any
 
-import faiss
-import numpy as np
-
 from ..errors import UserError
-from .exact import exact_search, subset_search
+from .ann import HNSWIndex, IVFPQIndex
+from .index_base import INDEX_FILE, VECTORS_FILE, DescriptorIndex
 from .rows import RowBuffer
-from .schema import FileEntry, file_entry
-from .topk import topk
+from .schema import FileEntry
 
-INDEX_FILE = "index.faiss"
-VECTORS_FILE = "vectors.npy"
-# Below this many allowed rows a filtered ANN query is answered exactly.
-_EXACT_SUBSET_MAX = 20_000
+__all__ = ["INDEX_FILE", "VECTORS_FILE", "DescriptorIndex", "FlatIndex", "HNSWIndex", "IVFPQIndex",
+           "INDEX_TYPES", "new_index", "read_index", "resolve_params"]
 
-
-def _view(flat: Any, n: int, d: int) -> np.ndarray:
-    """Zero-copy float32 [n, d] view of a FAISS IndexFlat's rows.
-
-    The view does not keep the rows alive: it is for immediate use inside one
-    search; ``PriorMap.descriptors`` copies it for HNSW maps.
-    """
-    if n == 0:
-        return np.empty((0, d), np.float32)
-    return faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d)
-
-
-def _pad(rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """FAISS marks missing results with -1 and a huge negative score; use -inf."""
-    scores = scores.astype(np.float32, copy=True)
-    scores[rows < 0] = -np.inf
-    return rows.astype(np.int64), scores
-
-
-class DescriptorIndex(abc.ABC):
-    """Rows of L2-normalised float32 descriptors and top-k inner-product search."""
-
-    kind: str = ""
-
-    def __init__(self, dim: int, params: dict[str, Any]):
-        self.dim = dim
-        self.params = params
-
-    @property
-    @abc.abstractmethod
-    def ntotal(self) -> int:
-        """Number of rows."""
-
-    @abc.abstractmethod
-    def add(self, x: np.ndarray) -> None:
-        """Append float32 [N, D] rows (already L2-normalised, C-contiguous)."""
-
-    @abc.abstractmethod
-    def vectors(self) -> np.ndarray:
-        """All rows, float32 [N, D]; a view that may go stale after ``add``."""
-
-    @abc.abstractmethod
-    def _ann_search(self, queries: np.ndarray, k: int,
-                    sel: Any | None) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate search; only called by non-exact kinds."""
-
-    exact = False
-
-    def search(self, queries: np.ndarray, k: int,
-               masks: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k rows and scores for float32 [Q, D] queries; see ``exact_search``."""
-        if self.exact or self.ntotal == 0:
-            return exact_search(self.vectors(), queries, k, masks)
-        if all(m is None for m in masks):
-            return self._ann_search(queries, k, None)
-        rows = np.full((queries.shape[0], k), -1, np.int64)
-        scores = np.full((queries.shape[0], k), -np.inf, np.float32)
-        for i, mask in enumerate(masks):
-            if mask is None:
-                rows[i], scores[i] = (a[0] for a in self._ann_search(queries[i:i + 1], k, None))
-            elif int(mask.sum()) <= _EXACT_SUBSET_MAX:
-                rows[i], scores[i] = subset_search(self.vectors(), queries[i], k, mask)
-            else:
-                bitmap = np.packbits(mask, bitorder="little")
-                sel = faiss.IDSelectorBitmap(mask.shape[0], faiss.swig_ptr(bitmap))
-                r, s = self._ann_search(queries[i:i + 1], k, sel)
-                rows[i], scores[i] = r[0], s[0]
-        return rows, scores
-
-    @abc.abstractmethod
-    def write(self, directory: Path) -> dict[str, FileEntry]:
-        """Write the index files into ``directory``; return {name: sha256/size}."""
-
-    @classmethod
-    @abc.abstractmethod
-    def read(cls, directory: Path, dim: int, params: dict[str, Any], n: int) -> "DescriptorIndex":
-        """Read what ``write`` wrote; n is the expected row count."""
-
-
-def _write_faiss(index: Any, path: Path) -> FileEntry:
-    faiss.write_index(index, str(path))
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())  # the directory rename must not publish unwritten data
-    return file_entry(path)
-
-
-def _read_faiss(path: Path, expected: type, kind: str) -> Any:
-    """The FAISS index in ``path``; UserError unless it reads and is an ``expected`` (``kind`` names it)."""
-    try:
-        index = faiss.read_index(str(path))
-    except RuntimeError as exc:
-        raise UserError(f"{path}: FAISS cannot read this index ({str(exc).splitlines()[0]}); "
-                        "the file is damaged, rebuild the map") from None
-    if not isinstance(index, expected):
-        raise UserError(f"{path}: expected {kind} index, found {type(index).__name__}; "
-                        "the map is damaged, rebuild it")
-    return index
 
 
 class FlatIndex(DescriptorIndex):
@@ -164,114 +60,6 @@ class FlatIndex(DescriptorIndex):
     @classmethod
     def read(cls, directory: Path, dim: int, params: dict[str, Any], n: int) -> "FlatIndex":
         return cls(dim, params, RowBuffer.load(directory / VECTORS_FILE, dim, n))
-
-
-class HNSWIndex(DescriptorIndex):
-    """FAISS HNSW graph over full rows; params M, ef_construction, ef_search."""
-
-    kind = "hnsw"
-    defaults: dict[str, Any] = {"M": 32, "ef_construction": 80, "ef_search": 128}
-
-    def __init__(self, dim: int, params: dict[str, Any], index: Any | None = None):
-        super().__init__(dim, params)
-        if index is None:
-            index = faiss.IndexHNSWFlat(dim, int(params["M"]), faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = int(params["ef_construction"])
-        self._index = index
-
-    @property
-    def ntotal(self) -> int:
-        return int(self._index.ntotal)
-
-    def add(self, x: np.ndarray) -> None:
-        self._index.add(x)
-
-    def vectors(self) -> np.ndarray:
-        return _view(faiss.downcast_index(self._index.storage), self.ntotal, self.dim)
-
-    def _ann_search(self, queries, k, sel):
-        p = faiss.SearchParametersHNSW()
-        p.efSearch = max(int(self.params["ef_search"]), k)
-        if sel is not None:
-            p.sel = sel
-        return _pad(*self._index.search(queries, k, params=p)[::-1])
-
-    def write(self, directory: Path) -> dict[str, FileEntry]:
-        return {INDEX_FILE: _write_faiss(self._index, directory / INDEX_FILE)}
-
-    @classmethod
-    def read(cls, directory: Path, dim: int, params: dict[str, Any], n: int) -> "HNSWIndex":
-        index = _read_faiss(directory / INDEX_FILE, faiss.IndexHNSWFlat, "an HNSW")
-        return cls(dim, params, index)
-
-
-class IVFPQIndex(DescriptorIndex):
-    """FAISS IVF-PQ (params nlist, m, nbits, nprobe, rerank) plus raw rows for exact re-ranking."""
-
-    kind = "ivfpq"
-    defaults: dict[str, Any] = {"nlist": 1024, "m": 48, "nbits": 8, "nprobe": 16, "rerank": 4}
-
-    def __init__(self, dim: int, params: dict[str, Any], index: Any | None = None,
-                 rows: RowBuffer | None = None):
-        super().__init__(dim, params)
-        if dim % int(params["m"]):
-            raise UserError(f"index_params.m={params['m']} must divide the descriptor dim {dim}")
-        if index is None:
-            index = faiss.index_factory(dim, f"IVF{int(params['nlist'])},PQ{int(params['m'])}"
-                                        f"x{int(params['nbits'])}", faiss.METRIC_INNER_PRODUCT)
-            # Polysemous training (Hamming pre-filter codes, unused here) is 50x the rest of training.
-            faiss.downcast_index(index).do_polysemous_training = False
-        self._index = index
-        self._rows = rows if rows is not None else RowBuffer(dim)
-
-    @property
-    def ntotal(self) -> int:
-        return len(self._rows)
-
-    def min_train_rows(self) -> int:
-        """FAISS needs >= nlist points for k-means and 2**nbits for each PQ codebook."""
-        return max(int(self.params["nlist"]), 2 ** int(self.params["nbits"]))
-
-    def add(self, x: np.ndarray) -> None:
-        if not self._index.is_trained:
-            need = self.min_train_rows()
-            if x.shape[0] < need:
-                raise UserError(f"ivfpq index: the first add trains the index and needs >= {need} "
-                                f"descriptors (nlist={self.params['nlist']}, nbits="
-                                f"{self.params['nbits']}), got {x.shape[0]}; add more at once, "
-                                "lower index_params.nlist, or use index 'flat'")
-            self._index.train(x)
-        self._index.add(x)
-        self._rows.append(x)
-
-    def vectors(self) -> np.ndarray:
-        return self._rows.view()
-
-    def _ann_search(self, queries, k, sel):
-        p = faiss.SearchParametersIVF()
-        p.nprobe = int(self.params["nprobe"])
-        if sel is not None:
-            p.sel = sel
-        fetch = k * max(1, int(self.params["rerank"]))
-        _, cand = self._index.search(queries, fetch, params=p)
-        rows = np.full((queries.shape[0], k), -1, np.int64)
-        scores = np.full((queries.shape[0], k), -np.inf, np.float32)
-        vecs = self.vectors()
-        for i in range(queries.shape[0]):
-            c = cand[i][cand[i] >= 0]
-            exact = vecs[c] @ queries[i]  # PQ scores are approximate; re-rank with the raw rows
-            r, v = topk(exact, k)
-            rows[i, :r.shape[0]], scores[i, :v.shape[0]] = c[r], v
-        return rows, scores
-
-    def write(self, directory: Path) -> dict[str, FileEntry]:
-        return {INDEX_FILE: _write_faiss(self._index, directory / INDEX_FILE),
-                VECTORS_FILE: self._rows.save(directory / VECTORS_FILE)}
-
-    @classmethod
-    def read(cls, directory: Path, dim: int, params: dict[str, Any], n: int) -> "IVFPQIndex":
-        index = _read_faiss(directory / INDEX_FILE, faiss.IndexIVFPQ, "an IVF-PQ")
-        return cls(dim, params, index, RowBuffer.load(directory / VECTORS_FILE, dim, n))
 
 
 INDEX_TYPES: dict[str, type[DescriptorIndex]] = {

@@ -72,6 +72,7 @@ class PriorMap:
         self._cols = {attr: GrowableArray(dtype, trail) for attr, dtype, trail in COLUMNS.values()}
         self._source_names: list[str] = []
         self._files: dict[str, Any] = {}  # checksums as last saved or loaded
+        self.removed_partials: list[tuple[Path, int]] = []  # by the last save (storage.py)
 
     _ids = _column("_ids")
     _stamps = _column("_stamps")

@@ -6,6 +6,14 @@ descriptor dimension and metric, the index type and its parameters, the model
 fingerprint (sha256 of the student weights) and preprocessing contract the
 descriptors were made with, counts, creation time and the sha256 + size of
 every other file in the directory.
+
+Since format version 2 it also records ``schema_sha256``, the sha256 of its
+own canonical JSON (every other key, sorted, compact, ASCII).  The per-file
+checksums protect the data files; this one protects the checksums, so a
+damaged ``schema.json`` is blamed on itself and not on an intact data file.
+Parsing is strict: an unknown or missing key is an error naming the key.
+Version-1 maps (no ``schema_sha256``) are still read, strictly, but a damaged
+version-1 schema can only be caught where it breaks a check.
 """
 from __future__ import annotations
 
@@ -17,12 +25,20 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import UserError
+from .schema_fields import _files, _int, _keys, _obj, _preprocessing, _str
 
 FORMAT = "distilvpr-map"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SCHEMA_FILE = "schema.json"
+DIGEST_KEY = "schema_sha256"
 METRIC = "inner_product"
 _HASH_CHUNK = 16 << 20  # 16 MiB: large reads keep hashlib near memory speed
+_REQUIRED = ("format", "format_version", "dim", "metric", "index", "model_fingerprint",
+             "preprocessing", "counts", "created_at", "faiss_version", "files")
+_OPTIONAL = ("features",)
+V1_NOTE = ("format version 1: schema.json has no checksum of its own, so a damaged schema.json "
+           "is only caught where it breaks a check (and a damaged recorded checksum is blamed on "
+           "the data file); re-save the map to upgrade it to version 2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +65,12 @@ class MapSchema:
     faiss_version: str = ""
     metric: str = METRIC
     format_version: int = FORMAT_VERSION
+    features: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict in the on-disk layout (see docs/map.md)."""
-        return {
+        """JSON-ready dict in the on-disk layout (see docs/map.md), with
+        ``schema_sha256`` from version 2 on."""
+        d: dict[str, Any] = {
             "format": FORMAT,
             "format_version": self.format_version,
             "dim": self.dim,
@@ -65,54 +83,82 @@ class MapSchema:
             "faiss_version": self.faiss_version,
             "files": {name: dataclasses.asdict(e) for name, e in sorted(self.files.items())},
         }
+        if self.features is not None:
+            d["features"] = dict(self.features)
+        return seal(d) if self.format_version >= 2 else d
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> "MapSchema":
-        """Parse and check a ``schema.json`` dict; ``where`` names the file in errors."""
+        """Parse and check a ``schema.json`` dict strictly; ``where`` names the file in errors."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise UserError(f"{where}: not a distilvpr map schema (expected \"format\": "
                             f"\"{FORMAT}\"); point at a directory written by 'distilvpr map build'")
         version = data.get("format_version")
+        recorded = data.get(DIGEST_KEY)
+        intact = recorded is not None and recorded == schema_digest(data)
+        if recorded is not None and not intact and not (isinstance(version, int) and version > FORMAT_VERSION):
+            raise UserError(f"{where}: schema.json is damaged: its content hashes to "
+                            f"{schema_digest(data)} but it records {DIGEST_KEY} {str(recorded)[:80]!r}; "
+                            "the data files were not checked; restore schema.json from a copy "
+                            "of the map or rebuild the map")
         if not isinstance(version, int) or isinstance(version, bool):
             raise UserError(f"{where}: format_version must be an integer, got {version!r}")
         if version > FORMAT_VERSION:
+            damaged = "" if intact else (" (or schema.json is damaged: its own checksum does "
+                                         "not match)")
             raise UserError(f"{where}: map format version {version} is newer than this "
-                            f"distilvpr reads (version {FORMAT_VERSION}); upgrade distilvpr "
-                            "or rebuild the map with this version")
+                            f"distilvpr reads (version {FORMAT_VERSION}){damaged}; upgrade "
+                            "distilvpr or rebuild the map with this version")
         if version < 1:
             raise UserError(f"{where}: invalid format_version {version}")
-        try:
-            files = {str(n): FileEntry(sha256=str(e["sha256"]), bytes=int(e["bytes"]))
-                     for n, e in data["files"].items()}
-            schema = cls(
-                dim=_int(data["dim"], where, "dim"),
-                metric=str(data["metric"]),
-                index_type=str(data["index"]["type"]),
-                index_params=dict(data["index"].get("params") or {}),
-                model_fingerprint=str(data["model_fingerprint"]),
-                preprocessing=dict(data.get("preprocessing") or {}),
-                keyframes=_int(data["counts"]["keyframes"], where, "counts.keyframes"),
-                sources=_int(data["counts"]["sources"], where, "counts.sources"),
-                created_at=str(data["created_at"]),
-                faiss_version=str(data.get("faiss_version", "")),
-                files=files,
-                format_version=version,
-            )
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise UserError(f"{where}: malformed schema, missing or invalid entry {exc}; "
-                            "the map directory is damaged, rebuild it") from None
+        allowed = set(_REQUIRED) | set(_OPTIONAL) | ({DIGEST_KEY} if version >= 2 else set())
+        _keys(data, where, "", _REQUIRED + ((DIGEST_KEY,) if version >= 2 else ()), allowed)
+        index = _keys(data["index"], where, "index.", ("type", "params"))
+        counts = _keys(data["counts"], where, "counts.", ("keyframes", "sources"))
+        features = data.get("features")
+        if "features" in data and not isinstance(features, dict):
+            raise UserError(f"{where}: features must be a JSON object, got {features!r:.80}")
+        schema = cls(
+            dim=_int(data["dim"], where, "dim", 1),
+            metric=_str(data["metric"], where, "metric"),
+            index_type=_str(index["type"], where, "index.type"),
+            index_params=_obj(index["params"], where, "index.params"),
+            model_fingerprint=_str(data["model_fingerprint"], where, "model_fingerprint"),
+            preprocessing=_preprocessing(data["preprocessing"], where),
+            keyframes=_int(counts["keyframes"], where, "counts.keyframes", 0),
+            sources=_int(counts["sources"], where, "counts.sources", 0),
+            created_at=_str(data["created_at"], where, "created_at"),
+            faiss_version=_str(data["faiss_version"], where, "faiss_version"),
+            files=_files(data["files"], where),
+            format_version=version,
+            features=features,
+        )
         if schema.metric != METRIC:
             raise UserError(f"{where}: metric {schema.metric!r} is not supported "
                             f"(only {METRIC!r})")
-        if schema.dim < 1:
-            raise UserError(f"{where}: dim must be >= 1, got {schema.dim}")
         return schema
 
 
-def _int(value: Any, where: str, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UserError(f"{where}: {key} must be an integer, got {value!r}")
-    return value
+def canonical_json(data: Mapping[str, Any]) -> str:
+    """The bytes ``schema_sha256`` is taken over: every key but the digest,
+    sorted, compact, ASCII (so whitespace and key order do not matter)."""
+    body = {k: v for k, v in data.items() if k != DIGEST_KEY}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def schema_digest(data: Mapping[str, Any]) -> str:
+    """sha256 hex of :func:`canonical_json` of ``data``."""
+    try:
+        return hashlib.sha256(canonical_json(data).encode("ascii")).hexdigest()
+    except (TypeError, ValueError):  # not JSON-representable: cannot match any recorded digest
+        return "<not JSON>"
+
+
+def seal(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with ``schema_sha256`` set to its digest (the last key)."""
+    out = {k: v for k, v in data.items() if k != DIGEST_KEY}
+    out[DIGEST_KEY] = schema_digest(out)
+    return out
 
 
 def file_entry(path: Path) -> FileEntry:
@@ -160,11 +206,36 @@ def read_schema(directory: Path) -> MapSchema:
     if not path.is_file():
         raise UserError(f"{path}: missing; {directory} is not a distilvpr map directory")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot be read as JSON ({exc}); the map is damaged, "
-                        "rebuild it") from None
-    return MapSchema.from_dict(data, str(path))
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc})") from None
+    return parse_schema(raw, str(path))
+
+
+def parse_schema(raw: bytes, where: str) -> MapSchema:
+    """Parse the bytes of a ``schema.json`` strictly (UTF-8, no duplicate keys, no NaN)."""
+    try:
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                          parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{where}: cannot be read as JSON ({exc}); schema.json is damaged, "
+                        "restore it from a copy of the map or rebuild the map") from None
+    return MapSchema.from_dict(data, where)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json keeps the last of two equal keys; a flipped bit can make a key a
+    # duplicate of its neighbour, so two equal keys are damage, not a choice.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r:.80} appears twice")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def verify_files(directory: Path, schema: MapSchema, checksums: bool = True) -> None:
@@ -185,6 +256,7 @@ def verify_files(directory: Path, schema: MapSchema, checksums: bool = True) -> 
         if checksums:
             found = file_entry(path).sha256
             if found != entry.sha256:
+                blame = ("the file is corrupted" if schema.format_version >= 2 else
+                         f"the file is corrupted, or {SCHEMA_FILE} is ({V1_NOTE})")
                 raise UserError(f"{path}: checksum mismatch (sha256 {found}, {SCHEMA_FILE} "
-                                f"records {entry.sha256}); the file is corrupted, rebuild "
-                                "or restore the map")
+                                f"records {entry.sha256}); {blame}; rebuild or restore the map")
