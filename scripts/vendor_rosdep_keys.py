@@ -1,7 +1,10 @@
 """Write test/data/rosdep_keys.yaml from a ros/rosdistro checkout.
 
     git clone https://github.com/ros/rosdistro /tmp/rosdistro
-    .venv/bin/python scripts/vendor_rosdep_keys.py /tmp/rosdistro
+    .venv/bin/python scripts/vendor_rosdep_keys.py /tmp/rosdistro [COMMIT]
+
+(COMMIT: the rosdistro commit to record when the directory is an export,
+not a git checkout.)
 
 Vendors, for every dependency package.xml declares, its rosdep rule
 (rosdep/python.yaml or base.yaml) or the ROS distributions (humble, jazzy,
@@ -22,7 +25,8 @@ DEP_TAGS = ("depend", "exec_depend", "build_depend", "test_depend", "buildtool_d
 
 
 def main(argv: list[str] | None = None) -> int:
-    rosdistro = Path((argv or sys.argv[1:])[0])
+    args = argv if argv is not None else sys.argv[1:]
+    rosdistro = Path(args[0])
     root = Path(__file__).resolve().parent.parent
     keys = sorted({e.text.strip() for tag in DEP_TAGS for e in ET.parse(root / "package.xml").getroot().iter(tag)})
     rules = {}
@@ -34,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         released[d] = {p for name, repo in dist["repositories"].items() if repo.get("release")
                        for p in (repo["release"].get("packages") or [name])}
     commit = subprocess.run(["git", "-C", str(rosdistro), "rev-parse", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+                            text=True).stdout.strip() or (args[1] if len(args) > 1 else "")
     out = {"rosdistro_commit": commit, "rosdep": {}, "ros_packages": {}}
     missing = []
     for k in keys:

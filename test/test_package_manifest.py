@@ -27,7 +27,7 @@ MODULE_KEYS = {
     "tqdm": "python3-tqdm", "matplotlib": "python3-matplotlib", "faiss": "python3-faiss",
     "onnxruntime": "python3-onnxruntime-pip", "rosbags": "python3-rosbags-pip",
     "torch": "python3-torch", "torchvision": "python3-torchvision", "tensorboard": "python3-tensorboard-pip",
-    "trimesh": "python3-trimesh-pip", "pytest": "python3-pytest",
+    "trimesh": "python3-trimesh-pip", "pytest": "python3-pytest", "hypothesis": "python3-hypothesis",
 }
 #: Imported only on paths that say what to install when missing, with no rosdep key:
 #: TensorRT/CUDA (JetPack or pip, docs/deployment.md), onnx/onnxscript (export,
@@ -62,7 +62,8 @@ def test_every_imported_module_is_declared(repo_root, manifest):
     declared = {key for _, key, _ in manifest}
     stdlib = set(sys.stdlib_module_names)
     sources = [*(repo_root / "distilvpr_core").rglob("*.py"), *(repo_root / "distilvpr_ros").rglob("*.py"),
-               *(repo_root / "launch").glob("*.py")]
+               *(repo_root / "launch").glob("*.py"), *(repo_root / "test").glob("*.py")]
+    local_tests = {p.stem for d in ("test", "scripts") for p in (repo_root / d).glob("*.py")}
     missing = {}
     for path in sources:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -70,7 +71,7 @@ def test_every_imported_module_is_declared(repo_root, manifest):
                      else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
             for name in names:
                 top = name.split(".")[0]
-                if top in stdlib or top in NO_KEY:
+                if top in stdlib or top in NO_KEY or top in local_tests:
                     continue
                 key = MODULE_KEYS.get(top)
                 if key not in declared:
