@@ -17,7 +17,8 @@ from typing import MutableMapping
 from .errors import UserError
 
 
-#: Fast DDS 2.x (Humble, Jazzy) reads the first, Fast DDS 3 (Kilted) only the second.
+#: Fast DDS 2.x (Humble, Jazzy) reads only the first; Fast DDS 3 (Kilted) reads the
+#: second, and Kilted's rmw_fastrtps still applies the first with a deprecation warning.
 PROFILE_VARS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
