@@ -3,6 +3,13 @@
 A reader never sees a half-written file or directory: either the old content
 or the complete new one.  ``os.replace`` is atomic on POSIX within one
 filesystem, which is why the temporary lives next to the target.
+
+Modes follow the process umask like ``open()``/``mkdir`` would (0644 files,
+0755 directories with the usual 022): ``mkstemp``/``mkdtemp`` create 0600 /
+0700, and renaming them would leave maps, models and reports private to
+their writer, unreadable by a node running as another user or in a
+container.  A target directory that cannot be written raises
+:class:`OutputNotWritable` (a UserError and an OSError) naming the target.
 """
 from __future__ import annotations
 
@@ -12,6 +19,37 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from .errors import UserError
+
+
+class OutputNotWritable(UserError, OSError):
+    """The output's directory cannot be created or written; nothing was written."""
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, rare)
+    os.umask(mask)
+    return mask
+
+
+def _temp_in(parent: Path, target: Path, make) -> str:
+    """Create ``parent`` and a temp entry in it with ``make(dir=...)``; a
+    permission or missing-directory problem names the target, not the temp."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return make(dir=parent)
+    except OSError as exc:
+        raise OutputNotWritable(f"{target}: cannot write there ({exc.strerror or exc}); choose a "
+                                "writable output directory (nothing was written)") from None
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
@@ -48,9 +86,10 @@ def _fsync_dir(path: Path) -> None:
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temp file + rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_in(path.parent, path, lambda dir: tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=dir))
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -84,9 +123,10 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise FileExistsError(f"{target}: directory exists and is not empty "
                               "(pass --overwrite to replace it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    tmp = Path(_temp_in(target.parent, target, lambda dir: tempfile.mkdtemp(
+        prefix=f".{target.name}.", suffix=".partial", dir=dir)))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

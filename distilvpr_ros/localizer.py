@@ -22,6 +22,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -38,9 +39,12 @@ from distilvpr_core.localize.engine import LocalizationEngine
 from distilvpr_core.localize.geometry import relative_covariance
 from distilvpr_core.localize.resources import load_model_and_map
 
-from . import outputs, params
+from . import health, outputs, params
 from .candidates_table import candidate_rows, to_pointcloud2
 from .node_stats import NodeStats, OncePerKindLogger
+
+
+CLOCK_WAIT_S = 5.0  # use_sim_time: warn once if no /clock arrived after this many wall seconds
 
 
 class Localizer(Node):
@@ -51,6 +55,8 @@ class Localizer(Node):
         self.embedder, self.map = load_model_and_map(s.map_path, s.model_path, s.backend,
                                                      s.engine_cache_dir, s.intra_op_threads)
         self.stats = NodeStats()
+        self.session_start_ns: int | None = None
+        self._warned: set[str] = set()
         self.log_bad = OncePerKindLogger(self.get_logger().warning, s.log_throttle_s)
         self.engine = LocalizationEngine(self.embedder, self.map, s)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -70,7 +76,13 @@ class Localizer(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Trigger, "~/save_map", self._on_save_map)
         self.create_service(SetBool, "~/set_mapping", self._on_set_mapping)
-        self.create_timer(s.diagnostics_period_s, self._publish_diagnostics)
+        # Steady clock: with use_sim_time and no /clock a ROS-time timer never
+        # fires, and /diagnostics is where that problem must show.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(s.diagnostics_period_s, self._publish_diagnostics, clock=steady)
+        self.sim_time = bool(self.get_parameter("use_sim_time").value)
+        if self.sim_time:
+            self._clock_check = self.create_timer(CLOCK_WAIT_S, self._check_clock, clock=steady)
         self.get_logger().info(f"ready: map {s.map_path} ({len(self.map)} keyframes), model "
                                f"{s.model_path} on {self.embedder.backend}, "
                                f"{'compressed ' if s.compressed else ''}images")
@@ -111,7 +123,10 @@ class Localizer(Node):
         t_in = time.perf_counter()
         self.stats.counts["frames_received"] += 1
         stamp_ns = outputs.stamp_to_ns(msg.header.stamp)
+        if self.session_start_ns is None:
+            self.session_start_ns = stamp_ns  # loop_closure_scope: session starts here
         self.stats.queue_delay.add((self.get_clock().now().nanoseconds - stamp_ns) * 1e-9)
+        self.stats.image_arrived(stamp_ns)
         try:
             frame = self.engine.process(msg, stamp_ns)
         except BadImage as exc:
@@ -121,8 +136,11 @@ class Localizer(Node):
         except Exception as exc:  # never die on input; the first of each type keeps its details
             kind = f"internal_{type(exc).__name__}"
             self.stats.bad[kind] += 1
+            self.stats.consecutive_failures += 1
+            self.stats.last_failure = f"{exc!r}"[:200]
             self.log_bad(kind, f"{exc!r} while processing a frame stamped {stamp_ns} ns")
             return
+        self.stats.consecutive_failures = 0
         if frame.gated:
             self.stats.counts[f"gated_{frame.gated}"] += 1
             return
@@ -146,8 +164,11 @@ class Localizer(Node):
             # Before ~/candidates: a listener that joins both by stamp has the
             # acceptance when the candidates arrive.
             self.stats.counts["loop_closures"] += 1
-            self.pub_loop.publish(outputs.loop_closure(outputs.stamp_to_ns(stamp), int(res.stamps_ns[0]),
-                                                       float(res.scores[0]), p.loop_closure_include_score))
+            if outputs.in_scope(p.loop_closure_scope, int(res.stamps_ns[0]), self.session_start_ns):
+                self.pub_loop.publish(outputs.loop_closure(outputs.stamp_to_ns(stamp), int(res.stamps_ns[0]),
+                                                           float(res.scores[0]), p.loop_closure_include_score))
+            else:
+                self.stats.counts["loop_closures_out_of_scope"] += 1
             self.pub_pose.publish(outputs.match_pose(header, res.poses[0], float(res.scores[0]),
                                                      p.match_sigma_m, p.match_sigma_rad))
             self._publish_relative(stamp, res)
@@ -177,9 +198,37 @@ class Localizer(Node):
                       online_mapping=str(self.p.online_mapping).lower(),
                       torch_loaded=str("torch" in sys.modules).lower(),
                       model_fingerprint=str(self.embedder.fingerprint)[:16])
+        level, message = health.health(health.HealthInput(
+            image_topic=self.sub_image.topic_name, since_last_image_s=self.stats.since_last_image_s(),
+            image_timeout_s=self.p.image_timeout_s, latency_p95_ms=self.stats.process.percentile_ms(95),
+            latency_budget_ms=self.p.latency_budget_ms, drop_fraction=self.stats.drops.fraction(),
+            max_drop_fraction=self.p.max_drop_fraction, map_size=len(self.map),
+            online_mapping=self.p.online_mapping, consecutive_failures=self.stats.consecutive_failures,
+            last_failure=self.stats.last_failure, waiting_for_clock=self.sim_time and not self._clock_seen(),
+            type_conflicts=tuple(self._type_conflicts())))
         self.pub_diag.publish(outputs.diagnostics(self.get_clock().now().to_msg(),
                                                   f"{self.get_fully_qualified_name()}: place recognition",
-                                                  values))
+                                                  values, level, message))
+
+    def _type_conflicts(self) -> list[str]:
+        ours = {e.topic_name: _type_name(e.msg_type) for e in (*self.subscriptions, *self.publishers)
+                if not e.topic_name.startswith(("/rosout", "/parameter_events"))}
+        found = health.type_conflicts(ours, health.graph_of(self, ours))
+        for text in set(found) - self._warned:
+            self.get_logger().warning(text)  # once each; /diagnostics keeps saying it
+            self._warned.add(text)
+        return found
+
+    def _clock_seen(self) -> bool:
+        # Under simulation time the clock reads 0 until the first /clock message.
+        return self.get_clock().now().nanoseconds > 0
+
+    def _check_clock(self) -> None:
+        self._clock_check.cancel()  # once: keep running either way
+        if not self._clock_seen():
+            self.get_logger().warning(
+                f"use_sim_time is true but no /clock message arrived in {CLOCK_WAIT_S:g} s: stamps stay 0 "
+                "until one does; play the bag with 'ros2 bag play --clock' or set use_sim_time:=false")
 
     def _image_publishers(self) -> int:
         # Subscription.get_publisher_count (matched) is newer than Humble; the
@@ -208,6 +257,11 @@ class Localizer(Node):
         resp.success = result.successful
         resp.message = f"online_mapping = {self.p.online_mapping}" if result.successful else result.reason
         return resp
+
+
+def _type_name(cls: type) -> str:
+    """sensor_msgs.msg.Image -> 'sensor_msgs/msg/Image' (the graph's spelling)."""
+    return f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

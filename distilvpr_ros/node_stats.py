@@ -12,6 +12,8 @@ from typing import Callable
 
 import numpy as np
 
+from .health import DropEstimator
+
 
 class LatencyWindow:
     """The last ``size`` samples (seconds); percentiles in milliseconds."""
@@ -82,6 +84,18 @@ class NodeStats:
         self.queue_delay = LatencyWindow()  # image stamp -> callback entry (needs synced clocks)
         self.start_rss = rss_bytes()
         self.started = time.monotonic()
+        self.last_image: float | None = None  # time.monotonic() of the last image callback
+        self.drops = DropEstimator()          # camera frames that never reached the callback
+        self.consecutive_failures = 0         # frames in a row the engine raised on
+        self.last_failure = ""
+
+    def image_arrived(self, stamp_ns: int) -> None:
+        self.last_image = time.monotonic()
+        self.drops.add(stamp_ns)
+
+    def since_last_image_s(self) -> float:
+        """Seconds since the last image (since start when none arrived yet)."""
+        return time.monotonic() - (self.started if self.last_image is None else self.last_image)
 
     def snapshot(self) -> dict[str, str]:
         """Flat key -> string values for a DiagnosticStatus."""
@@ -96,6 +110,9 @@ class NodeStats:
                           ("process", self.process), ("queue_delay", self.queue_delay)):
             out[f"{name}_p50_ms"] = f"{win.percentile_ms(50):.3f}"
             out[f"{name}_p99_ms"] = f"{win.percentile_ms(99):.3f}"
+        out["process_p95_ms"] = f"{self.process.percentile_ms(95):.3f}"
+        out["frames_missed_fraction"] = f"{self.drops.fraction():.3f}"
+        out["seconds_since_image"] = f"{self.since_last_image_s():.1f}"
         rss = rss_bytes()
         out["rss_mb"] = f"{rss / 2**20:.1f}"
         out["rss_growth_mb"] = f"{(rss - self.start_rss) / 2**20:.1f}"

@@ -20,13 +20,27 @@ def ns_to_stamp(ns: int) -> Any:
     return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
 
 
-def loop_closure(t_query_ns: int, t_match_ns: int, score: float, include_score: bool = True) -> Any:
-    """std_msgs/Float64MultiArray [t_query, t_match, score], times in seconds:
-    the LIO-SAM external loop-closure convention (``lio_sam/loop_closure_detection``).
-    Stock LIO-SAM ignores any message whose size is not 2, hence ``include_score``."""
+def loop_closure(t_query_ns: int, t_match_ns: int, score: float, include_score: bool = False) -> Any:
+    """std_msgs/Float64MultiArray ``[t_query, t_match]`` (seconds since the epoch,
+    query image stamp then matched keyframe stamp), LIO-SAM's external
+    loop-closure message: its mapOptimization subscribes
+    ``lio_loop/loop_closure_detection`` and drops any array whose size is not 2.
+    ``include_score`` appends the cosine score as a third value for consumers
+    that want it (the score is always on ``~/candidates``)."""
     from std_msgs.msg import Float64MultiArray
     data = [t_query_ns * 1e-9, t_match_ns * 1e-9] + ([float(score)] if include_score else [])
     return Float64MultiArray(data=data)
+
+
+def in_scope(scope: str, t_match_ns: int, session_start_ns: int | None) -> bool:
+    """Whether a match against a keyframe stamped ``t_match_ns`` goes on
+    ``~/loop_closure`` under ``loop_closure_scope``: ``all``, or ``session``
+    (only keyframes stamped at or after the first image of this run,
+    ``session_start_ns``; a prior-map keyframe is not in LIO-SAM's graph,
+    which would attach it to its first keyframe)."""
+    if scope == "all":
+        return True
+    return session_start_ns is not None and t_match_ns >= session_start_ns
 
 
 def pose_covariance(score: float, sigma_m: float, sigma_rad: float) -> list[float]:
@@ -102,12 +116,13 @@ def markers(header: Any, poses: np.ndarray, scores: np.ndarray, accepted: bool,
     return out
 
 
-def diagnostics(stamp: Any, name: str, values: dict[str, str], level_error: bool = False,
-                message: str = "running") -> Any:
-    """diagnostic_msgs/DiagnosticArray with one status named ``name``."""
+def diagnostics(stamp: Any, name: str, values: dict[str, str], level: int = 0,
+                message: str = "ok") -> Any:
+    """diagnostic_msgs/DiagnosticArray with one status named ``name``:
+    ``level`` 0 OK, 1 WARN, 2 ERROR (:mod:`distilvpr_ros.health`), ``message``
+    naming the cause."""
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-    status = DiagnosticStatus(level=DiagnosticStatus.ERROR if level_error else DiagnosticStatus.OK,
-                              name=name, message=message, hardware_id="distilvpr")
+    status = DiagnosticStatus(level=bytes([level]), name=name, message=message, hardware_id="distilvpr")
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
     arr = DiagnosticArray()
     arr.header.stamp = stamp

@@ -40,8 +40,9 @@ os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 # Fast DDS reads its XML profile once per process, at the first participant:
 # set it before any test touches rclpy so every test (and every node it
 # starts) uses shared memory for large raw images and UDP on loopback only.
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
-                      str(Path(__file__).resolve().parent.parent / "config" / "fastdds_large_images.xml"))
+# Both variables: Fast DDS 2.x (Humble, Jazzy) and 3 (Kilted) read different ones.
+for _var in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE"):
+    os.environ.setdefault(_var, str(Path(__file__).resolve().parent.parent / "config" / "fastdds_large_images.xml"))
 # Keep test runs off the network: torch hub and HF must never download.
 os.environ["TORCH_HOME"] = os.path.join(_ROS_TMP, "torch_home")
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -68,6 +69,12 @@ def _has_tensorrt() -> bool:
     except UserError:
         return False
     return has_cuda_device()
+
+
+# Tests whose training-only imports (torch, onnx, ...) are missing skip
+# instead of failing, so `colcon test` passes on a robot (test/optional_deps.py).
+from optional_deps import (pytest_pycollect_makemodule, pytest_runtest_call,  # noqa: E402,F401
+                           pytest_runtest_setup)
 
 
 def pytest_configure(config: pytest.Config) -> None:

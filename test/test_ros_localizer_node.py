@@ -161,7 +161,7 @@ def stop_cleanly(proc) -> None:
 
 def test_correct_top1_for_every_mapped_place_with_all_outputs(assets, ros, tmp_path):
     proc = start(assets, tmp_path, launch={"namespace": "robot1", "image_topic": "/cam/image_raw"},
-                 params=["min_interval_s:=0.0", "score_threshold:=0.9"])
+                 params=["min_interval_s:=0.0", "score_threshold:=0.9", "loop_closure_include_score:=true"])
     client = Client(ros, ns="/robot1", image_topic="/cam/image_raw")
     try:
         client.wait_matched(proc)
@@ -194,14 +194,14 @@ def test_correct_top1_for_every_mapped_place_with_all_outputs(assets, ros, tmp_p
 
 def test_compressed_png_input(assets, ros, tmp_path):
     proc = start(assets, tmp_path, launch={"compressed": "true"},
-                 params=["min_interval_s:=0.0", "loop_closure_include_score:=false"])
+                 params=["min_interval_s:=0.0"])
     client = Client(ros, compressed=True)
     try:
         client.wait_matched(proc)
         for i in (2, 7):
             _, table = client.query(png_image(assets.images[i], NOW_NS + i), proc)
             assert table["map_id"][0] == i
-        # Stock LIO-SAM drops loop closures whose size is not 2.
+        # The default is LIO-SAM's [t_query, t_match] (it drops any other size).
         spin_until(ros, lambda: len(client.got["loop"]) == 2, 10, "two loop closures", proc)
         assert len(client.got["loop"][0].data) == 2
     finally:

@@ -50,7 +50,15 @@ def test_match_pose_covariance_grows_as_score_falls():
 
 
 def test_loop_closure_is_lio_sam_convention():
+    # Default: exactly 2 values, as LIO-SAM's loopInfoHandler requires.
     msg = outputs.loop_closure(1_700_000_000_500_000_000, 1_600_000_000_250_000_000, 0.8)
-    assert list(msg.data) == [1_700_000_000.5, 1_600_000_000.25, 0.8]
-    assert len(outputs.loop_closure(1, 2, 0.8, include_score=False).data) == 2
+    assert list(msg.data) == [1_700_000_000.5, 1_600_000_000.25]
+    assert list(outputs.loop_closure(1, 2, 0.8, include_score=True).data) == [1e-9, 2e-9, 0.8]
     assert outputs.stamp_to_ns(outputs.ns_to_stamp(1_700_000_000_500_000_001)) == 1_700_000_000_500_000_001
+
+
+def test_loop_closure_scope_session_keeps_only_this_runs_keyframes():
+    assert outputs.in_scope("all", 5, None) and outputs.in_scope("all", 5, 10)
+    assert outputs.in_scope("session", 10, 10) and outputs.in_scope("session", 11, 10)
+    assert not outputs.in_scope("session", 9, 10)        # prior-map keyframe
+    assert not outputs.in_scope("session", 9, None)      # no image yet

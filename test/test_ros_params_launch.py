@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import types
 
 import pytest
 import yaml
@@ -69,11 +70,15 @@ def test_replay_settings_come_from_the_params_file_then_overrides(tmp_path):
 
 def test_launch_defaults_equal_node_defaults():
     required = {"map", "model", "backend", "engine_cache", "image_topic", "compressed",
-                "namespace", "params_file", "log_level"}
+                "namespace", "params_file", "log_level", "use_sim_time", "odom_topic", "candidates_topic",
+                "loop_closure_topic", "match_pose_topic", "markers_topic", "diagnostics_topic", "respawn",
+                "respawn_delay"}
     assert required <= set(launch_args.BY_NAME)
     for a in launch_args.LAUNCH_ARGS:
         assert a.description
-        if a.param:
+        if a.param == "use_sim_time":  # ROS's own parameter, default false
+            assert a.default == "false"
+        elif a.param:
             default = params.DEFAULTS[a.param]
             text = str(default).lower() if isinstance(default, bool) else str(default)
             assert a.default == text, (a.name, a.param)
@@ -96,13 +101,16 @@ def test_node_arguments_match_launch_semantics(repo_root):
 HUMBLE_API = {
     "launch": {"LaunchDescription"},
     "launch.actions": {"DeclareLaunchArgument", "OpaqueFunction", "GroupAction", "SetEnvironmentVariable",
-                       "IncludeLaunchDescription", "LogInfo"},
+                       "IncludeLaunchDescription", "LogInfo", "RegisterEventHandler", "EmitEvent"},
+    "launch.event_handlers": {"OnProcessExit"},
+    "launch.events": {"Shutdown"},
     "launch.substitutions": {"LaunchConfiguration", "PythonExpression", "TextSubstitution"},
     "launch.conditions": {"IfCondition", "UnlessCondition"},
     "launch_ros.actions": {"Node", "PushRosNamespace"},
     "launch_ros.parameter_descriptions": {"ParameterValue", "ParameterFile"},
     "ament_index_python.packages": {"get_package_share_directory"},
-    "distilvpr_ros.launch_args": {"LAUNCH_ARGS"},
+    "distilvpr_ros.launch_args": {"LAUNCH_ARGS", "node_failed", "overrides", "parse_bool", "parse_delay",
+                                  "remappings"},
     "os": None,
 }
 HUMBLE_NODE_KWARGS = {"package", "executable", "name", "namespace", "exec_name", "parameters", "remappings",
@@ -126,9 +134,8 @@ def _run_launch_file(repo_root, monkeypatch, **given):
     (launch/launch_ros are not on PyPI); return (declared arguments, Node kwargs)."""
     import importlib.util
     import sys
-    import types
 
-    declared, nodes = [], []
+    declared, nodes, handlers = [], [], []
 
     class DeclareLaunchArgument:
         def __init__(self, name, default_value, description):
@@ -153,8 +160,27 @@ def _run_launch_file(repo_root, monkeypatch, **given):
         nodes.append(kwargs)
         return kwargs
 
+    class OnProcessExit:
+        def __init__(self, target_action, on_exit):
+            self.target_action, self.on_exit = target_action, on_exit
+
+    class RegisterEventHandler:
+        def __init__(self, handler):
+            handlers.append(handler)
+
+    class EmitEvent:
+        def __init__(self, event):
+            self.event = event
+
+    class Shutdown:
+        def __init__(self, reason):
+            self.reason = reason
+
     fakes = {"launch": {"LaunchDescription": LaunchDescription},
-             "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument, "OpaqueFunction": OpaqueFunction},
+             "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument, "OpaqueFunction": OpaqueFunction,
+                                "RegisterEventHandler": RegisterEventHandler, "EmitEvent": EmitEvent},
+             "launch.event_handlers": {"OnProcessExit": OnProcessExit},
+             "launch.events": {"Shutdown": Shutdown},
              "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration},
              "launch_ros": {}, "launch_ros.actions": {"Node": node},
              "ament_index_python": {},
@@ -170,11 +196,11 @@ def _run_launch_file(repo_root, monkeypatch, **given):
     opaque = [e for e in ld.entities if isinstance(e, OpaqueFunction)]
     assert len(opaque) == 1
     opaque[0].function(context)
-    return declared, nodes
+    return declared, nodes, handlers
 
 
 def test_launch_file_declares_the_table_and_starts_the_node_like_node_arguments(repo_root, monkeypatch):
-    declared, nodes = _run_launch_file(repo_root, monkeypatch)
+    declared, nodes, handlers = _run_launch_file(repo_root, monkeypatch)
     assert declared == [(a.name, a.default, a.description) for a in launch_args.LAUNCH_ARGS]
     (node,) = nodes
     assert set(node) <= HUMBLE_NODE_KWARGS
@@ -183,10 +209,13 @@ def test_launch_file_declares_the_table_and_starts_the_node_like_node_arguments(
     assert node["parameters"] == ["/share/distilvpr_ros/config/localize.yaml", {}]
     assert node["remappings"] == [("image", "image"), ("image/compressed", "image/compressed")]
     assert node["arguments"] == ["--ros-args", "--log-level", "info"]
+    assert node["respawn"] is False and node["respawn_delay"] == 2.0
+    (handler,) = handlers  # no respawn: the node's failure ends the launch
+    assert handler.target_action is node
 
-    _, nodes = _run_launch_file(repo_root, monkeypatch, map="/maps/town", image_topic="/cam/rgb",
-                                compressed="true", namespace="robot1", params_file="/p.yaml",
-                                log_level="warn")
+    _, nodes, _ = _run_launch_file(repo_root, monkeypatch, map="/maps/town", image_topic="/cam/rgb",
+                                   compressed="true", namespace="robot1", params_file="/p.yaml",
+                                   log_level="warn")
     (node,) = nodes
     assert node["parameters"] == ["/p.yaml", {"map_path": "/maps/town", "compressed": True}]
     assert node["remappings"] == [("image", "/cam/rgb"), ("image/compressed", "/cam/rgb/compressed")]
@@ -198,6 +227,49 @@ def test_launch_file_declares_the_table_and_starts_the_node_like_node_arguments(
     assert args[args.index("--params-file") + 1] == "/p.yaml"
     with pytest.raises(ValueError, match="compressed:='maybe'"):
         _run_launch_file(repo_root, monkeypatch, compressed="maybe")
+
+
+def test_launch_remaps_every_topic_sets_sim_time_and_respawns(repo_root, monkeypatch):
+    given = {"odom_topic": "/vio/odom", "candidates_topic": "/vpr/candidates",
+             "loop_closure_topic": "/lio_loop/loop_closure_detection", "match_pose_topic": "/vpr/pose",
+             "markers_topic": "/vpr/markers", "diagnostics_topic": "/vpr/diagnostics",
+             "use_sim_time": "true", "loop_closure_scope": "session"}
+    _, nodes, handlers = _run_launch_file(repo_root, monkeypatch, respawn="true", respawn_delay="0.5", **given)
+    (node,) = nodes
+    assert set(node["remappings"][2:]) == {
+        ("odom", "/vio/odom"), ("~/candidates", "/vpr/candidates"),
+        ("~/loop_closure", "/lio_loop/loop_closure_detection"), ("~/match_pose", "/vpr/pose"),
+        ("~/markers", "/vpr/markers"), ("/diagnostics", "/vpr/diagnostics")}
+    assert node["parameters"][1] == {"use_sim_time": True, "loop_closure_scope": "session"}
+    assert node["respawn"] is True and node["respawn_delay"] == 0.5
+    assert handlers == []  # respawn: an exit is not the end of the launch
+    args = launch_args.node_arguments(given)
+    for src, dst in node["remappings"][2:]:
+        assert f"{src}:={dst}" in args
+    assert "use_sim_time:=true" in args and "loop_closure_scope:=session" in args
+    with pytest.raises(ValueError, match="respawn_delay:='-1'"):
+        _run_launch_file(repo_root, monkeypatch, respawn_delay="-1")
+    with pytest.raises(ValueError, match="use_sim_time:='yes'"):
+        launch_args.node_arguments({"use_sim_time": "yes"})
+
+
+def test_launch_exit_handler_fails_the_launch_on_a_failed_start(repo_root, monkeypatch):
+    _, _, (handler,) = _run_launch_file(repo_root, monkeypatch)
+
+    def exit_event(code):
+        return types.SimpleNamespace(returncode=code)
+
+    # Exit 2 (start-up error) while launch is running: raising is what makes
+    # launch's run() return non-zero (a Shutdown event alone returns 0).
+    with pytest.raises(RuntimeError, match="exited with code 2 .*start-up error"):
+        handler.on_exit(exit_event(2), types.SimpleNamespace(is_shutdown=False))
+    with pytest.raises(RuntimeError, match="code -9"):
+        handler.on_exit(exit_event(-9), types.SimpleNamespace(is_shutdown=False))
+    # A clean exit ends the launch normally; any exit during launch's own
+    # shutdown (Ctrl-C) is not a failure.
+    (emit,) = handler.on_exit(exit_event(0), types.SimpleNamespace(is_shutdown=False))
+    assert "exited" in emit.event.reason
+    assert handler.on_exit(exit_event(-2), types.SimpleNamespace(is_shutdown=True))
 
 
 def test_docs_list_every_parameter_and_launch_argument(repo_root):

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from .bag_metadata import downgrade_to_v5
 from .bags import (CAMERA_INFO, CAMERA_INFO_TOPIC, COMPRESSED, COMPRESSED_TOPIC,  # noqa: F401
                    GT_POSE_TOPIC, IMAGE, IMAGE_TOPIC, LIDAR_TOPIC, ODOM_TOPIC, ODOMETRY, POINTCLOUD2,
                    POSE_STAMPED, bag_topics, pointcloud2_to_xyzi, read_camera_info, read_image_stream,
@@ -33,11 +34,14 @@ from .bags import (CAMERA_INFO, CAMERA_INFO_TOPIC, COMPRESSED, COMPRESSED_TOPIC,
 class TraversalBagWriter:
     """Write one traversal as a rosbag2 directory (``with`` block).
 
-    ``storage`` "mcap" | "sqlite3"; ``image_format`` "raw" | "png" | "jpeg";
-    ``camera`` the dataset's camera dict (width, height, fx, fy, cx, cy).
+    ``storage`` "sqlite3" (default: what every ROS 2 distribution reads out of
+    the box) | "mcap"; ``image_format`` "raw" | "png" | "jpeg"; ``camera`` the
+    dataset's camera dict (width, height, fx, fy, cx, cy).  The metadata is
+    written as version 5, which Humble, Jazzy and Kilted all read
+    (:mod:`distilvpr_core.data.bag_metadata`).
     """
 
-    def __init__(self, path: Path, storage: str = "mcap", image_format: str = "raw",
+    def __init__(self, path: Path, storage: str = "sqlite3", image_format: str = "raw",
                  camera: dict[str, Any] | None = None) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
         plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -48,7 +52,9 @@ class TraversalBagWriter:
         self.ts = typestore()
         self.image_format = image_format
         self.camera = camera or {}
-        self._writer = Writer(Path(path), version=9, storage_plugin=plugins[storage])
+        self.path = Path(path)
+        # 8: the oldest rosbags writes (QoS as a string); downgraded to 5 on close.
+        self._writer = Writer(self.path, version=8, storage_plugin=plugins[storage])
         self._conn: dict[str, Any] = {}
 
     def __enter__(self) -> "TraversalBagWriter":
@@ -62,6 +68,7 @@ class TraversalBagWriter:
 
     def __exit__(self, *exc: Any) -> None:
         self._writer.close()
+        downgrade_to_v5(self.path)
 
     def _header(self, stamp_ns: int, frame_id: str):
         t = self.ts.types

@@ -92,14 +92,25 @@ class LocalizerSettings:
     online_mapping: bool = _s(False, "add queried keyframes with an odometry pose to the map "
                               "(toggle at runtime with ~/set_mapping)")
     map_save_path: str = _s("", "where ~/save_map writes ('' = overwrite map_path)")
-    loop_closure_include_score: bool = _s(True, "~/loop_closure is [t_query, t_match, score]; false "
-                                          "sends [t_query, t_match], which stock LIO-SAM requires "
-                                          "(it drops other sizes)")
+    loop_closure_include_score: bool = _s(False, "~/loop_closure is [t_query, t_match] (LIO-SAM drops "
+                                          "any other size); true appends the cosine score as a third "
+                                          "value (the score is always on ~/candidates)")
+    loop_closure_scope: str = _s("all", "which accepted matches go on ~/loop_closure: all, or session = "
+                                 "only keyframes stamped at or after the first image of this run "
+                                 "(what LIO-SAM can use: it looks both stamps up among its own keyframes)",
+                                 choices=("all", "session"))
     match_sigma_m: float = _s(1.0, "~/match_pose position std-dev at score 1, metres; "
                               "divided by the score below 1", lo=1e-6, hi=1.0e4)
     match_sigma_rad: float = _s(0.2, "~/match_pose orientation std-dev at score 1, radians",
                                 lo=1e-6, hi=10.0)
     diagnostics_period_s: float = _s(1.0, "period of /diagnostics", lo=0.05, hi=3600.0, read_only=True)
+    image_timeout_s: float = _s(5.0, "/diagnostics WARN when no image arrived for this many seconds",
+                                lo=0.1, hi=1.0e6)
+    latency_budget_ms: float = _s(500.0, "/diagnostics WARN when the p95 of callback-to-published "
+                                  "time exceeds this, milliseconds", lo=0.0, hi=1.0e6)
+    max_drop_fraction: float = _s(0.5, "/diagnostics WARN when more than this fraction of camera "
+                                  "frames never reached the node (estimated from stamp gaps)",
+                                  lo=0.0, hi=1.0)
     log_throttle_s: float = _s(30.0, "a kind of bad message is logged at most once per this period",
                                lo=0.0, hi=1.0e6)
 

@@ -112,7 +112,8 @@ class TraversalConfig:
 class OutputConfig:
     """Which outputs to write besides the native dataset."""
     bags: bool = field(default=True, metadata=spec("one rosbag2 per traversal"))
-    bag_storage: str = field(default="mcap", metadata=spec("rosbag2 storage plugin", choices=("mcap", "sqlite3")))
+    bag_storage: str = field(default="sqlite3", metadata=spec("rosbag2 storage plugin (sqlite3: every ROS 2 "
+                             "distribution reads it without a plugin)", choices=("sqlite3", "mcap")))
     bag_image: str = field(default="raw", metadata=spec("raw = sensor_msgs/Image rgb8, png/jpeg = CompressedImage", choices=("raw", "png", "jpeg")))
     oxford: bool = field(default=True, metadata=spec("export the PointNetVLAD/MinkLoc++ benchmark format"))
     oxford_points: int = field(default=4096, metadata=spec("points per Oxford submap", ge=16))

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from distilvpr_core.local_dds import local_dds_env
+from distilvpr_core.local_dds import PROFILE_VARS, local_dds_env
 
 
 def large_images_profile() -> str:
@@ -44,7 +44,7 @@ def local_ros_client(name: str) -> Iterator[Any]:
     on exit, so one test module's settings never leak into the next.
     """
     import rclpy
-    saved = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
+    saved = {var: os.environ.get(var) for var in PROFILE_VARS}
     require_local_dds()
     rclpy.init()
     node = rclpy.create_node(name)
@@ -53,10 +53,11 @@ def local_ros_client(name: str) -> Iterator[Any]:
     finally:
         node.destroy_node()
         rclpy.shutdown()
-        if saved is None:
-            os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-        else:
-            os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = saved
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
 
 
 class LocalizerProcess:
