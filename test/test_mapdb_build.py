@@ -148,7 +148,7 @@ def test_map_cli_build_info_verify_query_merge(synth, student, tmp_path, capsys)
     assert run_cli("info", str(out)) == 0
     assert "index hnsw" in capsys.readouterr().out
     assert run_cli("verify", str(out), "--model", str(student), "--backend", "torch") == 0
-    assert "model matches" in capsys.readouterr().out
+    assert "model and preprocessing match" in capsys.readouterr().out
     m = PriorMap.load(out)
     np.save(tmp_path / "q.npy", m.descriptors[:2])
     assert run_cli("query", str(out), "--descriptors", str(tmp_path / "q.npy"), "-k", "2", "--json") == 0
