@@ -28,6 +28,7 @@ MODULE_KEYS = {
     "onnxruntime": "python3-onnxruntime-pip", "rosbags": "python3-rosbags-pip",
     "torch": "python3-torch", "torchvision": "python3-torchvision", "tensorboard": "python3-tensorboard-pip",
     "trimesh": "python3-trimesh-pip", "pytest": "python3-pytest", "hypothesis": "python3-hypothesis",
+    "cv2": "python3-opencv",
 }
 #: Imported only on paths that say what to install when missing, with no rosdep key:
 #: TensorRT/CUDA (JetPack or pip, docs/deployment.md), onnx/onnxscript (export,
