@@ -6,7 +6,7 @@ the run's ``eval.json``, whose model entries hold ``protocols`` ->
 R@1 by query condition and the chance level.  Collapsed runs are listed, never
 averaged.  The targets (issue 13) are tested on P and D with the per-seed
 differences DistilVPR - no distillation: mean >= 3 points and > 2 standard
-errors, and DistilVPR's mean not below any baseline's.
+errors, and DistilVPR not below any baseline (paired on the seeds the baseline ran).
 """
 from __future__ import annotations
 
@@ -59,24 +59,35 @@ def _fmt(values: Sequence[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
+def _paired(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[int], list[float]]:
+    """Seeds both rows ran and the per-seed differences a - b (R@1 points) on them."""
+    common = [s for s in a["seeds"] if s in b["seeds"]]
+    return common, [a["r1"][a["seeds"].index(s)] - b["r1"][b["seeds"].index(s)] for s in common]
+
+
 def target_check(doc: dict[str, Any], proto: str) -> dict[str, Any] | None:
-    """DistilVPR vs no distillation on ``proto``: paired per-seed differences and the verdict."""
+    """DistilVPR vs no distillation on ``proto``: paired per-seed differences and the verdict.
+
+    Baselines are compared paired too, on the seeds each baseline finished: a
+    baseline run on one seed is set against DistilVPR on that seed, not
+    against DistilVPR's mean over more seeds."""
     rows = doc["protocols"].get(proto, {}).get("rows", {})
     a, b = rows.get("distilvpr"), rows.get("no_distillation")
     if not a or not b:
         return None
-    common = [s for s in a["seeds"] if s in b["seeds"]]
-    diffs = [a["r1"][a["seeds"].index(s)] - b["r1"][b["seeds"].index(s)] for s in common]
+    _, diffs = _paired(a, b)
     if not diffs:
         return None
     mean = statistics.mean(diffs)
     se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
-    mean_d = statistics.mean(a["r1"])
-    beaten_by = [k for k in BASELINES if rows.get(k) and statistics.mean(rows[k]["r1"]) > mean_d]
-    missing = [k for k in BASELINES if not rows.get(k)]
+    vs = {k: _paired(a, rows[k]) for k in BASELINES if rows.get(k)}
+    vs = {k: (seeds, d) for k, (seeds, d) in vs.items() if d}
+    beaten_by = [k for k, (_, d) in vs.items() if statistics.mean(d) < 0]
+    missing = [k for k in BASELINES if k not in vs]
     gain_ok = mean >= 3.0 and len(diffs) > 1 and mean > 2 * se
     return {"diffs": diffs, "mean": mean, "se": se, "gain_met": gain_ok, "baselines_above": beaten_by,
-            "baselines_missing": missing, "met": gain_ok and not beaten_by and not missing}
+            "baselines_missing": missing, "vs_baselines": vs,
+            "met": gain_ok and not beaten_by and not missing}
 
 
 def protocol_table(doc: dict[str, Any], proto: str, best_val: dict[str, list[float]],
@@ -121,5 +132,10 @@ def target_lines(doc: dict[str, Any]) -> list[str]:
             verdict = "**not met**"
         out.append(f"- {proto}: DistilVPR - no distillation = {t['mean']:+.1f} R@1 points "
                    f"(per seed {', '.join(f'{d:+.1f}' for d in t['diffs'])}; standard error {t['se']:.1f}); "
-                   f"baselines above DistilVPR: {t['baselines_above'] or 'none of those run'} -> {verdict}")
+                   f"baselines above DistilVPR: {t['baselines_above'] or ('none' if t['vs_baselines'] else 'none run')} "
+                   f"-> {verdict}")
+        if t["vs_baselines"]:
+            pairs = "; ".join(f"{k} {statistics.mean(d):+.1f} (seeds {seeds})"
+                              for k, (seeds, d) in t["vs_baselines"].items())
+            out.append(f"  - DistilVPR - baseline, paired on the seeds the baseline ran: {pairs}")
     return out

@@ -92,3 +92,22 @@ def test_a_collapsed_run_is_listed_never_averaged(repo_root, monkeypatch):
     doc = report.collect(state, [0], ["no_distillation", "distilvpr"])
     assert doc["protocols"] == {}
     assert report.target_check(doc, "deployment") is None
+
+
+def test_baselines_are_compared_paired_on_the_seeds_they_ran(repo_root, monkeypatch):
+    """A baseline run on seed 0 only is judged against DistilVPR on seed 0, not its 3-seed mean."""
+    monkeypatch.syspath_prepend(str(repo_root / "scripts"))
+    import bench_synth_report as report
+
+    def row(seeds, r1):
+        return {"seeds": seeds, "r1": r1, "r1_pct": r1, "r5": r1, "r1_by_condition": {}}
+    doc = {"protocols": {"deployment": {"chance_r1": 5.0, "rows": {
+        "distilvpr": row([0, 1, 2], [20.0, 10.0, 30.0]), "no_distillation": row([0, 1, 2], [15.0, 6.0, 26.0]),
+        "rkd": row([0], [21.0]), "mse": row([1], [9.0])}}}}
+    t = report.target_check(doc, "deployment")
+    assert t["diffs"] == [5.0, 4.0, 4.0] and t["gain_met"]
+    assert t["baselines_above"] == ["rkd"]   # 21 > 20 on seed 0, although below DistilVPR's mean of 20
+    assert t["vs_baselines"]["mse"] == ([1], [1.0])
+    assert t["baselines_missing"] == ["kd", "pkt", "sp", "cc"] and not t["met"]
+    lines = "\n".join(report.target_lines(doc))
+    assert "rkd -1.0 (seeds [0])" in lines and "mse +1.0 (seeds [1])" in lines
