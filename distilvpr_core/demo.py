@@ -174,6 +174,12 @@ def summarise(out: Path, seeds: list[int] | None = None) -> dict[str, Any]:
         "node_recall@1": m["recall_at_n"]["1"],
         "offline_recall@1": offline["metrics"]["recall_at_n"]["1"],
         "node_max_recall_at_100_precision": m["max_recall_at_100_precision"],
+        # Per-stage figures of the offline path on the same bag (loopeval/stages.py); absent
+        # when the map has no local features.
+        "stages": {name: {"max_recall_at_100_precision": st["max_recall_at_100_precision"],
+                          "accepted": st["operating_point"]["accepted"],
+                          "correct": st["operating_point"]["correct"]}
+                   for name, st in ((offline["metrics"].get("stages") or {}).get("stages") or {}).items()},
         "node_latency_p50_ms": None if lat["median"] is None else 1000 * lat["median"],
         "node_latency_p99_ms": None if lat["p99"] is None else 1000 * lat["p99"],
         "replay_complete": ros.get("complete", False),
@@ -206,7 +212,11 @@ def render(s: dict[str, Any]) -> str:
     lines += [
         f"| node Recall@1 on the replayed bag (offline path) | {_pct(s['node_recall@1'])} "
         f"({_pct(s['offline_recall@1'])}) |",
-        f"| node max recall at 100 % precision | {_pct(s['node_max_recall_at_100_precision'])} |",
+        f"| node max recall at 100 % precision (embedding score of the published match) | "
+        f"{_pct(s['node_max_recall_at_100_precision'])} |",
+        *(f"| {name} stage (offline): max recall at 100 % precision; closures accepted / correct at "
+          f"the default settings | {_pct(st['max_recall_at_100_precision'])}; {st['accepted']} / "
+          f"{st['correct']} |" for name, st in s.get("stages", {}).items() if name in ("raw", "geometric")),
         f"| node latency p50 / p99 | {s['node_latency_p50_ms']:.1f} / {s['node_latency_p99_ms']:.1f} ms |"
         if s["node_latency_p50_ms"] is not None else "| node latency p50 / p99 | n/a |",
     ]

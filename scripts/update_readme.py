@@ -48,11 +48,14 @@ def benchmark_block(paths: list[tuple[str, Path]]) -> str:
     return "\n".join(lines)
 
 
-def demo_block(summary: Path) -> str:
+def demo_block(summary: Path, note: str = "") -> str:
+    """The demo table from ``summary``; a resumed demo run (every stage skipped) has no
+    meaningful wall time, so only a positive one is quoted."""
     from distilvpr_core.demo import render
     s = json.loads(summary.read_text())
     table = render(s).split("\n\nSeeds")[0]
-    return table + f"\n\nFrom `{summary}` (seeds {s['seeds']}, wall time {s.get('wall_s', 0):.0f} s)."
+    wall = f", wall time {s['wall_s']:.0f} s" if s.get("wall_s") else ""
+    return table + f"\n\nFrom `{summary}` (seeds {s['seeds']}{wall}).{' ' + note if note else ''}"
 
 
 def replace_block(text: str, name: str, body: str) -> str:
@@ -65,6 +68,8 @@ def replace_block(text: str, name: str, body: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--demo", type=Path, help="summary.json of 'distilvpr demo' (default: leave the demo table)")
+    p.add_argument("--demo-note", default="", metavar="TEXT",
+                   help="a sentence after the demo table (how and where it was run)")
     p.add_argument("--readme", type=Path, default=REPO / "README.md")
     args = p.parse_args(argv)
     sys.path[:0] = [str(REPO), str(REPO / "scripts")]
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         ("CPU (docs/benchmark_synth.md)", REPO / "docs/benchmark_synth.json"),
         ("GPU H200 (docs/benchmark_synth_gpu.md)", REPO / "docs/benchmark_synth_gpu.json")]))
     if args.demo:
-        text = replace_block(text, "demo", demo_block(args.demo))
+        text = replace_block(text, "demo", demo_block(args.demo, args.demo_note))
     args.readme.write_text(text)
     print(f"updated {args.readme}")
     return 0

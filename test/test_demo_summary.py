@@ -21,11 +21,14 @@ def test_summary_reports_both_protocols_per_seed_with_spread(tmp_path):
     _eval(runs / "20260101-000001-nodistill", 35.0, 20.0)
     _eval(runs / "20260101-000002-distilvpr_seed1", 44.0, 34.0)
     _eval(runs / "20260101-000003-nodistill_seed1", 37.0, 26.0)
+    def stage(best, accepted, correct):
+        return {"max_recall_at_100_precision": best, "operating_point": {"accepted": accepted, "correct": correct}}
     for path in ("ros", "offline"):
         (tmp_path / "replay" / path).mkdir(parents=True)
         (tmp_path / "replay" / path / "metrics.json").write_text(json.dumps({"complete": True, "metrics": {
             "recall_at_n": {"1": 0.5}, "max_recall_at_100_precision": 0.1,
-            "latency_s": {"median": 0.01, "p99": 0.02}}}))
+            "latency_s": {"median": 0.01, "p99": 0.02},
+            "stages": {"stages": {"raw": stage(0.02, 71, 33), "geometric": stage(0.062, 4, 4)}}}}))
     s = summarise(tmp_path, [0, 1])
     assert s["R@1"]["unseen_places"]["student_distilvpr"] == [40.0, 44.0]
     assert s["R@1"]["deployment"]["student_nodistill"] == [20.0, 26.0]
@@ -33,3 +36,6 @@ def test_summary_reports_both_protocols_per_seed_with_spread(tmp_path):
     assert "DistilVPR student, R@1 P (unseen places) | 42.0 ± 2.8 % (40.0 / 44.0)" in text
     assert "student without distillation, R@1 D (deployment, map = train_noon) | 23.0 ± 4.2 %" in text
     assert "on P: +5.0 / +7.0 R@1 points" in text and "on D: +10.0 / +8.0 R@1 points" in text
+    assert "| geometric stage (offline): max recall at 100 % precision; closures accepted / correct " \
+        "at the default settings | 6.2 %; 4 / 4 |" in text
+    assert "| raw stage (offline)" in text and "71 / 33" in text
