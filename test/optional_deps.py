@@ -28,14 +28,19 @@ def _skip(name: str) -> None:
                 "install ..., or pip install -e .[train,sim])", allow_module_level=True)
 
 
+def _skip_if_optional(exc: ImportError) -> None:
+    """Skip the test when ``exc`` is a missing optional dependency; re-raise it otherwise."""
+    if (name := missing_optional(exc)) is None:
+        raise exc
+    _skip(name)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
     try:
         return (yield)
     except ImportError as exc:
-        if (name := missing_optional(exc)) is None:
-            raise
-        _skip(name)
+        _skip_if_optional(exc)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -43,9 +48,7 @@ def pytest_runtest_call(item):
     try:
         return (yield)
     except ImportError as exc:
-        if (name := missing_optional(exc)) is None:
-            raise
-        _skip(name)
+        _skip_if_optional(exc)
 
 
 class _Module(pytest.Module):

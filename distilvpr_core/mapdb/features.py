@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import UserError
 from ..localize.verify import Features, Intrinsics
 from .rows import GrowableArray
-from .schema import FileEntry, save_npy
+from .schema import FileEntry, load_npy, save_npy
 
 KIND = "orb"
 DESC_BYTES = 32
@@ -145,26 +145,15 @@ class FeatureStore:
             if name not in listed:
                 raise UserError(f"{where}: file {name} ({key}) is not listed in \"files\", so its "
                                 "checksum is unknown; the map is damaged, rebuild it")
-        kp = _load(directory / names["keypoints"], np.float32, (n, f, 2))
-        desc = _load(directory / names["descriptors"], np.uint8, (n, f, DESC_BYTES))
-        counts = _load(directory / names["counts"], np.int32, (n,))
+        kp = load_npy(directory / names["keypoints"], np.float32, (n, f, 2))
+        desc = load_npy(directory / names["descriptors"], np.uint8, (n, f, DESC_BYTES))
+        counts = load_npy(directory / names["counts"], np.int32, (n,))
         if n and (counts.min() < 0 or counts.max() > f):
             raise UserError(f"{directory / names['counts']}: counts outside 0..{f}; the map is damaged")
         if not np.all(np.isfinite(kp)):
             raise UserError(f"{directory / names['keypoints']}: keypoints contain NaN or inf; "
                             "the map is damaged")
         return cls(check_intrinsics(cam, where), f, (kp, desc, counts))
-
-
-def _load(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise UserError(f"{path}: cannot be read as .npy ({exc}); the map is damaged") from None
-    if arr.dtype != np.dtype(dtype) or arr.shape != shape:
-        raise UserError(f"{path}: expected {np.dtype(dtype).name} {list(shape)} (from schema.json), "
-                        f"got {arr.dtype.name} {list(arr.shape)}; the map is damaged")
-    return arr
 
 
 def intrinsics_from_dataset(camera: Mapping[str, Any], where: str) -> Intrinsics:

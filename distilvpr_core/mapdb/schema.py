@@ -200,6 +200,20 @@ def save_npy(path: Path, array: Any) -> FileEntry:
     return FileEntry(sha256=w.sha.hexdigest(), bytes=w.size)
 
 
+def load_npy(path: Path, dtype: Any, shape: tuple[int, ...]) -> Any:
+    """``np.load`` (no pickle) of a map array that must have ``dtype`` and ``shape`` (as
+    schema.json's counts imply); UserError naming the file otherwise."""
+    import numpy as np
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{path}: cannot be read as .npy ({exc}); the map is damaged") from None
+    if arr.dtype != np.dtype(dtype) or arr.shape != shape:
+        raise UserError(f"{path}: expected {np.dtype(dtype).name} {list(shape)} (from schema.json), "
+                        f"got {arr.dtype.name} {list(arr.shape)}; the map is damaged")
+    return arr
+
+
 def read_schema(directory: Path) -> MapSchema:
     """Read and parse ``directory/schema.json``; a UserError names what is wrong."""
     path = directory / SCHEMA_FILE

@@ -26,7 +26,7 @@ from ..atomic import atomic_directory
 from ..errors import UserError
 from .index import read_index, resolve_params
 from .rows import GrowableArray
-from .schema import SCHEMA_FILE, read_schema, save_npy, verify_files
+from .schema import SCHEMA_FILE, load_npy, read_schema, save_npy, verify_files
 
 _log = logging.getLogger(__name__)
 _FINITE_CHUNK = 1 << 16  # rows per finiteness check: bounded memory on a file-mapped map
@@ -146,7 +146,7 @@ def load_map(cls: Any, path: str | Path, expect_fingerprint: str | None = None,
     index = read_index(schema.index_type, path, schema.dim, dict(schema.index_params), n)
     m = cls(schema.dim, schema.model_fingerprint, schema.preprocessing, index, schema.created_at)
     for name, (attr, dtype, trail) in COLUMNS.items():
-        m._cols[attr] = GrowableArray(dtype, trail, _load_column(path / name, dtype, (n, *trail)))
+        m._cols[attr] = GrowableArray(dtype, trail, load_npy(path / name, dtype, (n, *trail)))
     names = np.load(path / "source_names.npy", allow_pickle=False)
     if names.dtype.kind != "U" or names.shape != (schema.sources,):
         raise UserError(f"{path / 'source_names.npy'}: expected {schema.sources} strings, "
@@ -161,17 +161,6 @@ def load_map(cls: Any, path: str | Path, expect_fingerprint: str | None = None,
     if n and (m._source_idx.min() < 0 or m._source_idx.max() >= schema.sources):
         raise UserError(f"{path / 'source_index.npy'}: values outside 0..{schema.sources - 1}")
     return m
-
-
-def _load_column(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise UserError(f"{path}: cannot be read as .npy ({exc}); the map is damaged") from None
-    if arr.dtype != np.dtype(dtype) or arr.shape != shape:
-        raise UserError(f"{path}: expected {np.dtype(dtype).name} {list(shape)} (from schema.json "
-                        f"counts), got {arr.dtype.name} {list(arr.shape)}; the map is damaged")
-    return arr
 
 
 def _check_finite(arr: np.ndarray, where: str) -> None:
