@@ -241,3 +241,30 @@ def test_threshold_and_consistency_change_ros_and_offline_identically(tmp_path, 
     meta = json.loads((tmp_path / "strict" / "ros" / "metrics.json").read_text())["meta"]
     assert json.loads(meta["node_params"])["consistency_n"] == 2
     assert _localizers() == []
+
+
+@pytest.mark.slow
+def test_sequence_score_sees_the_same_odometry_through_ros_and_offline(tmp_path, tmp_path_factory, model_map):
+    """The replay publishes the bag's /odom on the node's odom topic before each frame, as
+    offline evaluation feeds it: with the sequence score on, the node accepts and rejects
+    frame by frame exactly as the offline engine does (without odometry it rejected all)."""
+    import numpy as np
+
+    from distilvpr_core.data import native
+    from distilvpr_core.sim import tiny_dataset
+    from distilvpr_ros.synthetic_assets import build_map
+
+    model, _ = model_map
+    root = tiny_dataset(tmp_path_factory.getbasetemp() / "synth")
+    trav = native.open_dataset(root).traversal("train_noon")
+    images = np.stack([trav.load_image(i) for i in range(len(trav.stamps_ns))])
+    build_map(tmp_path / "map", model, images, trav.poses, trav.stamps_ns, "train_noon")
+    out = tmp_path / "seq"
+    assert run(_args("--bag", str(root / "bags" / "test_noon"), "--map", str(tmp_path / "map"),
+                     "--model", str(model), "--out", str(out), "--compare-offline", "--pacing", "lockstep",
+                     "--radius-m", "10", "--node-param", "sequence_n:=3",
+                     "--node-param", "score_threshold:=0.0")) == 0
+    ros, offline = (_per_query(out / p / "per_query.csv") for p in ("ros", "offline"))
+    assert [r["accepted"] for r in ros] == [r["accepted"] for r in offline]
+    assert any(r["accepted"] == "1" for r in ros)
+    assert any("odometry: the bag's /odom" in n for n in json.loads((out / "ros" / "metrics.json").read_text())["notes"])

@@ -125,6 +125,36 @@ class PlayResult:
     stopped: str | None = None
 
 
+class OdomFeeder:
+    """Publishes, just before each frame, the bag odometry pose nearest that frame's stamp,
+    re-stamped to it, as ``nav_msgs/Odometry`` on the node's ``odom`` topic.
+
+    This is exactly what offline evaluation feeds the engine
+    (loopeval/offline.py, ``frames_from_bag``), so the keyframe gate and the
+    sequence score see the same odometry on both paths.  ``stamps`` int64 [M]
+    ns, ``poses`` float64 [M, 7] (x y z qx qy qz qw, odometry frame).
+    """
+
+    def __init__(self, node: Any, topic: str, stamps: np.ndarray, poses: np.ndarray) -> None:
+        from nav_msgs.msg import Odometry
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        if len(stamps) == 0:
+            raise UserError(f"odometry for {topic}: the bag's odometry topic holds no messages")
+        self.topic, self._stamps, self._poses, self._msg = topic, stamps, poses, Odometry
+        self.publisher = node.create_publisher(
+            Odometry, topic, QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+
+    def send(self, stamp_ns: int) -> None:
+        """Publish the pose nearest ``stamp_ns``, stamped ``stamp_ns``."""
+        x, y, z, qx, qy, qz, qw = (float(v) for v in self._poses[int(np.argmin(np.abs(self._stamps - stamp_ns)))])
+        msg = self._msg()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+        msg.header.frame_id = "odom"
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        p.x, p.y, p.z, q.x, q.y, q.z, q.w = x, y, z, qx, qy, qz, qw
+        self.publisher.publish(msg)
+
+
 class BagPlayer:
     """Publishes image records on ``topic`` (reliable, depth ``depth``).
 
@@ -179,11 +209,14 @@ class BagPlayer:
 
     def play(self, records: Iterable[ImageRecord], collector: AnswerCollector, pacing: str = "rate",
              rate: float = 1.0, answer_timeout_s: float = 10.0, silence_s: float = 30.0,
-             alive: Callable[[], str | None] = lambda: None, total: int | None = None) -> PlayResult:
+             alive: Callable[[], str | None] = lambda: None, total: int | None = None,
+             before_send: Callable[[int], None] = lambda stamp_ns: None) -> PlayResult:
         """Send every record; stop early (``stopped`` set) if the node dies or goes silent.
 
         ``records`` may be a stream (a long bag is never held in memory);
         ``total`` (their number, if known) only makes messages more helpful.
+        ``before_send(stamp_ns)`` runs just before each frame goes out
+        (``OdomFeeder.send``: the frame's odometry first).
 
         In ``lockstep`` a frame unanswered after ``answer_timeout_s`` is a drop
         and playback continues; in both pacings ``silence_s`` seconds without
@@ -205,6 +238,7 @@ class BagPlayer:
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+            before_send(rec.stamp_ns)
             sent_s = time.monotonic()
             self.publisher.publish(rec.raw)
             result.sent.append(SentFrame(rec.stamp_ns, sent_s))

@@ -64,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pose-topic", default="/ground_truth/pose",
                         help="ground-truth PoseStamped/PoseWithCovarianceStamped/Odometry topic "
                              "in the bag, map frame ('' = none: no recall, latency only)")
-    parser.add_argument("--odom-topic", default="/odom", help="--offline: odometry for the engine ('' = none)")
+    parser.add_argument("--odom-topic", default="/odom",
+                        help="odometry topic of the bag fed to the engine: offline directly, through "
+                             "ROS published on the node's odom topic before each frame ('' = none)")
     parser.add_argument("--map", default="", help="prior map directory (needed to start the node, "
                         "for --offline, and to know which queries are revisits)")
     parser.add_argument("--model", default="", help="student .onnx (or .pt with --backend torch)")

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from distilvpr_core.data.bags import BagReader
 from distilvpr_core.errors import UserError
@@ -89,9 +89,18 @@ def _reliable_publisher(ros_node: Any, topic: str, timeout_s: float, alive: Any)
                     "under that name (see --node) in this ROS_DOMAIN_ID?")
 
 
+def _odom_feeder(ros_node: Any, odom: tuple[Any, Any] | None, fq_name: str) -> Callable[[int], None]:
+    """``before_send`` for the player: the bag's odometry on the node's ``odom`` topic
+    (a sibling of the node name), or nothing without odometry."""
+    if odom is None:
+        return lambda stamp_ns: None
+    from .player import OdomFeeder
+    return OdomFeeder(ros_node, fq_name.rsplit("/", 1)[0] + "/odom", *odom).send
+
+
 def replay_through_node(args: argparse.Namespace, first: Any, records: Iterable[Any], total: int,
                         msgtype: str, node_proc: LocalizerProcess | None, fq_name: str,
-                        image_topic: str) -> RosRun:
+                        image_topic: str, odom: tuple[Any, Any] | None = None) -> RosRun:
     """Play ``records`` (``total`` of them, ``first`` for the warm-up) to the node named
     ``fq_name`` and collect its answers.
 
@@ -127,7 +136,8 @@ def replay_through_node(args: argparse.Namespace, first: Any, records: Iterable[
         run.node_params = _get_params(ros_node, fq_name, tuple(SPECS))
         run.warmup_latency_s = player.warm_up(first, collector, args.answer_timeout, warm_stamp)
         result = player.play(records, collector, args.pacing, args.rate, args.answer_timeout,
-                             args.silence_timeout, alive, total=total)
+                             args.silence_timeout, alive, total=total,
+                             before_send=_odom_feeder(ros_node, odom, fq_name))
         run.sent = result.sent
         if result.stopped:
             run.problems.append(result.stopped)
@@ -166,10 +176,16 @@ def start_and_replay(args: argparse.Namespace, bag: BagReader, msgtype: str, tot
     if compressed:
         image_topic += "/compressed"
     first = next(iter(bag.image_records(args.image_topic)))
+    # The same odometry offline evaluation feeds the engine (--odom-topic; '' = none).
+    odom_topic = getattr(args, "odom_topic", "")
+    odom = bag.poses(odom_topic) if odom_topic and odom_topic in bag.topics else None
+    if odom is not None:
+        notes.append(f"odometry: the bag's {odom_topic}, nearest pose re-stamped to each frame, published "
+                     "on the node's odom topic just before the frame (as offline evaluation feeds it)")
     node_proc = LocalizerProcess(ros_args, out / "node.log") if ros_args else None
     try:
         return replay_through_node(args, first, bag.image_records(args.image_topic), total, msgtype,
-                                   node_proc, fq_name, image_topic)
+                                   node_proc, fq_name, image_topic, odom)
     finally:
         if node_proc:
             node_proc.stop()
