@@ -40,7 +40,11 @@ def benchmark_block(paths: list[tuple[str, Path]]) -> str:
             continue
         doc = json.loads(path.read_text())
         protos = doc["protocols"]
-        for key, name in ROWS:
+        from bench_synth_report import BASELINES, LABELS
+        # Baselines appear once any seed of them finished (n says how many).
+        ran = [(k, f"baseline: {LABELS[k]}") for k in BASELINES
+               if any(k in protos.get(p, {}).get("rows", {}) for p, _ in PROTOS)]
+        for key, name in (*ROWS, *ran):
             cells = [_ms(protos.get(p, {}).get("rows", {}).get(key, {}).get("r1", [])) for p, _ in PROTOS]
             lines.append(f"| {label} | {name} | " + " | ".join(cells) + " |")
         chance = [protos.get(p, {}).get("chance_r1") for p, _ in PROTOS]
