@@ -173,20 +173,25 @@ def test_other_discovery_ranges_are_refused(monkeypatch):
         ensure_local_ros_env(need_domain=True)
 
 
-@pytest.mark.slow
-def test_synthetic_town_bag_ros_agrees_with_offline(tmp_path, tmp_path_factory, model_map):
-    """The synthetic-town bag (bagio writer): map from train_noon, replay test_noon in real time."""
+def _synth_town_map(tmp_path, tmp_path_factory, model):
+    """The tiny synthetic town (bags with /odom) and a map of its train_noon drive at tmp_path/map."""
     import numpy as np
 
     from distilvpr_core.data import native
     from distilvpr_core.sim import tiny_dataset
     from distilvpr_ros.synthetic_assets import build_map
 
-    model, _ = model_map
     root = tiny_dataset(tmp_path_factory.getbasetemp() / "synth")
     trav = native.open_dataset(root).traversal("train_noon")
     images = np.stack([trav.load_image(i) for i in range(len(trav.stamps_ns))])
     build_map(tmp_path / "map", model, images, trav.poses, trav.stamps_ns, "train_noon")
+    return root
+
+
+@pytest.mark.slow
+def test_synthetic_town_bag_ros_agrees_with_offline(tmp_path, tmp_path_factory, model_map):
+    """The synthetic-town bag (bagio writer): map from train_noon, replay test_noon in real time."""
+    model, root = model_map[0], _synth_town_map(tmp_path, tmp_path_factory, model_map[0])
     out = tmp_path / "cmp"
     assert run(_args("--bag", str(root / "bags" / "test_noon"), "--map", str(tmp_path / "map"),
                      "--model", str(model), "--out", str(out), "--compare-offline",
@@ -248,17 +253,7 @@ def test_sequence_score_sees_the_same_odometry_through_ros_and_offline(tmp_path,
     """The replay publishes the bag's /odom on the node's odom topic before each frame, as
     offline evaluation feeds it: with the sequence score on, the node accepts and rejects
     frame by frame exactly as the offline engine does (without odometry it rejected all)."""
-    import numpy as np
-
-    from distilvpr_core.data import native
-    from distilvpr_core.sim import tiny_dataset
-    from distilvpr_ros.synthetic_assets import build_map
-
-    model, _ = model_map
-    root = tiny_dataset(tmp_path_factory.getbasetemp() / "synth")
-    trav = native.open_dataset(root).traversal("train_noon")
-    images = np.stack([trav.load_image(i) for i in range(len(trav.stamps_ns))])
-    build_map(tmp_path / "map", model, images, trav.poses, trav.stamps_ns, "train_noon")
+    model, root = model_map[0], _synth_town_map(tmp_path, tmp_path_factory, model_map[0])
     out = tmp_path / "seq"
     assert run(_args("--bag", str(root / "bags" / "test_noon"), "--map", str(tmp_path / "map"),
                      "--model", str(model), "--out", str(out), "--compare-offline", "--pacing", "lockstep",

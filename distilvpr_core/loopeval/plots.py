@@ -29,6 +29,16 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def pr_axes(ax: Any, title: str) -> None:
+    """Limits, labels, title and grid of a precision-recall plot (recall on x)."""
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("recall (true loop closures found / revisits)")
+    ax.set_ylabel("precision")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+
+
 def _no_data(ax: Any, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
 
@@ -50,12 +60,7 @@ def pr_curve_png(metrics: dict[str, Any], title: str) -> bytes:
         ax.legend(loc="lower left", fontsize=8)
     else:
         _no_data(ax, "no predictions with ground truth")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.05)
-    ax.set_xlabel("recall (true loop closures found / revisits)")
-    ax.set_ylabel("precision")
-    ax.set_title(f"Precision-recall of top-1 over score threshold\n{title}", fontsize=10)
-    ax.grid(alpha=0.3)
+    pr_axes(ax, f"Precision-recall of top-1 over score threshold\n{title}")
     return _png(fig)
 
 

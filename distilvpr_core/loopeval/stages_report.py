@@ -72,12 +72,7 @@ def stages_png(st: dict[str, Any], title: str) -> bytes:
         ax.legend(loc="upper right", fontsize=7)
     else:
         plots._no_data(ax, "no predictions with ground truth")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.05)
-    ax.set_xlabel("recall (true loop closures found / revisits)")
-    ax.set_ylabel("precision")
-    ax.set_title(f"Precision-recall per stage\n{title}", fontsize=10)
-    ax.grid(alpha=0.3)
+    plots.pr_axes(ax, f"Precision-recall per stage\n{title}")
     return plots._png(fig)
 
 

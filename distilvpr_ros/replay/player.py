@@ -135,6 +135,8 @@ class OdomFeeder:
     ns, ``poses`` float64 [M, 7] (x y z qx qy qz qw, odometry frame).
     """
 
+    SETTLE_S = 0.03
+
     def __init__(self, node: Any, topic: str, stamps: np.ndarray, poses: np.ndarray) -> None:
         from nav_msgs.msg import Odometry
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -153,6 +155,9 @@ class OdomFeeder:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         p.x, p.y, p.z, q.x, q.y, q.z, q.w = x, y, z, qx, qy, qz, qw
         self.publisher.publish(msg)
+        # Odometry and image arrive on two subscriptions whose callbacks the node may run in
+        # either order; a short head start lets the pose reach the engine before its frame.
+        time.sleep(self.SETTLE_S)
 
 
 class BagPlayer:
