@@ -111,6 +111,9 @@ def type_conflicts(ours: dict[str, str], graph: dict[str, list[tuple[str, str, s
     return out
 
 
+UNKNOWN_NODE = "_NODE_NAME_UNKNOWN_"  # what rmw reports until the owner's name is discovered
+
+
 def graph_of(node, ours: dict[str, str]) -> dict[str, list[tuple[str, str, str]]]:
     """The other endpoints of ``ours``' topics from the ROS graph of rclpy ``node``."""
     me = node.get_fully_qualified_name()
@@ -120,6 +123,8 @@ def graph_of(node, ours: dict[str, str]) -> dict[str, list[tuple[str, str, str]]
                             ("subscribes", node.get_subscriptions_info_by_topic(topic))):
             for info in infos:
                 name = (info.node_namespace.rstrip("/") + "/" + info.node_name)
+                if info.node_name == UNKNOWN_NODE:  # DDS knows the endpoint before the node's name
+                    name = "a node not yet discovered by name"
                 if name != me:
                     graph.setdefault(topic, []).append((name, role, info.topic_type))
     return graph

@@ -94,7 +94,9 @@ def test_empty_map_errors_type_conflict_and_latency_warn(assets, ros, tmp_path):
     image = ros.create_publisher(Image, "/image", qos_profile_sensor_data)
     proc = _start(tmp_path, empty, a.model, {"odom_topic": "/wrong_type"}, ["latency_budget_ms:=0.0"])
     try:
-        st = _status(ros, got, proc, lambda lv, m: lv == ERROR and "/wrong_type" in m, "ERROR + type conflict")
+        # Wait for the name: DDS may report the endpoint a moment before its node's name.
+        st = _status(ros, got, proc, lambda lv, m: lv == ERROR and "/wrong_type: /health_test_client" in m,
+                     "ERROR + type conflict")
         assert "the map has no keyframes and online_mapping is off" in st.message
         assert "/wrong_type: /health_test_client publishes std_msgs/msg/String, this node uses " \
                "nav_msgs/msg/Odometry" in st.message
