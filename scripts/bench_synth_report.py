@@ -24,6 +24,7 @@ LABELS = {"teacher": "teacher (camera + LiDAR)", "teacher_image": "teacher image
           "cross_only": "ablation: cross-agent only", "no_euclidean": "ablation: no Euclidean",
           "no_sphere": "ablation: no sphere", "no_poincare": "ablation: no Poincaré"}
 BASELINES = ("mse", "rkd", "kd", "pkt", "sp", "cc")
+ABLATIONS = ("self_only", "cross_only", "no_euclidean", "no_sphere", "no_poincare")
 
 
 def row_sources(variants: Sequence[str]) -> list[tuple[str, str, str]]:
@@ -65,6 +66,19 @@ def _paired(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[int], list[float
     return common, [a["r1"][a["seeds"].index(s)] - b["r1"][b["seeds"].index(s)] for s in common]
 
 
+def _paired_rows(rows: dict[str, Any], keys: Sequence[str]) -> dict[str, tuple[list[int], list[float]]]:
+    """DistilVPR - row per seed, for each row of ``keys`` that shares a seed with DistilVPR."""
+    a = rows.get("distilvpr")
+    if not a:
+        return {}
+    vs = {k: _paired(a, rows[k]) for k in keys if rows.get(k)}
+    return {k: (seeds, d) for k, (seeds, d) in vs.items() if d}
+
+
+def _paired_text(vs: dict[str, tuple[list[int], list[float]]]) -> str:
+    return "; ".join(f"{k} {statistics.mean(d):+.1f} (seeds {seeds})" for k, (seeds, d) in vs.items())
+
+
 def target_check(doc: dict[str, Any], proto: str) -> dict[str, Any] | None:
     """DistilVPR vs no distillation on ``proto``: paired per-seed differences and the verdict.
 
@@ -80,8 +94,7 @@ def target_check(doc: dict[str, Any], proto: str) -> dict[str, Any] | None:
         return None
     mean = statistics.mean(diffs)
     se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
-    vs = {k: _paired(a, rows[k]) for k in BASELINES if rows.get(k)}
-    vs = {k: (seeds, d) for k, (seeds, d) in vs.items() if d}
+    vs = _paired_rows(rows, BASELINES)
     beaten_by = [k for k, (_, d) in vs.items() if statistics.mean(d) < 0]
     missing = [k for k in BASELINES if k not in vs]
     gain_ok = mean >= 3.0 and len(diffs) > 1 and mean > 2 * se
@@ -135,7 +148,23 @@ def target_lines(doc: dict[str, Any]) -> list[str]:
                    f"baselines above DistilVPR: {t['baselines_above'] or ('none' if t['vs_baselines'] else 'none run')} "
                    f"-> {verdict}")
         if t["vs_baselines"]:
-            pairs = "; ".join(f"{k} {statistics.mean(d):+.1f} (seeds {seeds})"
-                              for k, (seeds, d) in t["vs_baselines"].items())
-            out.append(f"  - DistilVPR - baseline, paired on the seeds the baseline ran: {pairs}")
+            out.append("  - DistilVPR - baseline, paired on the seeds the baseline ran: "
+                       + _paired_text(t["vs_baselines"]))
+    out += ablation_lines(doc)
+    return out
+
+
+def ablation_lines(doc: dict[str, Any]) -> list[str]:
+    """DistilVPR - each ablation, paired by seed, on P and D: what each removed part was worth
+    (positive: the full method is better without the removal).  Reported, not a target."""
+    out: list[str] = []
+    for proto in ("unseen_places", "deployment"):
+        vs = _paired_rows(doc["protocols"].get(proto, {}).get("rows", {}), ABLATIONS)
+        if vs:
+            out.append(f"- {proto}: DistilVPR (full) - ablation, paired on the seeds the ablation ran: "
+                       + _paired_text(vs))
+    if out:
+        out = ["", "## Ablations", "",
+               "What each part of DistilVPR adds: the full method minus the run without that part "
+               "(R@1 points, paired by seed; positive means the removed part helped).", ""] + out
     return out

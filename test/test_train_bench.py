@@ -111,3 +111,19 @@ def test_baselines_are_compared_paired_on_the_seeds_they_ran(repo_root, monkeypa
     assert t["baselines_missing"] == ["kd", "pkt", "sp", "cc"] and not t["met"]
     lines = "\n".join(report.target_lines(doc))
     assert "rkd -1.0 (seeds [0])" in lines and "mse +1.0 (seeds [1])" in lines
+    assert "## Ablations" not in lines   # none ran
+
+
+def test_ablations_are_reported_paired_and_never_judged_as_baselines(repo_root, monkeypatch):
+    monkeypatch.syspath_prepend(str(repo_root / "scripts"))
+    import bench_synth_report as report
+
+    def row(seeds, r1):
+        return {"seeds": seeds, "r1": r1, "r1_pct": r1, "r5": r1, "r1_by_condition": {}}
+    doc = {"protocols": {"unseen_places": {"chance_r1": 5.0, "rows": {
+        "distilvpr": row([0, 1], [20.0, 10.0]), "no_distillation": row([0, 1], [15.0, 6.0]),
+        "self_only": row([0, 1], [22.0, 9.0]), "no_poincare": row([1], [7.0])}}}}
+    assert report.target_check(doc, "unseen_places")["baselines_above"] == []   # self_only is no baseline
+    lines = "\n".join(report.target_lines(doc))
+    assert "## Ablations" in lines
+    assert "self_only -0.5 (seeds [0, 1])" in lines and "no_poincare +3.0 (seeds [1])" in lines
