@@ -18,6 +18,7 @@ from distilvpr_core.localize.resources import check_contract
 from distilvpr_core.mapdb import PriorMap
 from distilvpr_core.mapdb.schema import DIGEST_KEY, file_entry, parse_schema, read_schema, seal
 from distilvpr_core.mapdb.storage import save_npy
+from paused_writer import kill, writer_paused_mid_save
 
 D = 8
 FP = "a" * 64
@@ -213,45 +214,12 @@ def test_node_loader_and_map_verify_refuse_a_map_of_other_preprocessing(tmp_path
     assert main(["map", "verify", str(assets.map), "--model", str(assets.model)]) == 0
 
 
-def _writer_paused_mid_save(path: Path):
-    """A child process that saves over the map and stops inside the save."""
-    import subprocess
-    import sys
-    import textwrap
-    script = textwrap.dedent(f"""
-        import time
-        import distilvpr_core.mapdb.priormap as pm
-        import distilvpr_core.mapdb.storage as st
-        m = pm.PriorMap.load({str(path)!r})
-        real = st.save_npy
-        def paused(p, arr):
-            if p.name == "poses.npy":
-                print("SAVING", flush=True)
-                time.sleep(120)
-            return real(p, arr)
-        st.save_npy = paused
-        m.save({str(path)!r})
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent,
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "SAVING"
-    return proc
-
-
-def _kill(proc) -> None:
-    import os
-    import signal
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-
-
 def test_partials_of_dead_writers_are_removed_by_verify_and_the_next_save(tmp_path, capsys):
     from distilvpr_core.cli import main
     path = small_map(tmp_path)
     neighbour = tmp_path / ".map.v2.abcd1234.partial"  # another map's ('map.v2') temp dir
     neighbour.mkdir()
-    proc = _writer_paused_mid_save(path)
+    proc = writer_paused_mid_save(path)
     try:
         (partial,) = set(tmp_path.glob(".map.*.partial")) - {neighbour}
         # A live writer's temp dir is left alone, and a second writer is refused naming it.
@@ -261,13 +229,13 @@ def test_partials_of_dead_writers_are_removed_by_verify_and_the_next_save(tmp_pa
         with pytest.raises(UserError, match=f"pid {proc.pid}"):
             PriorMap.load(path).save(path)
     finally:
-        _kill(proc)
+        kill(proc)
     assert partial.is_dir()  # kill -9 left it behind
     assert main(["map", "verify", str(path)]) == 0
     assert f"removed {partial} (" in capsys.readouterr().out
     assert not partial.exists() and neighbour.is_dir()
-    proc = _writer_paused_mid_save(path)
-    _kill(proc)
+    proc = writer_paused_mid_save(path)
+    kill(proc)
     (partial,) = set(tmp_path.glob(".map.*.partial")) - {neighbour}
     m = PriorMap.load(path)
     m.save(path)

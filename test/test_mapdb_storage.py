@@ -2,11 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +10,11 @@ import pytest
 from distilvpr_core.errors import UserError
 from distilvpr_core.mapdb import FORMAT_VERSION, PriorMap, merge_maps
 from distilvpr_core.mapdb.schema import seal
+from paused_writer import kill, writer_paused_mid_save
 
 D = 16
 FP = "a" * 64
 CONTRACT = {"input_size": [64, 48], "resize": "stretch"}
-REPO = Path(__file__).resolve().parent.parent
 
 
 def keyframes(n: int, seed: int = 0, t0: int = 0):
@@ -145,34 +140,12 @@ def test_kill_during_save_leaves_the_old_map_loadable(tmp_path):
     path, old = built(tmp_path, 40)
     # The child grows the map and saves over it, pausing mid-write (after the
     # index and some columns are in the temp dir) so the kill lands inside the save.
-    script = textwrap.dedent(f"""
-        import sys, time
-        import numpy as np
-        import distilvpr_core.mapdb.priormap as pm
-        import distilvpr_core.mapdb.storage as st
-        m = pm.PriorMap.load({str(path)!r})
-        x = np.eye({D}, dtype=np.float32)[:5]
-        m.add(x, np.arange(5), np.tile([0, 0, 0, 0, 0, 0, 1.0], (5, 1)), "new", np.arange(5))
-        real = st.save_npy
-        def paused(p, arr):
-            if p.name == "poses.npy":
-                print("SAVING", flush=True)
-                time.sleep(120)
-            return real(p, arr)
-        st.save_npy = paused
-        m.save({str(path)!r})
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    proc = writer_paused_mid_save(path, grow_by=5, dim=D)
     try:
-        assert proc.stdout.readline().strip() == "SAVING"
         partial = list(tmp_path.glob(".map.*.partial"))
         assert len(partial) == 1 and (partial[0] / "vectors.npy").is_file()  # new version half written
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill(proc)
     loaded = PriorMap.load(path, expect_fingerprint=FP, expect_dim=D)
     assert len(loaded) == 40
     np.testing.assert_array_equal(loaded.poses, old.poses)
