@@ -7,17 +7,14 @@ import logging
 import numpy as np
 import pytest
 
-from distilvpr_core.localize import verify as V
 from distilvpr_core.localize.engine import LocalizationEngine
 from distilvpr_core.localize.filters import SequenceScore
 from distilvpr_core.localize.settings import LocalizerSettings
 from distilvpr_ros import synthetic_assets
 
-from two_plane_scene import H, K, W, render, rot_y
+from two_plane_scene import SEEDS, H, W, build_scene_map, render, rot_y, rotation_error_deg
 
-CAM = V.Intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], W, H)
 NOW = 1_800_000_000 * 10**9
-SEEDS = (10, 11, 12, 13)
 
 
 @pytest.fixture(scope="module")
@@ -25,24 +22,11 @@ def parts(tmp_path_factory):
     import torch
     torch.set_num_threads(1)
     from distilvpr_core.infer import load_embedder
-    from distilvpr_core.mapdb import PriorMap
-    from distilvpr_core.mapdb.features import FeatureStore
     tmp = tmp_path_factory.mktemp("verify")
     assets = synthetic_assets.build(tmp / "assets", places=2, image_size=(W, H))
     emb = load_embedder(assets.model, intra_op_threads=1)
-    images = [render(s) for s in SEEDS]
-    poses = np.zeros((len(SEEDS), 7))
-    poses[:, 0], poses[:, 6] = np.arange(len(SEEDS)) * 10.0, 1.0
     for with_features in (True, False):
-        m = PriorMap.create(emb.dim, emb.fingerprint, emb.contract)
-        m.add(emb.embed(images), np.arange(len(SEEDS), dtype=np.int64) * 10**9, poses, "scenes",
-              np.arange(len(SEEDS)))
-        if with_features:
-            store = FeatureStore(CAM, 300)
-            for im in images:
-                store.append(V.extract(im, 300))
-            m.attach_features(store)
-        m.save(tmp / f"map_{with_features}")
+        build_scene_map(emb, tmp / f"map_{with_features}", features=with_features)
     return emb, tmp
 
 
@@ -61,8 +45,7 @@ def test_a_new_view_of_a_mapped_place_is_verified_with_its_rotation(parts):
     assert int(q.ids[0]) == 2                     # the verified match is published first
     best = q.checks.result
     assert best.inliers >= 8 and q.checks.inliers[q.match_rank] == best.inliers
-    err = np.degrees(np.arccos(np.clip((np.trace(best.rotation.T @ R) - 1) / 2, -1, 1)))
-    assert err < 5.0                               # the bar for verified true matches
+    assert rotation_error_deg(best.rotation, R) < 5.0  # the bar for verified true matches
     assert sorted(q.ids.tolist()) == [0, 1, 2, 3]  # every candidate is still returned
 
 

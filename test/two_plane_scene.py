@@ -57,9 +57,14 @@ def render(seed: int, R_ab: np.ndarray = np.eye(3), c_b: np.ndarray = np.zeros(3
 SEEDS = (10, 11, 12, 13)
 
 
-def build_scene_map(emb, out):
-    """A prior map (real FAISS, real ORB features) of views A of scenes ``SEEDS``,
-    keyframe i at x = 10 i m, embedded with ``emb``; saved to ``out``."""
+def rotation_error_deg(R_est: np.ndarray, R_true: np.ndarray) -> float:
+    """Angle (degrees) of the rotation between two 3x3 rotation matrices."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(R_est.T @ R_true) - 1) / 2, -1, 1))))
+
+
+def build_scene_map(emb, out, features: bool = True):
+    """A prior map (real FAISS, with real ORB features unless ``features`` is False) of
+    views A of scenes ``SEEDS``, keyframe i at x = 10 i m, embedded with ``emb``; saved to ``out``."""
     from distilvpr_core.localize import verify as V
     from distilvpr_core.mapdb import PriorMap
     from distilvpr_core.mapdb.features import FeatureStore
@@ -69,8 +74,9 @@ def build_scene_map(emb, out):
     m = PriorMap.create(emb.dim, emb.fingerprint, emb.contract)
     m.add(emb.embed(images), np.arange(len(SEEDS), dtype=np.int64) * 10**9 + 1_600_000_000 * 10**9,
           poses, "scenes", np.arange(len(SEEDS)))
-    store = FeatureStore(V.Intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], W, H), 300)
-    for im in images:
-        store.append(V.extract(im, 300))
-    m.attach_features(store)
+    if features:
+        store = FeatureStore(V.Intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], W, H), 300)
+        for im in images:
+            store.append(V.extract(im, 300))
+        m.attach_features(store)
     return m.save(out)
