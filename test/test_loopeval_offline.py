@@ -1,7 +1,6 @@
 """Offline evaluation (no ROS) of a real PriorMap with a real ONNX Runtime Embedder."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -10,26 +9,15 @@ import pytest
 from distilvpr_core.errors import UserError
 from distilvpr_core.infer import load_embedder
 from distilvpr_core.mapdb import PriorMap
-from distilvpr_ros.replay.replay_eval import add_arguments, run
-from test_replay_helpers import assets, query_frames, write_bag
-
-
-@pytest.fixture(scope="module")
-def model_map(tmp_path_factory):
-    return assets(tmp_path_factory)
-
-
-def _args(*argv: str) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    add_arguments(p)
-    return p.parse_args(list(argv))
+from distilvpr_ros.replay.replay_eval import run
+from test_replay_helpers import eval_args, model_map, query_frames, write_bag  # noqa: F401 (fixture)
 
 
 def test_offline_recall_matches_brute_force_search(tmp_path, model_map):
     model, prior_map = model_map
     bag = write_bag(tmp_path / "bag", n=32)
     out = tmp_path / "rep"
-    assert run(_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
+    assert run(eval_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
                      "--out", str(out), "--offline")) == 0
     res = json.loads((out / "metrics.json").read_text())
     assert res["complete"] and res["metrics"]["counts"]["queries"] == 32
@@ -51,14 +39,14 @@ def test_offline_recall_matches_brute_force_search(tmp_path, model_map):
 def test_offline_needs_map_and_model(tmp_path):
     bag = write_bag(tmp_path / "bag", n=2)
     with pytest.raises(UserError, match="--map and --model"):
-        run(_args("--bag", str(bag), "--out", str(tmp_path / "r"), "--offline"))
+        run(eval_args("--bag", str(bag), "--out", str(tmp_path / "r"), "--offline"))
 
 
 def test_offline_without_ground_truth_writes_partial_report(tmp_path, model_map):
     model, prior_map = model_map
     bag = write_bag(tmp_path / "bag", n=4, with_pose=False)
     with pytest.raises(UserError, match=r"'/ground_truth/pose' is not in the bag.*partial report"):
-        run(_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
+        run(eval_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
                   "--out", str(tmp_path / "r"), "--offline"))
     res = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert not res["complete"] and "no ground truth" in res["missing"][0]
@@ -77,13 +65,13 @@ def test_dataset_traversal_and_its_bag_give_the_same_recall(tmp_path, tmp_path_f
     images = np.stack([trav.load_image(i) for i in range(len(trav.stamps_ns))])
     build_map(tmp_path / "map", model, images, trav.poses, trav.stamps_ns, "train_noon")
     common = ("--map", str(tmp_path / "map"), "--model", str(model), "--offline", "--radius-m", "10")
-    assert run(_args("--dataset", str(root), "--traversal", "test_noon", "--out",
+    assert run(eval_args("--dataset", str(root), "--traversal", "test_noon", "--out",
                      str(tmp_path / "d"), *common)) == 0
-    assert run(_args("--bag", str(root / "bags" / "test_noon"), "--out", str(tmp_path / "b"),
+    assert run(eval_args("--bag", str(root / "bags" / "test_noon"), "--out", str(tmp_path / "b"),
                      *common)) == 0
     d = json.loads((tmp_path / "d" / "metrics.json").read_text())["metrics"]
     b = json.loads((tmp_path / "b" / "metrics.json").read_text())["metrics"]
     assert d["counts"]["queries"] == b["counts"]["queries"] == 24
     assert d["recall_at_n"] == b["recall_at_n"] and d["pr_auc"] == pytest.approx(b["pr_auc"])
     with pytest.raises(UserError, match="needs --traversal"):
-        run(_args("--dataset", str(root), "--out", str(tmp_path / "x"), *common))
+        run(eval_args("--dataset", str(root), "--out", str(tmp_path / "x"), *common))

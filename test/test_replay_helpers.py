@@ -8,6 +8,7 @@ also runs past the mapped stretch, so some queries are not revisits.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 
 from distilvpr_core.data.bags import BagReader
 from distilvpr_core.loopeval.groundtruth import bag_track
+from distilvpr_ros.replay.replay_eval import add_arguments
 
 W, H = 64, 48
 DIM = 32
@@ -168,3 +170,16 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         export_model(model)
         build_map(model, prior_map)
     return model, prior_map
+
+
+@pytest.fixture(scope="module")
+def model_map(tmp_path_factory):
+    """(model.onnx, map dir) of :func:`assets`, as a fixture for the replay test files."""
+    return assets(tmp_path_factory)
+
+
+def eval_args(*argv: str) -> argparse.Namespace:
+    """``distilvpr replay-eval`` arguments parsed as the command line would."""
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return p.parse_args(list(argv))

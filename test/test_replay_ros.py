@@ -5,7 +5,6 @@ stopped with SIGINT (then kill) in a finally; every test checks it is gone.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import threading
@@ -13,19 +12,8 @@ import threading
 import pytest
 
 from distilvpr_core.errors import UserError
-from distilvpr_ros.replay.replay_eval import add_arguments, ensure_local_ros_env, run
-from test_replay_helpers import assets, write_bag
-
-
-@pytest.fixture(scope="module")
-def model_map(tmp_path_factory):
-    return assets(tmp_path_factory)
-
-
-def _args(*argv: str) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    add_arguments(p)
-    return p.parse_args(list(argv))
+from distilvpr_ros.replay.replay_eval import ensure_local_ros_env, run
+from test_replay_helpers import eval_args, model_map, write_bag  # noqa: F401 (fixture)
 
 
 def _localizers() -> list[int]:
@@ -52,7 +40,7 @@ def test_ros_recall_at_real_time_rate_matches_offline(tmp_path, model_map):
     model, prior_map = model_map
     bag = write_bag(tmp_path / "bag", n=32)
     out = tmp_path / "cmp"
-    assert run(_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
+    assert run(eval_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
                      "--out", str(out), "--compare-offline", "--rate", "1.0")) == 0
     cmp = json.loads((out / "comparison.json").read_text())
     assert cmp["recall_at_1_offline"] > 0.5
@@ -71,7 +59,7 @@ def test_lockstep_sqlite_compressed_answers_every_frame(tmp_path, model_map):
     model, prior_map = model_map
     bag = write_bag(tmp_path / "bag", n=12, storage="sqlite3", compressed=True)
     out = tmp_path / "ls"
-    assert run(_args("--bag", str(bag), "--image-topic", "/camera/image_raw/compressed",
+    assert run(eval_args("--bag", str(bag), "--image-topic", "/camera/image_raw/compressed",
                      "--map", str(prior_map), "--model", str(model), "--out", str(out),
                      "--pacing", "lockstep", "--node-param", "top_k:=10")) == 0
     res = json.loads((out / "metrics.json").read_text())
@@ -87,7 +75,7 @@ def test_bag_without_pose_topic_still_reports_latency(tmp_path, model_map):
     out = tmp_path / "np"
     with pytest.raises(UserError, match=r"ground-truth pose topic '/ground_truth/pose' is not in "
                                          r"the bag \(topics in the bag: /camera/image_raw"):
-        run(_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
+        run(eval_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
                   "--out", str(out), "--pacing", "lockstep"))
     res = json.loads((out / "metrics.json").read_text())
     assert not res["complete"] and res["metrics"]["latency_s"]["count"] == 6
@@ -102,7 +90,7 @@ def test_image_topic_of_wrong_type_is_named(tmp_path, model_map):
     with pytest.raises(UserError, match=r"image topic '/ground_truth/pose' has type "
                                          r"geometry_msgs/msg/PoseStamped, expected one of "
                                          r"sensor_msgs/msg/Image"):
-        run(_args("--bag", str(bag), "--image-topic", "/ground_truth/pose", "--map",
+        run(eval_args("--bag", str(bag), "--image-topic", "/ground_truth/pose", "--map",
                   str(prior_map), "--model", str(model), "--out", str(tmp_path / "r")))
     res = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert not res["complete"] and res["metrics"]["counts"]["queries"] == 0
@@ -112,7 +100,7 @@ def test_empty_bag_is_a_clear_error(tmp_path, model_map):
     model, prior_map = model_map
     bag = write_bag(tmp_path / "bag", empty=True)
     with pytest.raises(UserError, match="the bag is empty"):
-        run(_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
+        run(eval_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
                   "--out", str(tmp_path / "r")))
     assert "the bag is empty" in (tmp_path / "r" / "report.md").read_text()
 
@@ -138,7 +126,7 @@ def test_node_that_never_answers_times_out_clearly(tmp_path):
         bag = write_bag(tmp_path / "bag", n=4)
         with pytest.raises(UserError, match=r"never answered: no message on "
                                             r"/silent/localizer/candidates within 2 s"):
-            run(_args("--bag", str(bag), "--out", str(tmp_path / "r"), "--node", "/silent/localizer",
+            run(eval_args("--bag", str(bag), "--out", str(tmp_path / "r"), "--node", "/silent/localizer",
                       "--node-image-topic", "/silent/image", "--answer-timeout", "2"))
         assert got, "the silent node did receive the frame: the timeout is the node's silence"
         res = json.loads((tmp_path / "r" / "metrics.json").read_text())
@@ -154,7 +142,7 @@ def test_node_that_fails_to_start_shows_its_log(tmp_path, model_map):
     model, prior_map = model_map
     bag = write_bag(tmp_path / "bag", n=2)
     with pytest.raises(UserError, match=r"(?s)the localizer exited with code \d+ .*top_k"):
-        run(_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
+        run(eval_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
                   "--out", str(tmp_path / "r"), "--node-param", "top_k:=0"))
     assert _localizers() == []
 
@@ -193,7 +181,7 @@ def test_synthetic_town_bag_ros_agrees_with_offline(tmp_path, tmp_path_factory, 
     """The synthetic-town bag (bagio writer): map from train_noon, replay test_noon in real time."""
     model, root = model_map[0], _synth_town_map(tmp_path, tmp_path_factory, model_map[0])
     out = tmp_path / "cmp"
-    assert run(_args("--bag", str(root / "bags" / "test_noon"), "--map", str(tmp_path / "map"),
+    assert run(eval_args("--bag", str(root / "bags" / "test_noon"), "--map", str(tmp_path / "map"),
                      "--model", str(model), "--out", str(out), "--compare-offline",
                      "--radius-m", "10")) == 0
     cmp = json.loads((out / "comparison.json").read_text())
@@ -217,13 +205,13 @@ def test_threshold_and_consistency_change_ros_and_offline_identically(tmp_path, 
     bag = write_bag(tmp_path / "bag", n=16)
     common = ("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
               "--compare-offline", "--pacing", "lockstep")
-    assert run(_args(*common, "--out", str(tmp_path / "default"))) == 0
+    assert run(eval_args(*common, "--out", str(tmp_path / "default"))) == 0
     rows = _per_query(tmp_path / "default" / "offline" / "per_query.csv")
     scores = sorted(float(r["top1_score"]) for r in rows)
     threshold = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2  # between two scores
     strict = ("--node-param", f"score_threshold:={threshold!r}", "--node-param", "consistency_n:=2",
               "--node-param", "consistency_radius_m:=6.0")
-    assert run(_args(*common, *strict, "--out", str(tmp_path / "strict"))) == 0
+    assert run(eval_args(*common, *strict, "--out", str(tmp_path / "strict"))) == 0
     accepted = {}
     for name in ("default", "strict"):
         for path in ("ros", "offline"):
@@ -255,7 +243,7 @@ def test_sequence_score_sees_the_same_odometry_through_ros_and_offline(tmp_path,
     frame by frame exactly as the offline engine does (without odometry it rejected all)."""
     model, root = model_map[0], _synth_town_map(tmp_path, tmp_path_factory, model_map[0])
     out = tmp_path / "seq"
-    assert run(_args("--bag", str(root / "bags" / "test_noon"), "--map", str(tmp_path / "map"),
+    assert run(eval_args("--bag", str(root / "bags" / "test_noon"), "--map", str(tmp_path / "map"),
                      "--model", str(model), "--out", str(out), "--compare-offline", "--pacing", "lockstep",
                      "--radius-m", "10", "--node-param", "sequence_n:=3",
                      "--node-param", "score_threshold:=0.0")) == 0
