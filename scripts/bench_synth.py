@@ -34,10 +34,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 sys.path.insert(0, str(REPO / "scripts"))
 
-from distilvpr_core.atomic import write_text_atomic  # noqa: E402
+from distilvpr_core.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
 from distilvpr_core.config import load_config, spec  # noqa: E402
 from distilvpr_core.errors import UserError  # noqa: E402
 import bench_synth_report as report  # noqa: E402
+from bench_synth_plot import benchmark_png  # noqa: E402
 
 
 @dataclass
@@ -187,7 +188,8 @@ def write_report(bench: BenchConfig, state: dict, command: str) -> tuple[str, di
              "*best val R@1* is the model-selection score (validation drive against the training drives, "
              "the maximum over epochs), not a test result. R@1 per query condition is the mean over "
              "the pairs whose queries have that condition (time/weather/season).", "",
-             "## Results by protocol"]
+             "## Results by protocol", "",
+             f"![R@1 of the camera rows per protocol, one dot per seed]({Path(bench.output).with_suffix('.png').name})"]
     for proto in report.PROTOCOLS:
         lines += report.protocol_table(doc, proto, best_val, variants)
     lines += report.target_lines(doc)
@@ -257,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_text_atomic(state_path, json.dumps(state, indent=2) + "\n")
             out = REPO / bench.output if not Path(bench.output).is_absolute() else Path(bench.output)
             text, doc = write_report(bench, state, state.get("command", command))
+            png = benchmark_png(doc)
+            if png is not None:   # before the Markdown that links it
+                write_bytes_atomic(out.with_suffix(".png"), png)
             write_text_atomic(out, text)
             write_text_atomic(out.with_suffix(".json"), json.dumps(doc, indent=1) + "\n")
         if not args.report_only:

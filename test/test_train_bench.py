@@ -59,6 +59,8 @@ def test_bench_runs_rows_writes_protocol_tables_json_and_merges(split_town, tmp_
     assert "| DistilVPR (full) |" in report and "| teacher image branch alone |" in report
     assert "R@1 noon/clear/summer" in report and "*chance (descriptors without information)*" in report
     assert "mse, rkd, kd, pkt, sp, cc not run" in report or "**not met**" in report
+    assert "![R@1 of the camera rows per protocol, one dot per seed](bench.png)" in report
+    assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
     doc = json.loads((tmp_path / "bench.json").read_text())
     rows = doc["protocols"]["deployment"]["rows"]
     assert set(rows) == {"teacher", "teacher_image", "no_distillation", "distilvpr"}
