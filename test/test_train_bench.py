@@ -129,3 +129,22 @@ def test_ablations_are_reported_paired_and_never_judged_as_baselines(repo_root, 
     lines = "\n".join(report.target_lines(doc))
     assert "## Ablations" in lines
     assert "self_only -0.5 (seeds [0, 1])" in lines and "no_poincare +3.0 (seeds [1])" in lines
+
+
+def test_cross_agent_target_statistics_tell_aligned_from_unaligned_spaces(repo_root, monkeypatch, tmp_path, capsys):
+    """scripts/cross_agent_target.py: a student in the teacher's own space gives an informative
+    target (R(s, t) = R(t, t)); the same student rotated away from it gives none."""
+    import numpy as np
+    monkeypatch.syspath_prepend(str(repo_root / "scripts"))
+    import cross_agent_target as cat
+    rng = np.random.default_rng(0)
+    places = rng.standard_normal((40, 64))
+    t = np.repeat(places, 5, axis=0) + 0.3 * rng.standard_normal((200, 64))   # 5 frames per place
+    aligned = cat.relation_stats(t.copy(), t, batch=32, batches=20)
+    assert aligned["diag_cos"] > 0.999 and aligned["corr_st_tt"] > 0.999 and aligned["corr_ss_tt"] > 0.999
+    q, _ = np.linalg.qr(rng.standard_normal((64, 64)))   # the same structure in another basis
+    rotated = cat.relation_stats(t @ q, t, batch=32, batches=20)
+    assert rotated["corr_ss_tt"] > 0.999                  # the student knows the places...
+    assert abs(rotated["corr_st_tt"]) < 0.2 and rotated["diag_cos"] < 0.3   # ...the target does not show it
+    assert cat.main([str(tmp_path)]) == 2
+    assert "not a finished student run" in capsys.readouterr().err
