@@ -159,10 +159,18 @@ def ablation_lines(doc: dict[str, Any]) -> list[str]:
     (positive: the full method is better without the removal).  Reported, not a target."""
     out: list[str] = []
     for proto in ("unseen_places", "deployment"):
-        vs = _paired_rows(doc["protocols"].get(proto, {}).get("rows", {}), ABLATIONS)
+        rows = doc["protocols"].get(proto, {}).get("rows", {})
+        vs = _paired_rows(rows, ABLATIONS)
         if vs:
             out.append(f"- {proto}: DistilVPR (full) - ablation, paired on the seeds the ablation ran: "
                        + _paired_text(vs))
+        for k in ABLATIONS:   # each ablation judged like the full method: gain over no distillation
+            if k in vs and rows.get("no_distillation"):
+                seeds, d = _paired(rows[k], rows["no_distillation"])
+                if len(d) > 1:
+                    se = statistics.stdev(d) / math.sqrt(len(d))
+                    out.append(f"  - {k} - no distillation = {statistics.mean(d):+.1f} R@1 points (per seed "
+                               f"{', '.join(f'{x:+.1f}' for x in d)}; standard error {se:.1f}; seeds {seeds})")
     if out:
         out = ["", "## Ablations", "",
                "What each part of DistilVPR adds: the full method minus the run without that part "

@@ -129,6 +129,9 @@ def test_ablations_are_reported_paired_and_never_judged_as_baselines(repo_root, 
     lines = "\n".join(report.target_lines(doc))
     assert "## Ablations" in lines
     assert "self_only -0.5 (seeds [0, 1])" in lines and "no_poincare +3.0 (seeds [1])" in lines
+    # self_only 22, 9 against no distillation 15, 6: +7 and +3 over seeds 0 and 1
+    assert "self_only - no distillation = +5.0 R@1 points (per seed +7.0, +3.0; standard error 2.0" in lines
+    assert "no_poincare - no distillation" not in lines   # one seed: no standard error
 
 
 def test_cross_agent_target_statistics_tell_aligned_from_unaligned_spaces(repo_root, monkeypatch, tmp_path, capsys):
