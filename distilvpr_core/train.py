@@ -236,6 +236,17 @@ def run_pipeline(cfg: DistilRunConfig, argv: list[str] | None = None) -> Path:
             torch.distributed.destroy_process_group()
 
 
+def open_split_traversals(data: Any) -> tuple[list[Any], Any]:
+    """(traversals, geographic split or None) of ``data`` (a DataConfig), with every frame
+    near a test region dropped when the native dataset has a split: the frames training,
+    validation and the teacher cache see."""
+    traversals = open_traversals(data)
+    split = read_split(data.root, traversals, data.frame_stride) if data.format == "native" else None
+    if split is not None:
+        traversals = exclude_near_test_regions(traversals, split)
+    return traversals, split
+
+
 def _run_stages(cfg: DistilRunConfig, argv: list[str] | None) -> Path:
     from .rundir import create_run_dir
     rank, world = _dist_info()
@@ -243,10 +254,7 @@ def _run_stages(cfg: DistilRunConfig, argv: list[str] | None) -> Path:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     seed_everything(cfg.run.seed + rank)
-    traversals = open_traversals(cfg.data)
-    split = read_split(cfg.data.root, traversals, cfg.data.frame_stride) if cfg.data.format == "native" else None
-    if split is not None:
-        traversals = exclude_near_test_regions(traversals, split)
+    traversals, split = open_split_traversals(cfg.data)
     check_config(cfg, traversals)
     if cfg.run.resume:
         run_dir = Path(cfg.run.resume)

@@ -106,18 +106,15 @@ def measure_throughput(bench: BenchConfig, teacher_run: Path, seed: int) -> dict
     """Median seconds of a plain student step and of a DistilVPR step (cached teacher
     embeddings) on the same batch, interleaved so load changes hit both alike."""
     import torch
-    from distilvpr_core.data.datasets import FrameIndex, PairBatchSampler, PlaceDataset, collate, open_traversals, select
+    from distilvpr_core.data.datasets import FrameIndex, PairBatchSampler, PlaceDataset, collate, select
     from distilvpr_core.distill import BatchHardTripletLoss, build_distill_loss
     from distilvpr_core.models import build_student
-    from distilvpr_core.train import place_masks, seed_everything
+    from distilvpr_core.train import open_split_traversals, place_masks, seed_everything
     cfg = _distil_cfg(bench, ["distill.method=distilvpr"])
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     seed_everything(seed)
-    from distilvpr_core.data.geosplit import exclude_near_test_regions, read_split
-    travs = open_traversals(cfg.data)
-    split = read_split(cfg.data.root, travs, cfg.data.frame_stride)
-    travs = exclude_near_test_regions(travs, split) if split else travs   # the frames the cache holds
+    travs, _ = open_split_traversals(cfg.data)   # the frames the cache holds
     frames = FrameIndex(select(travs, "train", cfg.data.root))
     ds = PlaceDataset(frames, cfg.data.contract(), cfg.aug, None, seed)
     idx = next(iter(PairBatchSampler(frames, cfg.train_student.pairs_per_batch, cfg.task.pos_radius_m, seed)))

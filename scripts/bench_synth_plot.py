@@ -15,8 +15,6 @@ from typing import Any
 
 from bench_synth_report import LABELS, PROTOCOLS
 
-SHORT = {"unseen_places": "P: unseen places", "deployment": "D: deployment",
-         "unseen_condition": "S: unseen condition"}
 # Bar colours by kind of row: the two key rows stand out, baselines grey, ablations light blue.
 KEY_COLOURS = {"no_distillation": "#d62728", "distilvpr": "#1f77b4", "teacher_image": "#8c564b"}
 
@@ -56,7 +54,7 @@ def benchmark_png(doc: dict[str, Any]) -> bytes | None:
         ax.set_xlabel("R@1 (%); bar = mean, dots = seeds")
         teacher = p["rows"].get("teacher", {}).get("r1", [])
         extra = f"\nteacher (camera + LiDAR): {statistics.mean(teacher):.1f}" if teacher else ""
-        ax.set_title(SHORT[proto] + extra, fontsize=9)
+        ax.set_title(PROTOCOLS[proto].split(" (")[0] + extra, fontsize=9)   # "P: unseen places"
         ax.grid(axis="x", alpha=0.3)
     buf = io.BytesIO()
     fig.tight_layout()

@@ -66,6 +66,12 @@ def _paired(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[int], list[float
     return common, [a["r1"][a["seeds"].index(s)] - b["r1"][b["seeds"].index(s)] for s in common]
 
 
+def _mean_se(diffs: Sequence[float]) -> tuple[float, float]:
+    """Mean of paired per-seed differences and its standard error (NaN for one seed)."""
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    return statistics.mean(diffs), se
+
+
 def _paired_rows(rows: dict[str, Any], keys: Sequence[str]) -> dict[str, tuple[list[int], list[float]]]:
     """DistilVPR - row per seed, for each row of ``keys`` that shares a seed with DistilVPR."""
     a = rows.get("distilvpr")
@@ -92,8 +98,7 @@ def target_check(doc: dict[str, Any], proto: str) -> dict[str, Any] | None:
     _, diffs = _paired(a, b)
     if not diffs:
         return None
-    mean = statistics.mean(diffs)
-    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    mean, se = _mean_se(diffs)
     vs = _paired_rows(rows, BASELINES)
     beaten_by = [k for k, (_, d) in vs.items() if statistics.mean(d) < 0]
     missing = [k for k in BASELINES if k not in vs]
@@ -168,8 +173,8 @@ def ablation_lines(doc: dict[str, Any]) -> list[str]:
             if k in vs and rows.get("no_distillation"):
                 seeds, d = _paired(rows[k], rows["no_distillation"])
                 if len(d) > 1:
-                    se = statistics.stdev(d) / math.sqrt(len(d))
-                    out.append(f"  - {k} - no distillation = {statistics.mean(d):+.1f} R@1 points (per seed "
+                    mean, se = _mean_se(d)
+                    out.append(f"  - {k} - no distillation = {mean:+.1f} R@1 points (per seed "
                                f"{', '.join(f'{x:+.1f}' for x in d)}; standard error {se:.1f}; seeds {seeds})")
     if out:
         out = ["", "## Ablations", "",

@@ -75,11 +75,10 @@ def student_and_teacher(run_dir: Path, bench_config: Path) -> tuple[np.ndarray, 
     import torch
     import yaml
     from distilvpr_core.config import load_config
-    from distilvpr_core.data.datasets import FrameIndex, PlaceDataset, open_traversals, select
-    from distilvpr_core.data.geosplit import exclude_near_test_regions, read_split
+    from distilvpr_core.data.datasets import FrameIndex, PlaceDataset, select
     from distilvpr_core.eval import embed_frames, embedder_for
     from distilvpr_core.models.checkpoint import load_student
-    from distilvpr_core.train import DistilRunConfig, load_cache
+    from distilvpr_core.train import DistilRunConfig, load_cache, open_split_traversals
     if not (run_dir / "student_best.pt").is_file() or not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir}: not a finished student run (needs config.yaml and student_best.pt)")
     cache = (yaml.safe_load((run_dir / "config.yaml").read_text()).get("run") or {}).get("teacher_cache")
@@ -87,10 +86,7 @@ def student_and_teacher(run_dir: Path, bench_config: Path) -> tuple[np.ndarray, 
         raise UserError(f"{run_dir}/config.yaml: no run.teacher_cache (not a student run of the benchmark)")
     bench = yaml.safe_load(bench_config.read_text())
     cfg = load_config(DistilRunConfig, REPO / bench["base_config"], [*bench["common"], f"run.teacher_cache={cache}"])
-    trav = open_traversals(cfg.data)
-    split = read_split(cfg.data.root, trav, cfg.data.frame_stride) if cfg.data.format == "native" else None
-    if split is not None:   # the frames the student trained on, as in train._run_stages
-        trav = exclude_near_test_regions(trav, split)
+    trav, _ = open_split_traversals(cfg.data)   # the frames the student trained on
     frames = FrameIndex(select(trav, "train", cfg.data.root))
     teacher = load_cache(argparse.Namespace(cfg=cfg, run_dir=run_dir), frames).numpy()
     model, _ = load_student(run_dir / "student_best.pt")

@@ -18,7 +18,7 @@ def test_offline_recall_matches_brute_force_search(tmp_path, model_map):
     bag = write_bag(tmp_path / "bag", n=32)
     out = tmp_path / "rep"
     assert run(eval_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
-                     "--out", str(out), "--offline")) == 0
+                         "--out", str(out), "--offline")) == 0
     res = json.loads((out / "metrics.json").read_text())
     assert res["complete"] and res["metrics"]["counts"]["queries"] == 32
     # Geometry by hand: map covers arc 0..118 m, queries at s = 1 + 5 i, 2.5 m to the side;
@@ -47,7 +47,7 @@ def test_offline_without_ground_truth_writes_partial_report(tmp_path, model_map)
     bag = write_bag(tmp_path / "bag", n=4, with_pose=False)
     with pytest.raises(UserError, match=r"'/ground_truth/pose' is not in the bag.*partial report"):
         run(eval_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
-                  "--out", str(tmp_path / "r"), "--offline"))
+                      "--out", str(tmp_path / "r"), "--offline"))
     res = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert not res["complete"] and "no ground truth" in res["missing"][0]
     assert res["metrics"]["latency_s"]["count"] == 4 and res["metrics"]["recall_at_n"]["1"] is None
@@ -66,9 +66,9 @@ def test_dataset_traversal_and_its_bag_give_the_same_recall(tmp_path, tmp_path_f
     build_map(tmp_path / "map", model, images, trav.poses, trav.stamps_ns, "train_noon")
     common = ("--map", str(tmp_path / "map"), "--model", str(model), "--offline", "--radius-m", "10")
     assert run(eval_args("--dataset", str(root), "--traversal", "test_noon", "--out",
-                     str(tmp_path / "d"), *common)) == 0
+                         str(tmp_path / "d"), *common)) == 0
     assert run(eval_args("--bag", str(root / "bags" / "test_noon"), "--out", str(tmp_path / "b"),
-                     *common)) == 0
+                         *common)) == 0
     d = json.loads((tmp_path / "d" / "metrics.json").read_text())["metrics"]
     b = json.loads((tmp_path / "b" / "metrics.json").read_text())["metrics"]
     assert d["counts"]["queries"] == b["counts"]["queries"] == 24

@@ -41,7 +41,7 @@ def test_ros_recall_at_real_time_rate_matches_offline(tmp_path, model_map):
     bag = write_bag(tmp_path / "bag", n=32)
     out = tmp_path / "cmp"
     assert run(eval_args("--bag", str(bag), "--map", str(prior_map), "--model", str(model),
-                     "--out", str(out), "--compare-offline", "--rate", "1.0")) == 0
+                         "--out", str(out), "--compare-offline", "--rate", "1.0")) == 0
     cmp = json.loads((out / "comparison.json").read_text())
     assert cmp["recall_at_1_offline"] > 0.5
     assert abs(cmp["difference_points"]) <= 1.0
@@ -60,8 +60,8 @@ def test_lockstep_sqlite_compressed_answers_every_frame(tmp_path, model_map):
     bag = write_bag(tmp_path / "bag", n=12, storage="sqlite3", compressed=True)
     out = tmp_path / "ls"
     assert run(eval_args("--bag", str(bag), "--image-topic", "/camera/image_raw/compressed",
-                     "--map", str(prior_map), "--model", str(model), "--out", str(out),
-                     "--pacing", "lockstep", "--node-param", "top_k:=10")) == 0
+                         "--map", str(prior_map), "--model", str(model), "--out", str(out),
+                         "--pacing", "lockstep", "--node-param", "top_k:=10")) == 0
     res = json.loads((out / "metrics.json").read_text())
     c = res["metrics"]["counts"]
     assert (c["queries"], c["answered"], c["dropped"], c["unmatched_answers"]) == (12, 12, 0, 0)
