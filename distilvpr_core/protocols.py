@@ -25,6 +25,8 @@ from .errors import UserError
 from .recall import evaluate_runs, true_neighbours
 
 PROTOCOLS = ("unseen_places", "deployment", "unseen_condition")
+#: The one-letter names the docs and logs use: P, D, S.
+LETTERS = {"unseen_places": "P", "deployment": "D", "unseen_condition": "S"}
 
 
 def pair_chance_r1(positions: Sequence[np.ndarray], pairs: Sequence[tuple[int, int]],

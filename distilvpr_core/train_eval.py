@@ -17,6 +17,7 @@ from .data.datasets import FrameIndex, PlaceDataset, select
 from .errors import UserError
 from .eval import evaluate_model
 from .models import TeacherConfig, lidar_encoder_spec, load_teacher
+from .protocols import LETTERS
 from .train_loop import RunContext, write_json
 
 
@@ -59,7 +60,7 @@ def stage_eval(ctx: RunContext) -> dict[str, Any]:
     for name in ("teacher", "teacher_image", "student"):
         if name in results:
             r = results[name]
-            extra = "  ".join(f"{k[0].upper()} {v['R@1']:.2f}" for k, v in r.get("protocols", {}).items())
+            extra = "  ".join(f"{LETTERS.get(k, k)} {v['R@1']:.2f}" for k, v in r.get("protocols", {}).items())
             print(f"[eval] {name:13s} R@1 {r['R@1']:.2f}  R@1% {r['R@1%']:.2f}  ({r['pairs']} pairs)"
                   + (f"  by protocol R@1: {extra}" if extra else ""))
     return results

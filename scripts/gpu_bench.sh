@@ -3,17 +3,18 @@
 # render the benchmark town with every frame, then teacher + the key student rows for
 # three seeds, the seeds as parallel processes (the GPU is idle most of the time: data
 # loading is CPU-bound), then one merged report.
-#   OUT=out_dir scripts/gpu_bench.sh [ROWS...]       (default rows: no_distillation distilvpr)
+#   OUT=out_dir scripts/gpu_bench.sh [ROWS...]       (default rows: no_distillation distilvpr self_only)
 # Needs python3 with torch (CUDA), torchvision, numpy, pillow, pyyaml, tqdm, tensorboard,
 # faiss-cpu, trimesh and embreex importable, and this checkout on PYTHONPATH.
-# Writes to $OUT: benchmark_synth_gpu.md/.json, results_seed<k>.json, gpu_bench.log.
+# Writes to $OUT: benchmark_synth_gpu.md/.json/.png, results_seed<k>.json, gpu_bench.log,
+# seed_logs.txt (every seed's per-epoch lines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-runs/gpu_bench_out}"
 PY="${PYTHON:-python3}"
 DATA="${DATA:-data/synth_bench_full}"   # must be the data.root of the benchmark config
 RUNS="${RUNS:-runs/bench_town_gpu}"
-ROWS=("$@"); [ ${#ROWS[@]} -gt 0 ] || ROWS=(no_distillation distilvpr)
+ROWS=("$@"); [ ${#ROWS[@]} -gt 0 ] || ROWS=(no_distillation distilvpr self_only)
 mkdir -p "$OUT" "$RUNS"
 LOG="$OUT/gpu_bench.log"
 export PYTHONUNBUFFERED=1
@@ -44,6 +45,8 @@ for i in 0 1 2; do
   cp "$RUNS/seed$i/results.json" "$OUT/results_seed$i.json" 2>/dev/null || true
 done
 echo "training: $(( $(date +%s) - t0 )) s since start" | tee -a "$LOG"
+# The per-epoch lines of every seed (progress bars dropped): training curves for the notes.
+for i in 0 1 2; do echo "== seed $i"; tr '\r' '\n' <"$RUNS/seed$i.log" | grep -E '^\[' || true; done >"$OUT/seed_logs.txt"
 "$PY" scripts/bench_synth.py --config "${BENCH_CONFIG:-config/bench_synth_gpu.yaml}" --report-only \
     --set "runs_root=$RUNS/merged" --set "output=$OUT/benchmark_synth_gpu.md" \
     --merge "$RUNS"/seed*/results.json >>"$LOG" 2>&1

@@ -169,16 +169,20 @@ def test_collapse_is_detected_from_epoch_statistics():
 
 
 def test_pipeline_on_a_split_town_scores_p_d_s_and_never_trains_on_test_regions(split_town, tmp_path,
-                                                                                repo_root, monkeypatch):
+                                                                                repo_root, monkeypatch, capsys):
     from distilvpr_core.distill.distilvpr import SELF_AGENT
     from distilvpr_core.train import DistilRunConfig, run_pipeline
     monkeypatch.chdir(repo_root)
     sets = [f"data.root={split_town}", "data.input_size=[64, 48]", f"run.root={tmp_path}",
             "run.device=cpu", "run.threads=1", "teacher.bev.cells=16", "train_teacher.epochs=1",
             "train_student.epochs=1", "train_teacher.pairs_per_batch=4", "train_student.pairs_per_batch=4",
-            "eval.batch_size=16"]
+            "eval.batch_size=16", "data.cache_images=true"]
     run = run_pipeline(load_config(DistilRunConfig, "config/distil_synth.yaml", sets), ["test"])
     res = json.loads((run / "eval.json").read_text())
+    # The log names the protocols by the letters the docs use.
+    student_line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[eval] student")]
+    assert len(student_line) == 1 and "by protocol R@1: P " in student_line[0] \
+        and " D " in student_line[0] and " S " in student_line[0]
     for model in ("student", "teacher", "teacher_image"):
         assert set(res[model]["protocols"]) == {"unseen_places", "deployment", "unseen_condition"}
         assert res[model]["R@1"] == res[model]["protocols"]["unseen_places"]["R@1"]

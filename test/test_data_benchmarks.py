@@ -82,6 +82,16 @@ def test_frame_stride_keeps_protocol_runs_whole(layouts):
     assert [len(t) for t in travs if t.role == "test"] == [PLACES] * 3   # query indices index these
 
 
+def test_cached_images_keep_the_protocol_runs_query_lists(layouts):
+    plain = open_traversals(_cfg("oxford", *layouts["oxford"]))
+    cached = open_traversals(_cfg("oxford", *layouts["oxford"], cache_images=True))
+    for a, b in zip(plain, cached):
+        if a.role == "test":
+            assert b.eval_set == a.eval_set
+            np.testing.assert_array_equal(b.query_indices, a.query_indices)
+        np.testing.assert_array_equal(b.load_image(0), a.load_image(0))
+
+
 def test_boreas_default_image_root_and_held_out_val_runs(layouts, tmp_path):
     root, _ = layouts["boreas"]
     copy = tmp_path / "b"

@@ -104,6 +104,30 @@ def test_frame_stride_keeps_every_kth_frame(tmp_path):
         load_config(DataConfig, data={"frame_stride": 0})
 
 
+def test_cached_images_are_the_same_frames_decoded_once(tmp_path):
+    from benchmark_fixtures import make_boreas
+    root, images = make_boreas(tmp_path)
+    cfg = dict(format="boreas", root=str(root), image_root=str(images), frame_stride=2)
+    plain = open_traversals(DataConfig(**cfg))
+    cached = open_traversals(DataConfig(**cfg, cache_images=True))
+    for a, b in zip(plain, cached):
+        assert (b.name, b.role, b.has_lidar, len(b)) == (a.name, a.role, a.has_lidar, len(a))
+        np.testing.assert_array_equal(b.positions, a.positions)
+        for i in range(len(a)):
+            np.testing.assert_array_equal(b.load_image(i), a.load_image(i))
+        np.testing.assert_array_equal(b.load_lidar(1), a.load_lidar(1))
+    # Nothing downstream may change a cached frame in place: it would leak into the next epoch.
+    img = cached[0].load_image(0)
+    with pytest.raises(ValueError, match="read-only"):
+        img[0, 0, 0] = 1
+    # Augmented training items through DataLoader workers are identical with and without the cache.
+    contract = DataConfig(input_size=(24, 16)).contract()
+    items = [PlaceDataset(FrameIndex(t), contract, AugmentConfig(), seed=3) for t in (plain, cached)]
+    loaders = [torch.utils.data.DataLoader(d, batch_size=4, num_workers=2) for d in items]
+    for a, b in zip(*loaders):
+        torch.testing.assert_close(a["image"], b["image"], rtol=0, atol=0)
+
+
 def test_boreas_errors_name_the_file(tmp_path):
     with pytest.raises(UserError, match="boreas_lidar2image_ndx.pickle: not found"):
         open_traversals(DataConfig(format="boreas", root=str(tmp_path)))

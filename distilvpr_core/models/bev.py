@@ -32,16 +32,26 @@ def points_to_bev(points: np.ndarray, cfg: BevConfig) -> np.ndarray:
     zn = (z - cfg.z_min) / (cfg.z_max - cfg.z_min)  # [0, 1)
     iz = np.minimum((zn * cfg.height_bins).astype(np.int64), cfg.height_bins - 1)
     flat = ix * g + iy
-    counts = np.zeros((cfg.height_bins, g * g), np.float32)
-    np.add.at(counts, (iz, flat), 1.0)
+    # np.bincount / one sort instead of np.add.at / np.maximum.at: the same grid ~10x
+    # faster (the unbuffered ufunc.at ops made the BEV the costliest part of a teacher
+    # training item: ~10 ms of ~28 for a 30k-point scan).
+    counts = np.bincount(iz * (g * g) + flat, minlength=cfg.height_bins * g * g)
     # log scaling keeps near-sensor cells (hundreds of points) comparable to far ones.
-    out[:cfg.height_bins] = (np.log1p(counts) / np.log1p(64.0)).clip(0, 1).reshape(cfg.height_bins, g, g)
-    zmax = np.zeros(g * g, np.float32)
-    np.maximum.at(zmax, flat, zn.astype(np.float32))
-    out[cfg.height_bins] = zmax.reshape(g, g)
-    isum = np.zeros(g * g, np.float32)
-    n = np.zeros(g * g, np.float32)
-    np.add.at(isum, flat, np.clip(inten, 0, 1).astype(np.float32))
-    np.add.at(n, flat, 1.0)
-    out[cfg.height_bins + 1] = (isum / np.maximum(n, 1)).reshape(g, g)
+    out[:cfg.height_bins] = (np.log1p(counts.astype(np.float32)) / np.log1p(64.0)).clip(0, 1) \
+        .reshape(cfg.height_bins, g, g)
+    out[cfg.height_bins] = _cell_max(flat, zn.astype(np.float32), g * g).reshape(g, g)
+    n = np.bincount(flat, minlength=g * g)
+    isum = np.bincount(flat, weights=np.clip(inten, 0, 1).astype(np.float64), minlength=g * g)
+    out[cfg.height_bins + 1] = (isum / np.maximum(n, 1)).astype(np.float32).reshape(g, g)
+    return out
+
+
+def _cell_max(cell: np.ndarray, value: np.ndarray, n_cells: int) -> np.ndarray:
+    """float32 [n_cells]: the largest ``value`` per cell index (0 where a cell has none)."""
+    out = np.zeros(n_cells, np.float32)
+    order = np.argsort(cell, kind="stable")
+    cells = cell[order]
+    starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
+    # zn >= 0, so the max with the zero start value is the max over the cell's points.
+    out[cells[starts]] = np.maximum(np.maximum.reduceat(value[order], starts), 0)
     return out
