@@ -128,6 +128,20 @@ def test_cached_images_are_the_same_frames_decoded_once(tmp_path):
         torch.testing.assert_close(a["image"], b["image"], rtol=0, atol=0)
 
 
+def test_an_image_cache_that_would_not_fit_in_memory_is_refused(tmp_path):
+    from benchmark_fixtures import make_boreas
+    from distilvpr_core.data.datasets import available_memory_bytes, check_image_cache_fits
+    root, images = make_boreas(tmp_path)
+    travs = open_traversals(DataConfig(format="boreas", root=str(root), image_root=str(images)))
+    need = sum(len(t) * t.load_image(0).nbytes for t in travs)
+    check_image_cache_fits(travs, 2 * need)      # exactly half: fits
+    check_image_cache_fits(travs, None)          # unknown (no sysconf): not refused
+    with pytest.raises(UserError, match=r"data.cache_images: decoding all \d+ frames .* set "
+                                        r"data.cache_images: false"):
+        check_image_cache_fits(travs, 2 * need - 2)
+    assert available_memory_bytes() is None or available_memory_bytes() > 0
+
+
 def test_boreas_errors_name_the_file(tmp_path):
     with pytest.raises(UserError, match="boreas_lidar2image_ndx.pickle: not found"):
         open_traversals(DataConfig(format="boreas", root=str(tmp_path)))

@@ -144,10 +144,33 @@ def open_traversals(cfg: DataConfig) -> list[Any]:
     if cfg.cache_images:
         import os
         from tqdm import tqdm
+        check_image_cache_fits(travs, available_memory_bytes())
         threads = min(8, os.cpu_count() or 1)
         travs = [_CachedImageTraversal(t, threads)
                  for t in tqdm(travs, desc="decode images into memory", unit="traversal")]
     return travs
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the OS can still hand out (bytes), or None where it cannot be read."""
+    import os
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_image_cache_fits(travs: Sequence[Any], available: int | None) -> None:
+    """UserError if decoding every frame (estimated from each traversal's first frame)
+    would take more than half of ``available`` bytes: full-resolution benchmark images
+    (e.g. 1280x960 RGB, 3.7 MB) over tens of thousands of frames do not fit."""
+    frames = sum(len(t) for t in travs)
+    need = sum(len(t) * t.load_image(0).nbytes for t in travs if len(t))
+    if available is not None and need > available // 2:
+        raise UserError(f"data.cache_images: decoding all {frames} frames would take "
+                        f"{need / 2**30:.1f} GiB, more than half of the {available / 2**30:.1f} GiB "
+                        "of memory available; set data.cache_images: false (or thin the data "
+                        "with data.frame_stride)")
 
 
 def _open_format(cfg: DataConfig) -> list[Any]:
