@@ -3,7 +3,8 @@
 # render the benchmark town with every frame, then teacher + the key student rows for
 # three seeds, the seeds as parallel processes (the GPU is idle most of the time: data
 # loading is CPU-bound), then one merged report.
-#   OUT=out_dir scripts/gpu_bench.sh [ROWS...]       (default rows: no_distillation distilvpr self_only)
+#   OUT=out_dir DEADLINE_S=520 scripts/gpu_bench.sh [ROWS...]   (default rows: no_distillation distilvpr self_only)
+# Exit status 1 when a seed failed or was stopped by the deadline (the report still has the rest).
 # Needs python3 with torch (CUDA), torchvision, numpy, pillow, pyyaml, tqdm, tensorboard,
 # faiss-cpu, trimesh and embreex importable, and this checkout on PYTHONPATH.
 # Writes to $OUT: benchmark_synth_gpu.md/.json/.png, results_seed<k>.json, gpu_bench.log,
@@ -33,22 +34,34 @@ only=(); for r in "${ROWS[@]}"; do only+=(--only "$r"); done
 # report; runs cut short are simply missing from it (n seeds shows it).
 left=$(( ${DEADLINE_S:-100000} - ($(date +%s) - t0) - 30 ))
 [ "$left" -gt 60 ] || { echo "no time left for training after the town" | tee -a "$LOG"; exit 1; }
+# SEEDS: the seeds to run, as parallel processes (default "0 1 2").
+read -r -a seeds <<<"${SEEDS:-0 1 2}"
 pids=()
-for seed in 0 1 2; do
+for seed in "${seeds[@]}"; do
   timeout "$left" "$PY" scripts/bench_synth.py --config "${BENCH_CONFIG:-config/bench_synth_gpu.yaml}" --seeds "$seed" "${only[@]}" \
       --set "runs_root=$RUNS/seed$seed" --set "output=$RUNS/seed$seed/report.md" >"$RUNS/seed$seed.log" 2>&1 &
   pids+=($!)
 done
 rc=0
-for i in 0 1 2; do
-  wait "${pids[$i]}" || { rc=$?; echo "seed $i failed (rc $rc):"; tail -20 "$RUNS/seed$i.log"; } | tee -a "$LOG"
-  cp "$RUNS/seed$i/results.json" "$OUT/results_seed$i.json" 2>/dev/null || true
+for k in "${!seeds[@]}"; do
+  seed=${seeds[$k]}
+  # (not inside a pipeline: rc must survive in this shell)
+  if ! wait "${pids[$k]}"; then
+    rc=1
+    { echo "seed $seed failed or was stopped by the deadline:"; tail -20 "$RUNS/seed$seed.log"; } | tee -a "$LOG"
+  fi
+  cp "$RUNS/seed$seed/results.json" "$OUT/results_seed$seed.json" 2>/dev/null || true
 done
 echo "training: $(( $(date +%s) - t0 )) s since start" | tee -a "$LOG"
 # The per-epoch lines of every seed (progress bars dropped): training curves for the notes.
-for i in 0 1 2; do echo "== seed $i"; tr '\r' '\n' <"$RUNS/seed$i.log" | grep -E '^\[' || true; done >"$OUT/seed_logs.txt"
+for seed in "${seeds[@]}"; do echo "== seed $seed"; tr '\r' '\n' <"$RUNS/seed$seed.log" | grep -E '^\[' || true; done >"$OUT/seed_logs.txt"
+results=()
+for seed in "${seeds[@]}"; do
+  if [ -f "$RUNS/seed$seed/results.json" ]; then results+=("$RUNS/seed$seed/results.json"); fi
+done
+[ ${#results[@]} -gt 0 ] || { echo "no seed finished a run: no report" | tee -a "$LOG"; exit 1; }
 "$PY" scripts/bench_synth.py --config "${BENCH_CONFIG:-config/bench_synth_gpu.yaml}" --report-only \
     --set "runs_root=$RUNS/merged" --set "output=$OUT/benchmark_synth_gpu.md" \
-    --merge "$RUNS"/seed*/results.json >>"$LOG" 2>&1
+    --merge "${results[@]}" >>"$LOG" 2>&1
 tail -5 "$LOG"
 exit $rc
