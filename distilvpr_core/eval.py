@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader
 
 from .atomic import write_text_atomic
 from .config import load_config, read_yaml, spec
-from .data.datasets import DataConfig, FrameIndex, PlaceDataset, collate, open_traversals, select
+from .data.datasets import DataConfig, FrameIndex, PlaceDataset, collate, select
+from .data.traversals import open_traversals
 from .infer.contract import PreprocessContract
 from .recall import RecallResult, evaluate_runs
 

@@ -25,8 +25,8 @@ from torch import nn
 
 from .atomic import write_bytes_atomic
 from .config import load_config
-from .data.datasets import FrameIndex, PlaceDataset, open_traversals, select
-from .data.geosplit import exclude_near_test_regions, read_split
+from .data.datasets import FrameIndex, PlaceDataset, select
+from .data.traversals import open_split_traversals
 from .distill import BatchHardTripletLoss, build_distill_loss
 from .errors import UserError
 from .eval import evaluate_model
@@ -222,7 +222,6 @@ def check_config(cfg: DistilRunConfig, traversals: list[Any]) -> None:
 
 def run_pipeline(cfg: DistilRunConfig, argv: list[str] | None = None) -> Path:
     """Run the configured stages; returns the run directory."""
-    from .rundir import create_run_dir
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     world_env = int(os.environ.get("WORLD_SIZE", "1"))
@@ -234,17 +233,6 @@ def run_pipeline(cfg: DistilRunConfig, argv: list[str] | None = None) -> Path:
     finally:
         if own_group:
             torch.distributed.destroy_process_group()
-
-
-def open_split_traversals(data: Any) -> tuple[list[Any], Any]:
-    """(traversals, geographic split or None) of ``data`` (a DataConfig), with every frame
-    near a test region dropped when the native dataset has a split: the frames training,
-    validation and the teacher cache see."""
-    traversals = open_traversals(data)
-    split = read_split(data.root, traversals, data.frame_stride) if data.format == "native" else None
-    if split is not None:
-        traversals = exclude_near_test_regions(traversals, split)
-    return traversals, split
 
 
 def _run_stages(cfg: DistilRunConfig, argv: list[str] | None) -> Path:

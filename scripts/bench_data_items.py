@@ -41,7 +41,8 @@ def measure(config: str, sets: list[str], items: int) -> dict:
     from distilvpr_core.config import load_config
     from distilvpr_core.data.datasets import FrameIndex, PlaceDataset, select
     from distilvpr_core.models.bev import points_to_bev
-    from distilvpr_core.train import DistilRunConfig, open_split_traversals
+    from distilvpr_core.data.traversals import open_split_traversals
+    from distilvpr_core.train import DistilRunConfig
     from distilvpr_core.train_eval import lidar_prepare
     torch.set_num_threads(1)
     cfg = load_config(DistilRunConfig, REPO / config if not Path(config).is_absolute() else config, sets)

@@ -109,7 +109,8 @@ def measure_throughput(bench: BenchConfig, teacher_run: Path, seed: int) -> dict
     from distilvpr_core.data.datasets import FrameIndex, PairBatchSampler, PlaceDataset, collate, select
     from distilvpr_core.distill import BatchHardTripletLoss, build_distill_loss
     from distilvpr_core.models import build_student
-    from distilvpr_core.train import open_split_traversals, place_masks, seed_everything
+    from distilvpr_core.data.traversals import open_split_traversals
+    from distilvpr_core.train import place_masks, seed_everything
     cfg = _distil_cfg(bench, ["distill.method=distilvpr"])
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)

@@ -78,7 +78,8 @@ def student_and_teacher(run_dir: Path, bench_config: Path) -> tuple[np.ndarray, 
     from distilvpr_core.data.datasets import FrameIndex, PlaceDataset, select
     from distilvpr_core.eval import embed_frames, embedder_for
     from distilvpr_core.models.checkpoint import load_student
-    from distilvpr_core.train import DistilRunConfig, load_cache, open_split_traversals
+    from distilvpr_core.data.traversals import open_split_traversals
+    from distilvpr_core.train import DistilRunConfig, load_cache
     if not (run_dir / "student_best.pt").is_file() or not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir}: not a finished student run (needs config.yaml and student_best.pt)")
     cache = (yaml.safe_load((run_dir / "config.yaml").read_text()).get("run") or {}).get("teacher_cache")

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from distilvpr_core.config import ConfigError, load_config
-from distilvpr_core.data.datasets import DataConfig, open_traversals, select
+from distilvpr_core.data.datasets import DataConfig, select
+from distilvpr_core.data.traversals import open_traversals
 from distilvpr_core.data.geosplit import exclude_near_test_regions, near, read_split
 from distilvpr_core.errors import UserError
 from distilvpr_core.protocols import evaluate_protocols, mapping_traversal, protocol_runs

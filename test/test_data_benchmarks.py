@@ -13,7 +13,8 @@ import torch
 from benchmark_fixtures import (BOREAS_SEQS, EVAL_RUNS, NORTH0, OXFORD_RUNS, PLACES, TEST_FROM, make_boreas,
                                 make_oxford, positions)
 from distilvpr_core.cli import main
-from distilvpr_core.data.datasets import DataConfig, FrameIndex, open_traversals, select
+from distilvpr_core.data.datasets import DataConfig, FrameIndex, select
+from distilvpr_core.data.traversals import open_traversals
 from distilvpr_core.data.eval_sets import neighbour_list_disagreements
 from distilvpr_core.errors import UserError
 

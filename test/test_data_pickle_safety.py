@@ -11,7 +11,8 @@ import pytest
 
 from benchmark_fixtures import make_boreas, make_oxford
 from distilvpr_core.cli import main
-from distilvpr_core.data.datasets import DataConfig, open_traversals, select
+from distilvpr_core.data.datasets import DataConfig, select
+from distilvpr_core.data.traversals import open_traversals
 from distilvpr_core.data.oxford_format import TrainingTuple
 from distilvpr_core.errors import UserError
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from distilvpr_core import eval as eval_cmd
-from distilvpr_core.data.datasets import DataConfig, open_traversals, select
+from distilvpr_core.data.datasets import DataConfig, select
+from distilvpr_core.data.traversals import open_traversals
 from distilvpr_core.errors import UserError
 from distilvpr_core.eval import EvalConfig, evaluate_model
 from distilvpr_core.infer.contract import PreprocessContract

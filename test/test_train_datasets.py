@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from distilvpr_core.config import ConfigError, load_config
-from distilvpr_core.data.datasets import (AugmentConfig, DataConfig, FrameIndex, PairBatchSampler,
-                                          PlaceDataset, neighbours_within, open_traversals, select)
+from distilvpr_core.data.datasets import AugmentConfig, DataConfig, FrameIndex, PairBatchSampler, PlaceDataset, neighbours_within, select
+from distilvpr_core.data.traversals import open_traversals
 from distilvpr_core.errors import UserError
 from distilvpr_core.infer.preprocess import preprocess
 
@@ -130,7 +130,7 @@ def test_cached_images_are_the_same_frames_decoded_once(tmp_path):
 
 def test_an_image_cache_that_would_not_fit_in_memory_is_refused(tmp_path):
     from benchmark_fixtures import make_boreas
-    from distilvpr_core.data.datasets import available_memory_bytes, check_image_cache_fits
+    from distilvpr_core.data.traversals import available_memory_bytes, check_image_cache_fits
     root, images = make_boreas(tmp_path)
     travs = open_traversals(DataConfig(format="boreas", root=str(root), image_root=str(images)))
     need = sum(len(t) * t.load_image(0).nbytes for t in travs)

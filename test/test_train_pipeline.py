@@ -192,7 +192,8 @@ def test_torchrun_two_processes_share_the_epoch(tiny_root, tmp_path, repo_root):
 
 
 def PairBatchSamplerFor(root):  # noqa: N802 - the single-process sampler of the tiny set
-    from distilvpr_core.data.datasets import FrameIndex, PairBatchSampler, open_traversals, select, DataConfig
+    from distilvpr_core.data.datasets import FrameIndex, PairBatchSampler, select, DataConfig
+    from distilvpr_core.data.traversals import open_traversals
     frames = FrameIndex(select(open_traversals(DataConfig(root=str(root))), "train"))
     return PairBatchSampler(frames, 4, 10.0)
 

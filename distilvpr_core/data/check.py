@@ -103,7 +103,7 @@ def _report_clouds(travs: list[Any], say: Callable[[str], None]) -> int:
 
 def check_dataset(cfg: Any, say: Callable[[str], None] = print) -> int:
     """Print a report on the dataset of ``cfg`` (a DataConfig); returns the number of problems."""
-    from .datasets import open_traversals
+    from .traversals import open_traversals
     from .eval_sets import neighbour_list_disagreements
     root = Path(cfg.root)
     image_root = Path(cfg.image_root) if cfg.image_root else root
