@@ -45,21 +45,21 @@ def measure(config: str, sets: list[str], items: int) -> dict:
     from distilvpr_core.train import DistilRunConfig
     from distilvpr_core.train_eval import lidar_prepare
     torch.set_num_threads(1)
-    cfg = load_config(DistilRunConfig, REPO / config if not Path(config).is_absolute() else config, sets)
-    sets_of = {}
+    cfg = load_config(DistilRunConfig, REPO / config, sets)   # an absolute config path stays itself
+    datasets = {}   # cached? -> (student items, teacher items or None without LiDAR)
     for cached in (False, True):
         data = dataclasses.replace(cfg.data, cache_images=cached)
         travs, _ = open_split_traversals(data)
         frames = FrameIndex(select(travs, "train", data.root))
         prep = lidar_prepare(cfg.teacher) if frames.traversals[0].has_lidar else None
-        sets_of[cached] = (PlaceDataset(frames, data.contract(), cfg.aug, None, 0),
+        datasets[cached] = (PlaceDataset(frames, data.contract(), cfg.aug, None, 0),
                            PlaceDataset(frames, data.contract(), cfg.aug, prep, 0) if prep else None)
-    n = min(items, len(sets_of[False][0]))
+    n = min(items, len(datasets[False][0]))
     times: dict[str, list[float]] = {}
     for k in range(n):
         for kind in (0, 1):            # student, teacher
             for cached in (False, True):
-                ds = sets_of[cached][kind]
+                ds = datasets[cached][kind]
                 if ds is None:
                     continue
                 t0 = time.perf_counter()
@@ -72,8 +72,8 @@ def measure(config: str, sets: list[str], items: int) -> dict:
     out["ratio_cached_over_plain"] = {
         kind: round(ms[f"{kind}_cached"] / ms[f"{kind}_plain"], 3)
         for kind in ("student", "teacher") if f"{kind}_plain" in ms}
-    if sets_of[False][1] is not None:
-        trav = sets_of[False][0].frames.traversals[0]
+    if datasets[False][1] is not None:
+        trav = datasets[False][0].frames.traversals[0]
         scans = [trav.load_lidar(i) for i in range(min(n, len(trav)))]
         bev = []
         for pts in scans:

@@ -2,6 +2,8 @@
 (the public layouts in depth: test_data_benchmarks.py)."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -120,12 +122,21 @@ def test_cached_images_are_the_same_frames_decoded_once(tmp_path):
     img = cached[0].load_image(0)
     with pytest.raises(ValueError, match="read-only"):
         img[0, 0, 0] = 1
-    # Augmented training items through DataLoader workers are identical with and without the cache.
+    # Augmented training items through DataLoader workers are identical with and without the
+    # cache, and the cached ones come from memory: the image files are gone by then.
     contract = DataConfig(input_size=(24, 16)).contract()
-    items = [PlaceDataset(FrameIndex(t), contract, AugmentConfig(), seed=3) for t in (plain, cached)]
-    loaders = [torch.utils.data.DataLoader(d, batch_size=4, num_workers=2) for d in items]
-    for a, b in zip(*loaders):
-        torch.testing.assert_close(a["image"], b["image"], rtol=0, atol=0)
+
+    def batches(travs):
+        ds = PlaceDataset(FrameIndex(travs), contract, AugmentConfig(), seed=3)
+        return [b["image"] for b in torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)]
+    want = batches(plain)
+    shutil.rmtree(images)
+    with pytest.raises(UserError, match="cannot read image"):
+        plain[0].load_image(0)
+    got = batches(cached)
+    assert len(got) == len(want)
+    for a, b in zip(want, got):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
 
 
 def test_an_image_cache_that_would_not_fit_in_memory_is_refused(tmp_path):
