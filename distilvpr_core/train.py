@@ -106,7 +106,7 @@ def stage_teacher(ctx: RunContext) -> Path:
     triplet, pos = _task(ctx, frames)
     best_path = ctx.run_dir / "teacher_best.pt"
 
-    def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         emb = net(batch["image"], batch["lidar"]).float()
         p, n = place_masks(pos[batch["index"]], cfg.task.pos_radius_m, cfg.task.neg_radius_m)
         loss, stats = triplet(emb, p, n)
@@ -184,7 +184,7 @@ def stage_student(ctx: RunContext) -> Path:
     triplet, pos = _task(ctx, frames)
     best_path = ctx.run_dir / "student_best.pt"
 
-    def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         emb = net(batch["image"]).float()
         p, n = place_masks(pos[batch["index"]], cfg.task.pos_radius_m, cfg.task.neg_radius_m)
         task, stats = triplet(emb, p, n)
@@ -192,7 +192,7 @@ def stage_student(ctx: RunContext) -> Path:
                  "spread": embedding_spread(emb)}
         loss = cfg.task.student_weight * task
         if teacher_emb is not None:
-            dl, dparts = distill(emb, teacher_emb[batch["index"]])
+            dl, dparts = distill(emb, teacher_emb[batch["index"]], step)
             loss = loss + dl
             parts.update(dparts)
         parts["loss"] = loss.item()

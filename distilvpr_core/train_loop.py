@@ -85,11 +85,15 @@ class RunContext:
 
 
 def train_stage(ctx: RunContext, stage: str, model: nn.Module, sc: StageConfig, dataset: PlaceDataset,
-                 frames: FrameIndex, loss_fn: Callable[[nn.Module, dict[str, torch.Tensor]],
+                 frames: FrameIndex, loss_fn: Callable[[nn.Module, dict[str, torch.Tensor], int],
                                                        tuple[torch.Tensor, dict[str, float]]],
                  validate: Callable[[nn.Module], dict[str, float]], save_best: Callable[[nn.Module, int, dict], None]
                  ) -> None:
-    """Generic loop: Adam + MultiStep, AMP on CUDA, resumable, best-on-val selection."""
+    """Generic loop: Adam + MultiStep, AMP on CUDA, resumable, best-on-val selection.
+
+    ``loss_fn(net, batch, step)`` gets the 0-based optimiser step of the stage (for terms
+    that start later, e.g. distill.cross_start_step).
+    """
     from tqdm import tqdm
     cfg, dev = ctx.cfg, ctx.device
     model.to(dev)
@@ -141,7 +145,7 @@ def train_stage(ctx: RunContext, stage: str, model: nn.Module, sc: StageConfig, 
                 for g, lr in zip(opt.param_groups, scheduled):
                     g["lr"] = lr
             with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-                loss, parts = loss_fn(net, batch)
+                loss, parts = loss_fn(net, batch, step)
             if not torch.isfinite(loss):
                 _nan_diagnostic(ctx, stage, model, epoch, b, batch, parts)
             opt.zero_grad(set_to_none=True)

@@ -22,9 +22,10 @@ LABELS = {"teacher": "teacher (camera + LiDAR)", "teacher_image": "teacher image
           "mse": "MSE (embedding regression)", "rkd": "RKD", "kd": "KD (similarity distributions)",
           "pkt": "PKT", "sp": "SP", "cc": "CC", "self_only": "ablation: self-agent only",
           "cross_only": "ablation: cross-agent only", "no_euclidean": "ablation: no Euclidean",
-          "no_sphere": "ablation: no sphere", "no_poincare": "ablation: no Poincaré"}
+          "no_sphere": "ablation: no sphere", "no_poincare": "ablation: no Poincaré",
+          "cross_late": "ablation: cross-agent terms from half-way"}
 BASELINES = ("mse", "rkd", "kd", "pkt", "sp", "cc")
-ABLATIONS = ("self_only", "cross_only", "no_euclidean", "no_sphere", "no_poincare")
+ABLATIONS = ("self_only", "cross_only", "no_euclidean", "no_sphere", "no_poincare", "cross_late")
 
 
 def row_sources(variants: Sequence[str]) -> list[tuple[str, str, str]]:

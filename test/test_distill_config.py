@@ -167,3 +167,24 @@ def test_registry_and_config_errors(tmp_path):
     good = tmp_path / "resolved.yaml"
     good.write_text(dump_yaml(cfg))
     assert load_config(_Trainer, good) == cfg
+
+
+def test_cross_agent_terms_start_at_their_step_and_count_from_then_on():
+    cfg = _cfg(cross_start_step=5)
+    module = build_distill_loss(cfg)
+    s, t = _batch(7)
+    before, parts_before = module(s, t, 4)
+    assert set(parts_before) == {t for t in ALL_TERMS if t.startswith("self")} | {"distill"}
+    after, parts_after = module(s, t, 5)
+    assert set(parts_after) == ALL_TERMS | {"distill"}
+    # Before the start step the loss is the self-agent half exactly; from it on, the full method.
+    self_only, _ = build_distill_loss(_cfg(use_cross=False))(s, t)
+    full, _ = build_distill_loss(DistillConfig())(s, t)
+    assert before.item() == pytest.approx(self_only.item(), rel=1e-6)
+    assert after.item() == pytest.approx(full.item(), rel=1e-6)
+    assert module(s, t)[0].item() == pytest.approx(full.item(), rel=1e-6)   # no step: every term
+    # Only cross-agent terms have a start: baselines are unaffected at step 0.
+    sp = build_distill_loss(_cfg(method="sp", cross_start_step=5))
+    assert sp(s, t, 0)[0].item() == pytest.approx(sp(s, t)[0].item(), rel=1e-6) and sp(s, t, 0)[0].item() > 0
+    with pytest.raises(ConfigError):
+        _cfg(cross_start_step=-1)

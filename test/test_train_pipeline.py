@@ -107,6 +107,17 @@ def test_full_pipeline_writes_everything_and_resumes(tiny_root, tmp_path, repo_r
     assert [h["epoch"] for h in hist] == [0, 1]
 
 
+def test_the_trainer_passes_its_step_to_the_distillation(tiny_root, tmp_path, repo_root, monkeypatch):
+    """distill.cross_start_step beyond the run: the student saw the self-agent terms only."""
+    from distilvpr_core.train import run_pipeline
+    monkeypatch.chdir(repo_root)
+    run = run_pipeline(_cfg(tiny_config(tiny_root, tmp_path, **{
+        "distill.cross_start_step": "1000", "run.stages": "[teacher, cache, student]"})), ["test"])
+    row = json.loads((run / "student_metrics.json").read_text())[0]
+    assert {"self_euclidean", "self_sphere", "self_poincare"} <= set(row)
+    assert not [k for k in row if k.startswith("cross_")]
+
+
 def test_same_seed_same_thread_count_gives_identical_models(tiny_root, tmp_path, repo_root, monkeypatch):
     """What README calls deterministic, checked on every test run: the same seed, machine and
     thread count give bit-identical weights and evaluation; another seed does not."""

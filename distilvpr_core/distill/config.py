@@ -54,6 +54,9 @@ class DistillConfig:
         "cross-agent cosine-similarity (spherical) term", ge=0))
     cross_poincare_weight: float = field(default=0.1, metadata=spec(
         "cross-agent Poincaré distance term", ge=0))
+    cross_start_step: int = field(default=0, metadata=spec(
+        "distilvpr: optimiser step from which the cross-agent terms count (0: from the first step, "
+        "the paper's schedule); before it they are not computed", ge=0))
     curvature: float = field(default=0.1, metadata=spec(
         "Poincaré ball curvature c (ball radius 1/sqrt(c))", gt=0))
     smooth_l1_beta: float = field(default=1.0, metadata=spec(
@@ -87,8 +90,10 @@ class DistillConfig:
 def build_distill_loss(cfg: DistillConfig) -> nn.Module:
     """The distillation term for ``cfg`` as a :class:`WeightedDistillLoss`.
 
-    ``loss, parts = module(student float [B, D], teacher float [B, D])``: the
+    ``loss, parts = module(student float [B, D], teacher float [B, D], step)``: the
     scalar loss tensor (to be added to the task loss) and ``{term: float}``
     for logging (``parts["distill"]`` is the weighted total).
     """
-    return WeightedDistillLoss(cfg.method, get_method(cfg.method)(cfg))
+    terms = get_method(cfg.method)(cfg)
+    starts = {name: cfg.cross_start_step for name in terms if name.startswith("cross_")}
+    return WeightedDistillLoss(cfg.method, terms, starts)

@@ -22,27 +22,34 @@ class WeightedDistillLoss(nn.Module):
     tensor that supports ``backward`` when there are no terms); ``parts`` maps
     each term name to its unweighted value and ``"distill"`` to the weighted
     sum, as Python floats.  The teacher is detached.  Terms with weight 0 are
-    never computed.
+    never computed, nor are terms before their start step: ``starts`` maps a
+    term name to the first optimiser step (0-based) at which it counts, and
+    ``forward(..., step)`` leaves it out before then (``step=None``: every term).
     """
 
-    def __init__(self, method: str, terms: Mapping[str, tuple[float, nn.Module]]) -> None:
+    def __init__(self, method: str, terms: Mapping[str, tuple[float, nn.Module]],
+                 starts: Mapping[str, int] | None = None) -> None:
         super().__init__()
         self.method = method
         self.weights = {name: float(w) for name, (w, _) in terms.items() if w != 0}
         self.terms = nn.ModuleDict({name: m for name, (w, m) in terms.items() if w != 0})
+        self.starts = {name: int(k) for name, k in (starts or {}).items() if name in self.terms}
 
     @property
     def requires_same_dim(self) -> bool:
         """True if some term compares student and teacher descriptors directly."""
         return any(getattr(m, "requires_same_dim", False) for m in self.terms.values())
 
-    def forward(self, student: Tensor, teacher: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def forward(self, student: Tensor, teacher: Tensor, step: int | None = None
+                ) -> tuple[Tensor, dict[str, float]]:
         self._check_shapes(student, teacher)
+        active = {name: term for name, term in self.terms.items()
+                  if step is None or step >= self.starts.get(name, 0)}
         dtype = torch.float64 if student.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=student.device.type, enabled=False):
             s = student.to(dtype)
             t = teacher.detach().to(device=student.device, dtype=dtype)
-            values = {name: term(s, t) for name, term in self.terms.items()}
+            values = {name: term(s, t) for name, term in active.items()}
         if not values:
             zero = torch.zeros((), device=student.device, dtype=dtype, requires_grad=True)
             return zero, {"distill": 0.0}
@@ -66,4 +73,5 @@ class WeightedDistillLoss(nn.Module):
                 f"only with itself (rkd, kd, pkt, sp, cc, or distilvpr with use_cross: false)")
 
     def extra_repr(self) -> str:
-        return f"method={self.method!r}, weights={self.weights}"
+        starts = f", starts={self.starts}" if any(self.starts.values()) else ""
+        return f"method={self.method!r}, weights={self.weights}{starts}"
