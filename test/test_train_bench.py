@@ -151,3 +151,23 @@ def test_cross_agent_target_statistics_tell_aligned_from_unaligned_spaces(repo_r
     assert abs(rotated["corr_st_tt"]) < 0.2 and rotated["diag_cos"] < 0.3   # ...the target does not show it
     assert cat.main([str(tmp_path)]) == 2
     assert "not a finished student run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["bench_synth.yaml", "bench_synth_gpu.yaml"])
+def test_the_shipped_benchmark_configs_build_every_row(name, repo_root, monkeypatch):
+    """Every row of the shipped benchmarks is a valid distil config with a report label, and the
+    cross-agent start step of the common schedule reaches the DistilVPR rows (a typo in an
+    override would otherwise surface only an hour into a benchmark)."""
+    monkeypatch.chdir(repo_root)
+    mod = _load_script(repo_root)
+    import bench_synth_report as report
+    bench = load_config(mod.BenchConfig, repo_root / "config" / name, [])
+    cfgs = {row: mod._distil_cfg(bench, overrides) for row, overrides in bench.variants.items()}
+    assert {"no_distillation", "distilvpr"} <= set(cfgs)
+    assert all(row in report.LABELS for row in cfgs)
+    start = cfgs["distilvpr"].distill.cross_start_step
+    assert cfgs["no_distillation"].distill.method == "none"
+    if name == "bench_synth.yaml":   # the CPU table's schedule: cross-agent terms from step 180 of 360
+        assert start == 180 and cfgs["cross_from_start"].distill.cross_start_step == 0
+    else:                            # the GPU table ran the paper's schedule; cross_late is half of 712
+        assert start == 0 and cfgs["cross_late"].distill.cross_start_step == 356
