@@ -8,7 +8,8 @@ Blocks between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` are replaced:
 * ``demo``: the table ``distilvpr demo`` printed (``demo_out/summary.md``'s table, from its
   summary.json), with the seeds it ran;
 * ``benchmark``: R@1 of the key rows under protocols P, D and S, mean ± std over seeds, from
-  ``docs/benchmark_synth.json`` (CPU) and ``docs/benchmark_synth_gpu.json`` (GPU), when present.
+  ``docs/benchmark_synth.json`` (CPU), ``docs/benchmark_synth_gpu.json`` (GPU) and the frozen
+  paper-schedule CPU table ``docs/bench_cpu/paper_schedule/benchmark_synth.json``, when present.
 
 Numbers are never typed into README by hand; rerun this after the commands.
 """
@@ -80,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     text = args.readme.read_text()
     text = replace_block(text, "benchmark", benchmark_block([
         ("CPU (docs/benchmark_synth.md)", REPO / "docs/benchmark_synth.json"),
-        ("GPU H200 (docs/benchmark_synth_gpu.md)", REPO / "docs/benchmark_synth_gpu.json")]))
+        ("GPU H200, paper schedule (docs/benchmark_synth_gpu.md)", REPO / "docs/benchmark_synth_gpu.json"),
+        ("CPU, paper schedule, first machine (docs/bench_cpu/paper_schedule/)",
+         REPO / "docs/bench_cpu/paper_schedule/benchmark_synth.json")]))
     if args.demo:
         text = replace_block(text, "demo", demo_block(args.demo, args.demo_note))
     args.readme.write_text(text)
