@@ -277,6 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # A SIGINT/SIGTERM that shuts the context down while the executor builds its wait set
+        # surfaces as rclpy's RCLError ("context is not valid") instead of
+        # ExternalShutdownException: that is a requested shutdown too.  Anything else is a bug.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()
