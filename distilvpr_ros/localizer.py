@@ -63,11 +63,14 @@ class Localizer(Node):
 
         qos = QoSProfile(depth=s.queue_depth, reliability=qos_profile_sensor_data.reliability,
                          history=qos_profile_sensor_data.history, durability=qos_profile_sensor_data.durability)
+        # Odometry first: rclpy's executor runs the ready subscriptions of one wait in creation
+        # order, so a pose that arrives together with its frame (a busy node, a loaded
+        # machine) is buffered before the frame asks for it.
+        self.create_subscription(Odometry, "odom", self._on_odom, qos_profile_sensor_data)
         if s.compressed:
             self.sub_image = self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos)
         else:
             self.sub_image = self.create_subscription(Image, "image", self._on_image, qos)
-        self.create_subscription(Odometry, "odom", self._on_odom, qos_profile_sensor_data)
         self.pub_candidates = self.create_publisher(PointCloud2, "~/candidates", 10)
         self.pub_loop = self.create_publisher(Float64MultiArray, "~/loop_closure", 10)
         self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "~/match_pose", 10)

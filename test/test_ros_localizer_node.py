@@ -336,30 +336,40 @@ def test_backend_torch_uses_the_checkpoint_and_imports_torch(assets, ros, tmp_pa
         stop_cleanly(proc)
 
 
-def test_a_shutdown_that_races_the_executor_is_a_clean_exit(monkeypatch):
+_SHUTDOWN_RACE = """
+import sys
+import pytest, rclpy
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.node import Node
+from distilvpr_ros import localizer
+
+class Probe(Node):   # the real Localizer needs a model and a map; main()'s handling is the subject
+    def __init__(self):
+        super().__init__("shutdown_race_probe")
+
+def spin_into_shutdown(node):
+    rclpy.shutdown()
+    raise RCLError("failed to initialize wait set: the given context is not valid")
+
+def spin_into_bug(node):
+    raise RuntimeError("not a shutdown")
+
+localizer.Localizer = Probe
+localizer.rclpy.spin = spin_into_shutdown
+assert localizer.main([]) == 0
+localizer.rclpy.spin = spin_into_bug
+with pytest.raises(RuntimeError, match="not a shutdown"):
+    localizer.main([])
+print("ok")
+"""
+
+
+def test_a_shutdown_that_races_the_executor_is_a_clean_exit():
     """SIGINT can shut the context down while the executor builds its wait set; rclpy then
     raises RCLError, not ExternalShutdownException.  main() must exit 0 for that and still
-    raise a RuntimeError that happens while the context is alive."""
-    import rclpy
-    from rclpy._rclpy_pybind11 import RCLError
-    from rclpy.node import Node
-
-    from distilvpr_ros import localizer
-
-    class Probe(Node):   # the real Localizer needs a model and a map; main()'s handling is the subject
-        def __init__(self):
-            super().__init__("shutdown_race_probe")
-
-    def spin_into_shutdown(node):
-        rclpy.shutdown()
-        raise RCLError("failed to initialize wait set: the given context is not valid")
-
-    def spin_into_bug(node):
-        raise RuntimeError("not a shutdown")
-
-    monkeypatch.setattr(localizer, "Localizer", Probe)
-    monkeypatch.setattr(localizer.rclpy, "spin", spin_into_shutdown)
-    assert localizer.main([]) == 0
-    monkeypatch.setattr(localizer.rclpy, "spin", spin_into_bug)
-    with pytest.raises(RuntimeError, match="not a shutdown"):
-        localizer.main([])
+    raise a RuntimeError that happens while the context is alive.  (Its own process: main()
+    initialises the default context, which this test process's ROS fixtures hold.)"""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _SHUTDOWN_RACE], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
