@@ -134,6 +134,27 @@ def test_ablations_are_reported_paired_and_never_judged_as_baselines(repo_root, 
     assert "no_poincare - no distillation" not in lines   # one seed: no standard error
 
 
+def test_a_plain_student_that_does_better_under_another_recipe_is_named(repo_root, monkeypatch):
+    """The baseline check: the no-distillation row against the same student at other learning
+    rates, paired by seed; a recipe that beats the table's baseline is called out, not hidden."""
+    monkeypatch.syspath_prepend(str(repo_root / "scripts"))
+    import bench_synth_report as report
+
+    def row(seeds, r1):
+        return {"seeds": seeds, "r1": r1, "r1_pct": r1, "r5": r1, "r1_by_condition": {}}
+    rows = {"distilvpr": row([0, 1], [20.0, 10.0]), "no_distillation": row([0, 1], [15.0, 6.0]),
+            "no_distillation_lr1e4": row([0, 1], [13.0, 5.0])}
+    doc = {"protocols": {"deployment": {"chance_r1": 5.0, "rows": rows}}}
+    lines = "\n".join(report.target_lines(doc))
+    assert "the table's recipe is the best of those tried" in lines
+    assert "no_distillation_lr1e4 - no distillation = -1.5 R@1 points (per seed -2.0, -1.0" in lines
+    assert "DistilVPR - no_distillation_lr1e4 = +6.0 (seeds [0, 1])" in lines
+    rows["no_distillation_lr1e3"] = row([0], [17.0])   # one seed ran; it beats the baseline there
+    lines = "\n".join(report.target_lines(doc))
+    assert "**the plain student does better under another recipe**: no_distillation_lr1e3 (+2.0)" in lines
+    assert report.target_check(doc, "deployment")["baselines_above"] == []   # a recipe check is no baseline
+
+
 def test_cross_agent_target_statistics_tell_aligned_from_unaligned_spaces(repo_root, monkeypatch, tmp_path, capsys):
     """scripts/cross_agent_target.py: a student in the teacher's own space gives an informative
     target (R(s, t) = R(t, t)); the same student rotated away from it gives none."""
