@@ -41,10 +41,10 @@ def benchmark_block(paths: list[tuple[str, Path]]) -> str:
             continue
         doc = json.loads(path.read_text())
         protos = doc["protocols"]
-        from bench_synth_report import ABLATIONS, BASELINES, LABELS, RECIPES
+        from bench_synth_report import ABLATIONS, BASELINES, LABELS, RECIPE_ROWS
         # Baselines, ablations and recipe checks appear once any seed of them finished (n says how many).
         ran = [(k, f"baseline: {LABELS[k]}" if k in BASELINES else LABELS[k])
-               for k in (*BASELINES, *ABLATIONS, *RECIPES)
+               for k in (*BASELINES, *ABLATIONS, *RECIPE_ROWS)
                if any(k in protos.get(p, {}).get("rows", {}) for p, _ in PROTOS)]
         for key, name in (*ROWS, *ran):
             cells = [_ms(protos.get(p, {}).get("rows", {}).get(key, {}).get("r1", [])) for p, _ in PROTOS]
