@@ -41,9 +41,11 @@ def benchmark_block(paths: list[tuple[str, Path]]) -> str:
             continue
         doc = json.loads(path.read_text())
         protos = doc["protocols"]
-        from bench_synth_report import ABLATIONS, BASELINES, LABELS, RECIPE_ROWS
+        from bench_synth_report import ABLATIONS, BASELINES, LABELS, RECIPE_ROWS, RECIPES
         # Baselines, ablations and recipe checks appear once any seed of them finished (n says how many).
-        ran = [(k, f"baseline: {LABELS[k]}" if k in BASELINES else LABELS[k])
+        def is_baseline(key: str) -> bool:   # 'sp' and its recipe checks 'sp_<suffix>'
+            return key in BASELINES or any(key == f"{b}_{x}" for b in BASELINES for x in RECIPES)
+        ran = [(k, f"baseline: {LABELS[k]}" if is_baseline(k) else LABELS[k])
                for k in (*BASELINES, *ABLATIONS, *RECIPE_ROWS)
                if any(k in protos.get(p, {}).get("rows", {}) for p, _ in PROTOS)]
         for key, name in (*ROWS, *ran):
