@@ -94,21 +94,24 @@ def _paired_text(vs: dict[str, tuple[list[int], list[float]]]) -> str:
     return "; ".join(f"{k} {statistics.mean(d):+.1f} (seeds {seeds})" for k, (seeds, d) in vs.items())
 
 
-def target_check(doc: dict[str, Any], proto: str) -> dict[str, Any] | None:
-    """DistilVPR vs no distillation on ``proto``: paired per-seed differences and the verdict.
+def target_check(doc: dict[str, Any], proto: str, recipe: str = "") -> dict[str, Any] | None:
+    """DistilVPR vs no distillation on ``proto``: paired per-seed differences and the verdict;
+    with ``recipe`` (a key of RECIPES) the same for the rows run under that recipe.
 
     Baselines are compared paired too, on the seeds each baseline finished: a
     baseline run on one seed is set against DistilVPR on that seed, not
     against DistilVPR's mean over more seeds."""
     rows = doc["protocols"].get(proto, {}).get("rows", {})
-    a, b = rows.get("distilvpr"), rows.get("no_distillation")
+    key = (lambda k: f"{k}_{recipe}") if recipe else (lambda k: k)
+    a, b = rows.get(key("distilvpr")), rows.get(key("no_distillation"))
     if not a or not b:
         return None
     _, diffs = _paired(a, b)
     if not diffs:
         return None
     mean, se = _mean_se(diffs)
-    vs = _paired_rows(rows, BASELINES)
+    vs = {k: _paired(a, rows[key(k)]) for k in BASELINES if rows.get(key(k))}
+    vs = {k: v for k, v in vs.items() if v[1]}
     beaten_by = [k for k, (_, d) in vs.items() if statistics.mean(d) < 0]
     missing = [k for k in BASELINES if k not in vs]
     gain_ok = mean >= 3.0 and len(diffs) > 1 and mean > 2 * se
@@ -198,21 +201,15 @@ def recipe_lines(doc: dict[str, Any]) -> list[str]:
                     lines.append(f"  - no distillation, {what} - no distillation (the table's) = {text}")
                     if mean > 0:
                         better.append(f"{what} ({mean:+.1f})")
-            if full and plain:
-                seeds, d = _paired(full, plain)
-                if d:
-                    mean, se = _mean_se(d)
-                    met = mean >= 3.0 and len(d) > 1 and mean > 2 * se
-                    lines.append(f"  - under {what}: DistilVPR - no distillation = {_gain_text(full, plain)[0]}"
-                                 f" -> gain {'**met**' if met else '**not met**'}")
-                    vs = {b: _paired(full, rows[f"{b}_{suffix}"]) for b in BASELINES if rows.get(f"{b}_{suffix}")}
-                    vs = {b: v for b, v in vs.items() if v[1]}
-                    if vs:
-                        above = [b for b, (_, bd) in vs.items() if statistics.mean(bd) < 0]
-                        missing = [b for b in BASELINES if b not in vs]
-                        lines.append(f"  - under {what}: DistilVPR - baseline: {_paired_text(vs)}; baselines above "
-                                     f"DistilVPR: {', '.join(above) or 'none'}"
-                                     + (f"; not run: {', '.join(missing)}" if missing else ""))
+            t = target_check(doc, proto, suffix)   # judged like the table's target
+            if t:
+                lines.append(f"  - under {what}: DistilVPR - no distillation = {_gain_text(full, plain)[0]}"
+                             f" -> gain {'**met**' if t['gain_met'] else '**not met**'}")
+                if t["vs_baselines"]:
+                    missing = t["baselines_missing"]
+                    lines.append(f"  - under {what}: DistilVPR - baseline: {_paired_text(t['vs_baselines'])}; "
+                                 f"baselines above DistilVPR: {', '.join(t['baselines_above']) or 'none'}"
+                                 + (f"; not run: {', '.join(missing)}" if missing else ""))
         if lines:
             verdict = (f"**the plain student does better under another recipe**: {', '.join(better)}" if better
                        else "the table's recipe is the best of those tried for the plain student")
@@ -238,11 +235,8 @@ def ablation_lines(doc: dict[str, Any]) -> list[str]:
                        + _paired_text(vs))
         for k in ABLATIONS:   # each ablation judged like the full method: gain over no distillation
             if k in vs and rows.get("no_distillation"):
-                seeds, d = _paired(rows[k], rows["no_distillation"])
-                if len(d) > 1:
-                    mean, se = _mean_se(d)
-                    out.append(f"  - {k} - no distillation = {mean:+.1f} R@1 points (per seed "
-                               f"{', '.join(f'{x:+.1f}' for x in d)}; standard error {se:.1f}; seeds {seeds})")
+                if len(_paired(rows[k], rows["no_distillation"])[1]) > 1:
+                    out.append(f"  - {k} - no distillation = {_gain_text(rows[k], rows['no_distillation'])[0]}")
     if out:
         out = ["", "## Ablations", "",
                "What each part of DistilVPR adds: the full method minus the run without that part, "
