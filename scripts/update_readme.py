@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     text = args.readme.read_text()
     text = replace_block(text, "benchmark", benchmark_block([
         ("CPU (docs/benchmark_synth.md)", REPO / "docs/benchmark_synth.json"),
-        ("GPU H200, paper schedule (docs/benchmark_synth_gpu.md)", REPO / "docs/benchmark_synth_gpu.json"),
+        ("GPU H200, paper schedule, lr 3e-4 (docs/benchmark_synth_gpu.md)", REPO / "docs/benchmark_synth_gpu.json"),
         ("CPU, paper schedule, first machine (docs/bench_cpu/paper_schedule/)",
          REPO / "docs/bench_cpu/paper_schedule/benchmark_synth.json")]))
     if args.demo:

@@ -156,6 +156,7 @@ def test_a_plain_student_that_does_better_under_another_recipe_is_named(repo_roo
     assert "under lr 1e-3: DistilVPR - no distillation = +2.0 R@1 points" in lines and "gain **not met**" in lines
     assert report.target_check(doc, "deployment")["baselines_above"] == []   # a recipe check is no baseline
     assert report.LABELS["distilvpr_lr1e3"] == "DistilVPR (full), lr 1e-3"
+    assert report.LABELS["no_distillation_lr3e4"] == "student, no distillation, lr 3e-4"
     rows["sp_lr1e3"] = row([0, 1], [18.0, 11.0])               # baselines under the recipe: paired there
     rows["kd_lr1e3"] = row([1], [9.0])
     lines = "\n".join(report.target_lines(doc))
