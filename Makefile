@@ -15,7 +15,7 @@ $(STAMP): requirements.txt constraints.txt setup.py scripts/setup_venv.sh
 	touch $(STAMP)
 
 demo: setup
-	AMENT_PREFIX_PATH=$(abspath $(VENV)) $(PY) -m distilvpr_core.cli demo $(ARGS)
+	AMENT_PREFIX_PATH=$(abspath $(VENV)) $(PY) -m distilvpr_core.app.cli demo $(ARGS)
 
 test: setup
 	VENV=$(VENV) scripts/run_tests.sh $(ARGS)

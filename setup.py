@@ -53,7 +53,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "distilvpr = distilvpr_core.cli:main",
+            "distilvpr = distilvpr_core.app.cli:main",
             "localizer = distilvpr_ros.localizer:main",
             "replay_eval = distilvpr_ros.replay.replay_eval:main",
         ],

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 
 HELP = "localizer node latency over DDS: publish 640x480 rgb8 at 30 Hz, time candidates (p50/p99, RSS)"
 
@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
                       args.param, Path(tmp))
     print(format_results(res))
     if args.json:
-        from distilvpr_core.atomic import write_text_atomic
+        from distilvpr_core.foundation.atomic import write_text_atomic
         write_text_atomic(args.json, json.dumps(res, indent=2) + "\n")
     return 0
 

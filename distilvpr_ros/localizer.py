@@ -33,7 +33,7 @@ from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import MarkerArray
 
 from distilvpr_core.data.images import BadImage
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.localize import settings as settings_mod
 from distilvpr_core.localize.engine import LocalizationEngine
 from distilvpr_core.localize.geometry import relative_covariance

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Sequence
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.localize.settings import SPECS, LocalizerSettings, check
 
 

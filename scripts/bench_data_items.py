@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from distilvpr_core.atomic import write_text_atomic  # noqa: E402
+from distilvpr_core.foundation.atomic import write_text_atomic  # noqa: E402
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -38,12 +38,12 @@ def measure(config: str, sets: list[str], items: int) -> dict:
     import dataclasses
 
     import torch
-    from distilvpr_core.config import load_config
+    from distilvpr_core.foundation.config import load_config
     from distilvpr_core.data.datasets import FrameIndex, PlaceDataset, select
     from distilvpr_core.models.bev import points_to_bev
     from distilvpr_core.data.traversals import open_split_traversals
-    from distilvpr_core.train import DistilRunConfig
-    from distilvpr_core.train_eval import lidar_prepare
+    from distilvpr_core.train.pipeline import DistilRunConfig
+    from distilvpr_core.train.eval_stage import lidar_prepare
     torch.set_num_threads(1)
     cfg = load_config(DistilRunConfig, REPO / config, sets)   # an absolute config path stays itself
     datasets = {}   # cached? -> (student items, teacher items or None without LiDAR)
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.items < 1:
         ap.error("--items must be >= 1")
-    from distilvpr_core.errors import UserError
+    from distilvpr_core.foundation.errors import UserError
     try:
         res = measure(args.config, args.set, args.items)
     except UserError as exc:

@@ -10,7 +10,7 @@ teacher's cache.  Finished runs (eval.json present) are reused, unfinished
 ones resumed, so the benchmark can be interrupted and continued.  A run whose
 embeddings collapse stops (train_loop.CollapsedTraining) and is listed as
 collapsed, never averaged.  Every model is scored under the protocols P, D and
-S of a dataset with a geographic split (distilvpr_core.protocols).  Results go
+S of a dataset with a geographic split (distilvpr_core.evaluation.protocols).  Results go
 to <runs_root>/results.json, the Markdown report (mean ± std over the seeds
 that finished; n is shown) and a JSON file beside it with every per-seed
 value.  It also measures the cost of a distillation step with cached teacher
@@ -34,9 +34,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 sys.path.insert(0, str(REPO / "scripts"))
 
-from distilvpr_core.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
-from distilvpr_core.config import load_config, spec  # noqa: E402
-from distilvpr_core.errors import UserError  # noqa: E402
+from distilvpr_core.foundation.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
+from distilvpr_core.foundation.config import load_config, spec  # noqa: E402
+from distilvpr_core.foundation.errors import UserError  # noqa: E402
 import bench_synth_report as report  # noqa: E402
 from bench_synth_plot import benchmark_png  # noqa: E402
 
@@ -67,14 +67,14 @@ def slug(name: str) -> str:
 
 
 def _distil_cfg(bench: BenchConfig, overrides: Sequence[str]):
-    from distilvpr_core.train import DistilRunConfig
+    from distilvpr_core.train.pipeline import DistilRunConfig
     return load_config(DistilRunConfig, REPO / bench.base_config, [*bench.common, *overrides])
 
 
 def _run(bench: BenchConfig, state: dict, key: str, overrides: list[str]) -> Path | None:
     """Run (or reuse / resume) one distil run; returns its run directory (None: it collapsed)."""
-    from distilvpr_core.train import run_pipeline
-    from distilvpr_core.train_loop import CollapsedTraining
+    from distilvpr_core.train.pipeline import run_pipeline
+    from distilvpr_core.train.loop import CollapsedTraining
     if key in state["collapsed"]:
         print(f"[bench] {key}: collapsed earlier ({state['collapsed'][key]}), not rerun")
         return None
@@ -110,7 +110,7 @@ def measure_throughput(bench: BenchConfig, teacher_run: Path, seed: int) -> dict
     from distilvpr_core.distill import BatchHardTripletLoss, build_distill_loss
     from distilvpr_core.models import build_student
     from distilvpr_core.data.traversals import open_split_traversals
-    from distilvpr_core.train import place_masks, seed_everything
+    from distilvpr_core.train.pipeline import place_masks, seed_everything
     cfg = _distil_cfg(bench, ["distill.method=distilvpr"])
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)

@@ -36,8 +36,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from distilvpr_core.atomic import write_text_atomic  # noqa: E402
-from distilvpr_core.errors import UserError  # noqa: E402
+from distilvpr_core.foundation.atomic import write_text_atomic  # noqa: E402
+from distilvpr_core.foundation.errors import UserError  # noqa: E402
 
 
 def _offdiag(m: np.ndarray) -> np.ndarray:
@@ -74,12 +74,12 @@ def student_and_teacher(run_dir: Path, bench_config: Path) -> tuple[np.ndarray, 
     from the run's config.yaml."""
     import torch
     import yaml
-    from distilvpr_core.config import load_config
+    from distilvpr_core.foundation.config import load_config
     from distilvpr_core.data.datasets import FrameIndex, PlaceDataset, select
-    from distilvpr_core.eval import embed_frames, embedder_for
+    from distilvpr_core.evaluation.vpr import embed_frames, embedder_for
     from distilvpr_core.models.checkpoint import load_student
     from distilvpr_core.data.traversals import open_split_traversals
-    from distilvpr_core.train import DistilRunConfig, load_cache
+    from distilvpr_core.train.pipeline import DistilRunConfig, load_cache
     if not (run_dir / "student_best.pt").is_file() or not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir}: not a finished student run (needs config.yaml and student_best.pt)")
     cache = (yaml.safe_load((run_dir / "config.yaml").read_text()).get("run") or {}).get("teacher_cache")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.infer import PreprocessContract
 from distilvpr_core.mapdb import PriorMap
 

@@ -25,7 +25,7 @@ assert ok, "no CUDA device (ALLOW_CPU=1 for a dry run)"
 print("device:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "torch", torch.__version__)' | tee "$LOG"
 t0=$(date +%s)
 if [ ! -f "$DATA/dataset.json" ]; then
-  "$PY" -m distilvpr_core.cli synth --config "${SYNTH_CONFIG:-config/synth_bench.yaml}" --out "$DATA" \
+  "$PY" -m distilvpr_core.app.cli synth --config "${SYNTH_CONFIG:-config/synth_bench.yaml}" --out "$DATA" \
       --set route.spacing_m="${SPACING:-1.5}" ${SYNTH_SETS:-} >>"$LOG" 2>&1
 fi
 echo "town: $(( $(date +%s) - t0 )) s" | tee -a "$LOG"

@@ -42,9 +42,9 @@ def torch_rows(rep: Report, tmp: Path, args: argparse.Namespace, budget: Budget)
     import numpy as np
     import torch
 
-    from distilvpr_core.export.student_io import load_student_checkpoint
+    from distilvpr_core.models.student_io import load_student_checkpoint
     from distilvpr_core.infer.embedder import l2_normalize
-    from distilvpr_core.infer.preprocess import preprocess
+    from distilvpr_core.foundation.preprocess import preprocess
     from distilvpr_core.infer.torch_backend import TorchEmbedder
     from distilvpr_core.models import StudentConfig, build_student, save_checkpoint
 
@@ -139,8 +139,8 @@ def tensorrt_rows(rep: Report, tmp: Path, args: argparse.Namespace, budget: Budg
     elif not torch_out.get("cuda"):
         reason = "no CUDA device"
     else:
-        from distilvpr_core.errors import UserError
-        from distilvpr_core.export.trt_build import import_tensorrt
+        from distilvpr_core.foundation.errors import UserError
+        from distilvpr_core.infer.tensorrt.build import import_tensorrt
         try:
             import_tensorrt()
         except UserError as exc:
@@ -154,7 +154,7 @@ def tensorrt_rows(rep: Report, tmp: Path, args: argparse.Namespace, budget: Budg
     from PIL import Image
 
     from distilvpr_core.export.onnx_export import export_student_onnx
-    from distilvpr_core.export.student_io import load_student_checkpoint
+    from distilvpr_core.models.student_io import load_student_checkpoint
     from distilvpr_core.infer import load_embedder
 
     st = load_student_checkpoint(torch_out["ckpt"])

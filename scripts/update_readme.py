@@ -59,7 +59,7 @@ def benchmark_block(paths: list[tuple[str, Path]]) -> str:
 def demo_block(summary: Path, note: str = "") -> str:
     """The demo table from ``summary``; a resumed demo run (every stage skipped) has no
     meaningful wall time, so only a positive one is quoted."""
-    from distilvpr_core.demo import render
+    from distilvpr_core.app.demo import render
     s = json.loads(summary.read_text())
     table = render(s).split("\n\nSeeds")[0]
     wall = f", wall time {s['wall_s']:.0f} s" if s.get("wall_s") else ""

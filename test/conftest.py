@@ -61,9 +61,9 @@ def _has_tensorrt() -> bool:
     """TensorRT 10 + cuda-python + a CUDA device: what the tensorrt backend itself needs (not torch)."""
     if importlib.util.find_spec("tensorrt") is None:
         return False
-    from distilvpr_core.errors import UserError
-    from distilvpr_core.export.trt_build import import_tensorrt
-    from distilvpr_core.infer.cuda_mem import has_cuda_device
+    from distilvpr_core.foundation.errors import UserError
+    from distilvpr_core.infer.tensorrt.build import import_tensorrt
+    from distilvpr_core.infer.tensorrt.cuda_mem import has_cuda_device
     try:
         import_tensorrt()
     except UserError:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from distilvpr_core.data import bag_metadata, bagio
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 
 CAM = {"fx": 50.0, "fy": 50.0, "cx": 15.5, "cy": 11.5}
 

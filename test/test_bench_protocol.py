@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from distilvpr_core.config import ConfigError, load_config
+from distilvpr_core.foundation.config import ConfigError, load_config
 from distilvpr_core.data.datasets import DataConfig, select
 from distilvpr_core.data.traversals import open_traversals
 from distilvpr_core.data.geosplit import exclude_near_test_regions, near, read_split
-from distilvpr_core.errors import UserError
-from distilvpr_core.protocols import evaluate_protocols, mapping_traversal, protocol_runs
+from distilvpr_core.foundation.errors import UserError
+from distilvpr_core.evaluation.protocols import evaluate_protocols, mapping_traversal, protocol_runs
 from distilvpr_core.sim.config import SynthConfig
 
 torch.set_num_threads(1)
@@ -121,7 +121,7 @@ def test_split_errors_for_a_test_drive_outside_the_regions_and_an_unvisited_regi
 
 
 def test_place_masks_are_exact_on_utm_sized_coordinates():
-    from distilvpr_core.train import place_masks
+    from distilvpr_core.train.pipeline import place_masks
     rng = np.random.default_rng(0)
     local = rng.uniform(0, 200, (32, 2))
     utm = torch.as_tensor(local + np.array([5.7e6, 6.1e5]), dtype=torch.float64)
@@ -162,7 +162,7 @@ def test_artanh_gradient_passes_through_the_clamp():
 
 
 def test_collapse_is_detected_from_epoch_statistics():
-    from distilvpr_core.train_loop import collapse_reason
+    from distilvpr_core.train.loop import collapse_reason
     assert collapse_reason({"spread": 0.3, "triplet": 0.15, "triplet_nonzero": 0.8}, 0.2) is None
     assert "spread" in collapse_reason({"spread": 1e-5, "triplet": 0.2, "triplet_nonzero": 1.0}, 0.2)
     assert "pinned at the margin" in collapse_reason({"spread": 0.2, "triplet": 0.2, "triplet_nonzero": 1.0}, 0.2)
@@ -172,7 +172,7 @@ def test_collapse_is_detected_from_epoch_statistics():
 def test_pipeline_on_a_split_town_scores_p_d_s_and_never_trains_on_test_regions(split_town, tmp_path,
                                                                                 repo_root, monkeypatch, capsys):
     from distilvpr_core.distill.distilvpr import SELF_AGENT
-    from distilvpr_core.train import DistilRunConfig, run_pipeline
+    from distilvpr_core.train.pipeline import DistilRunConfig, run_pipeline
     monkeypatch.chdir(repo_root)
     sets = [f"data.root={split_town}", "data.input_size=[64, 48]", f"run.root={tmp_path}",
             "run.device=cpu", "run.threads=1", "teacher.bev.cells=16", "train_teacher.epochs=1",

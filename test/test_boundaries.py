@@ -20,7 +20,7 @@ def _onehot(ids, dim):
 
 
 def test_a_frame_exactly_25_m_away_is_a_true_neighbour():
-    from distilvpr_core.recall import recall_one_pair, true_neighbours
+    from distilvpr_core.evaluation.recall import recall_one_pair, true_neighbours
     assert true_neighbours(np.zeros((1, 2)), np.array([[25.0, 0.0], [25.001, 0.0]]), 25.0).tolist() \
         == [[True, False]]
     hits, _, n = recall_one_pair(_onehot([0], 2), np.zeros((1, 2)), _onehot([0, 1], 2),
@@ -30,7 +30,7 @@ def test_a_frame_exactly_25_m_away_is_a_true_neighbour():
 
 def test_recall_at_1_percent_rounds_the_cut_off():
     """150 database frames: the 1 % cut-off is round(1.5) = 2 retrievals, not int(1.5) = 1."""
-    from distilvpr_core.recall import recall_one_pair
+    from distilvpr_core.evaluation.recall import recall_one_pair
     m = 150
     db = _onehot(list(range(m)), m)
     db_pos = np.stack([1000.0 + 100.0 * np.arange(m), np.zeros(m)], axis=1)
@@ -64,8 +64,8 @@ def test_time_exclusion_keeps_the_keyframe_exactly_at_the_window_edge():
 
 
 def test_bgr_contract_takes_mean_and_std_of_the_input_channel():
-    from distilvpr_core.infer.contract import PreprocessContract
-    from distilvpr_core.infer.preprocess import preprocess
+    from distilvpr_core.foundation.contract import PreprocessContract
+    from distilvpr_core.foundation.preprocess import preprocess
     c = PreprocessContract(input_size=(4, 4), resize="stretch", channel_order="BGR",
                            mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 0.125), descriptor_dim=8)
     img = np.zeros((4, 4, 3), np.uint8)
@@ -78,7 +78,7 @@ def test_bgr_contract_takes_mean_and_std_of_the_input_channel():
 
 @pytest.mark.parametrize("fail", ["os.fsync", "os.replace"])
 def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch, fail):
-    from distilvpr_core import atomic
+    from distilvpr_core.foundation import atomic
     path = tmp_path / "metrics.json"
     path.write_text("old\n")
 

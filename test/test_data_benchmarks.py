@@ -12,11 +12,11 @@ import torch
 
 from benchmark_fixtures import (BOREAS_SEQS, EVAL_RUNS, NORTH0, OXFORD_RUNS, PLACES, TEST_FROM, make_boreas,
                                 make_oxford, positions)
-from distilvpr_core.cli import main
+from distilvpr_core.app.cli import main
 from distilvpr_core.data.datasets import DataConfig, FrameIndex, select
 from distilvpr_core.data.traversals import open_traversals
 from distilvpr_core.data.eval_sets import neighbour_list_disagreements
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 
 torch.set_num_threads(1)
 LAYOUTS = {"oxford": (make_oxford, OXFORD_RUNS), "boreas": (make_boreas, BOREAS_SEQS)}
@@ -200,7 +200,7 @@ def _tiny_sets(root, image_root, run_root):
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["oxford", "boreas"])
 def test_distil_then_eval_end_to_end(layouts, fmt, tmp_path, repo_root, monkeypatch, capsys):
-    from distilvpr_core.eval import EvalConfig, evaluate_model
+    from distilvpr_core.evaluation.vpr import EvalConfig, evaluate_model
     from distilvpr_core.models import load_student
     from distilvpr_core.models.checkpoint import checkpoint_contract, read_checkpoint
     from test_eval_reference import reference_recall
@@ -227,7 +227,7 @@ def test_distil_then_eval_end_to_end(layouts, fmt, tmp_path, repo_root, monkeypa
     travs = select(open_traversals(_cfg(fmt, root, image_root)), "test")
     model, _ = load_student(ckpt)
     contract = checkpoint_contract(read_checkpoint(ckpt), ckpt)
-    from distilvpr_core.infer.preprocess import preprocess
+    from distilvpr_core.foundation.preprocess import preprocess
     descs = []
     with torch.no_grad():
         for t in travs:
@@ -254,8 +254,8 @@ def test_neighbours_and_pairs_are_exact_at_utm_offsets():
 
 @pytest.mark.parametrize("fmt, lam, size", [("oxford", 10.0, (320, 240)), ("boreas", 1.0, (306, 256))])
 def test_shipped_configs_hold_the_papers_recipe(repo_root, fmt, lam, size):
-    from distilvpr_core.config import load_config
-    from distilvpr_core.train import DistilRunConfig
+    from distilvpr_core.foundation.config import load_config
+    from distilvpr_core.train.pipeline import DistilRunConfig
     cfg = load_config(DistilRunConfig, repo_root / f"config/distil_{fmt}.yaml")
     assert (cfg.data.format, tuple(cfg.data.input_size), cfg.distill.lambda_self) == (fmt, size, lam)
     assert (cfg.distill.cross_euclidean_weight, cfg.distill.cross_sphere_weight,

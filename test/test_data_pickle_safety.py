@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from benchmark_fixtures import make_boreas, make_oxford
-from distilvpr_core.cli import main
+from distilvpr_core.app.cli import main
 from distilvpr_core.data.datasets import DataConfig, select
 from distilvpr_core.data.traversals import open_traversals
 from distilvpr_core.data.oxford_format import TrainingTuple
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 
 FILES = {"oxford": ["training_queries_baseline.pickle", "test_queries_baseline.pickle",
                     "oxford_evaluation_database.pickle", "oxford_evaluation_query.pickle",

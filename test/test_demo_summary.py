@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from distilvpr_core.demo import render, summarise
+from distilvpr_core.app.demo import render, summarise
 
 
 def _eval(path, student_p, student_d, teacher=(90.0, 80.0)):

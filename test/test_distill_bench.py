@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from distilvpr_core.bench import distill as bench
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from distilvpr_core.config import ConfigError, dump_yaml, load_config
+from distilvpr_core.foundation.config import ConfigError, dump_yaml, load_config
 from distilvpr_core.distill import METHODS, DistillConfig, build_distill_loss, get_method
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 
 ALL_TERMS = {f"{k}_{m}" for k in ("self", "cross") for m in ("euclidean", "sphere", "poincare")}
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from distilvpr_core import eval as eval_cmd
+from distilvpr_core.evaluation import vpr as eval_cmd
 from distilvpr_core.data import native
-from distilvpr_core.errors import UserError
-from distilvpr_core.infer.contract import PreprocessContract
-from distilvpr_core.infer.preprocess import preprocess
+from distilvpr_core.foundation.errors import UserError
+from distilvpr_core.foundation.contract import PreprocessContract
+from distilvpr_core.foundation.preprocess import preprocess
 from distilvpr_core.models import (BevConfig, StudentConfig, TeacherConfig, build_student, build_teacher,
                                    save_checkpoint)
-from distilvpr_core.recall import evaluate_runs
+from distilvpr_core.evaluation.recall import evaluate_runs
 from test_train_pipeline import make_tiny_native
 
 torch.set_num_threads(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distilvpr_core.recall import chance_recall_at_1, evaluate_runs, recall_one_pair
+from distilvpr_core.evaluation.recall import chance_recall_at_1, evaluate_runs, recall_one_pair
 
 
 def _onehot(ids, dim=8):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from distilvpr_core.recall import evaluate_runs
+from distilvpr_core.evaluation.recall import evaluate_runs
 
 
 def reference_recall(database_vectors, query_vectors, query_sets, num_neighbors=25):

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distilvpr_core.errors import UserError
-from distilvpr_core.export.engine_cache import EngineCache, check_engine_facts, read_sidecar
-from distilvpr_core.export.engine_key import RECIPE_VERSION, EngineKey, EngineSpec, GpuFacts, build_recipe
-from distilvpr_core.export.engines import ensure_engine
-from distilvpr_core.infer.contract import PreprocessContract
+from distilvpr_core.foundation.errors import UserError
+from distilvpr_core.infer.tensorrt.engine_cache import EngineCache, check_engine_facts, read_sidecar
+from distilvpr_core.infer.tensorrt.engine_key import RECIPE_VERSION, EngineKey, EngineSpec, GpuFacts, build_recipe
+from distilvpr_core.infer.tensorrt.engines import ensure_engine
+from distilvpr_core.foundation.contract import PreprocessContract
 from distilvpr_core.infer.model_meta import ModelInfo
 
 ORIN = GpuFacts("10.3.0", "Orin", (8, 7), 16, 62841)
@@ -154,7 +154,7 @@ def test_unwritable_cache_dir_fails_loudly(tmp_path):
 def test_bad_inputs_named(tiny_onnx, tmp_path):
     with pytest.raises(UserError, match="needs calibration images"):
         ensure_engine(tiny_onnx, "int8", tmp_path / "c", facts=ORIN, builder=CountingBuilder())
-    from distilvpr_core.infer.calibration import CalibrationSource
+    from distilvpr_core.infer.tensorrt.calibration import CalibrationSource
     with pytest.raises(UserError, match="nowhere: calibration image directory not found"):
         CalibrationSource(tmp_path / "nowhere")
     empty = tmp_path / "empty"
@@ -255,8 +255,8 @@ def _retrain(onnx_path: Path, value: float) -> None:
 
 
 def test_calibration_table_is_per_engine_key_and_recorded(tiny_onnx, tmp_path):
-    from distilvpr_core.export.engine_cache import sha256_file
-    from distilvpr_core.infer.calibration import CalibrationSource
+    from distilvpr_core.infer.tensorrt.engine_cache import sha256_file
+    from distilvpr_core.infer.tensorrt.calibration import CalibrationSource
     calib, build = CalibrationSource(_calib_dir(tmp_path), limit=8), TableBuilder()
     first = ensure_engine(tiny_onnx, "int8", tmp_path / "c", calib=calib, facts=ORIN, builder=build)
     _retrain(tiny_onnx, 2.0)  # same path, same calibration set, new weights
@@ -346,7 +346,7 @@ def test_cli_and_backend_share_the_calibration_default():
     import inspect
 
     from distilvpr_core.export import engine_cli
-    from distilvpr_core.infer.trt_backend import TrtEmbedder
+    from distilvpr_core.infer.tensorrt.backend import TrtEmbedder
     p = argparse.ArgumentParser()
     engine_cli.add_arguments(p)
     cli_default = p.parse_args(["--model", "m.onnx"]).calib_count
@@ -358,7 +358,7 @@ def test_documented_tensorrt_options_are_accepted():
     import re
 
     from distilvpr_core import infer
-    from distilvpr_core.infer.trt_backend import TrtEmbedder
+    from distilvpr_core.infer.tensorrt.backend import TrtEmbedder
     doc = infer.load_embedder.__doc__.split('backend "tensorrt"')[1]
     documented = set(re.findall(r"``(\w+)``", doc)) - {"onnx", "engine", "json"}
     assert documented and documented <= set(inspect.signature(TrtEmbedder).parameters)

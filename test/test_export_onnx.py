@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.export import cli as export_cli
-from distilvpr_core.export.fingerprint import state_dict_fingerprint
-from distilvpr_core.export.trt_ops import unsupported_ops
+from distilvpr_core.models.fingerprint import state_dict_fingerprint
+from distilvpr_core.infer.tensorrt.ops import unsupported_ops
 from distilvpr_core.infer import load_embedder
 from distilvpr_core.infer.model_meta import read_model_info
 from distilvpr_core.models import StudentConfig, build_student, save_checkpoint

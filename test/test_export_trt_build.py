@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from distilvpr_core.errors import UserError
-from distilvpr_core.export import trt_build
-from distilvpr_core.export.engine_key import EngineSpec, build_recipe
-from distilvpr_core.infer.calibration import CalibrationSource
-from distilvpr_core.infer.contract import PreprocessContract
+from distilvpr_core.foundation.errors import UserError
+from distilvpr_core.infer.tensorrt import build as trt_build
+from distilvpr_core.infer.tensorrt.engine_key import EngineSpec, build_recipe
+from distilvpr_core.infer.tensorrt.calibration import CalibrationSource
+from distilvpr_core.foundation.contract import PreprocessContract
 
 CONTRACT = PreprocessContract(input_size=(8, 8), descriptor_dim=4)
 

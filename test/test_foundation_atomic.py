@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from distilvpr_core.atomic import atomic_directory, write_text_atomic
+from distilvpr_core.foundation.atomic import atomic_directory, write_text_atomic
 
 
 def test_write_text_atomic_replaces(tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_atomic_directory_refuses_non_empty_without_overwrite(tmp_path: Path) ->
 
 
 def test_overwrite_swaps_atomically_on_linux(tmp_path: Path) -> None:
-    from distilvpr_core.atomic import _exchange
+    from distilvpr_core.foundation.atomic import _exchange
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(); b.mkdir()
     (a / "x").write_text("A"); (b / "x").write_text("B")

@@ -6,19 +6,19 @@ import sys
 
 import pytest
 
-from distilvpr_core.cli import SUBCOMMANDS, main
+from distilvpr_core.app.cli import SUBCOMMANDS, main
 
 
 @pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
 def test_subcommand_help(name: str) -> None:
-    res = subprocess.run([sys.executable, "-m", "distilvpr_core.cli", name, "--help"],
+    res = subprocess.run([sys.executable, "-m", "distilvpr_core.app.cli", name, "--help"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "usage: distilvpr" in res.stdout and len(res.stdout.splitlines()) >= 3
 
 
 def test_top_level_help_lists_subcommands() -> None:
-    res = subprocess.run([sys.executable, "-m", "distilvpr_core.cli", "--help"],
+    res = subprocess.run([sys.executable, "-m", "distilvpr_core.app.cli", "--help"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0
     for name in SUBCOMMANDS:

@@ -7,8 +7,8 @@ from typing import Literal, Optional
 
 import pytest
 
-from distilvpr_core.config import ConfigError, dump_yaml, load_config, spec, to_dict
-from distilvpr_core.rundir import create_run_dir
+from distilvpr_core.foundation.config import ConfigError, dump_yaml, load_config, spec, to_dict
+from distilvpr_core.train.rundir import create_run_dir
 
 
 @dataclass

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distilvpr_core.atomic import (OutputNotWritable, atomic_directory, current_umask, write_bytes_atomic,
+from distilvpr_core.foundation.atomic import (OutputNotWritable, atomic_directory, current_umask, write_bytes_atomic,
                                    write_text_atomic)
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 
 
 @pytest.fixture(params=[0o022, 0o027, 0o002])

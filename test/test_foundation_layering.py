@@ -65,9 +65,9 @@ def test_the_string_scan_sees_importlib_strings() -> None:
 
 
 def test_ros_subcommands_come_from_the_ros_package_entry_point() -> None:
-    from distilvpr_core import plugins
+    from distilvpr_core.app import plugins
     from distilvpr_core.bench.cli import targets
-    from distilvpr_core.cli import all_subcommands
+    from distilvpr_core.app.cli import all_subcommands
     assert all_subcommands()["replay-eval"][0] == "distilvpr_ros.replay.replay_eval"
     assert targets()["node"] == "distilvpr_ros.bench_node"
     assert "replay-eval" in plugins.subcommands() and "node" in plugins.bench_targets()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.export.random_student import export_random_student
 from distilvpr_core.bench import embedder as bench
 from distilvpr_core.infer import load_embedder

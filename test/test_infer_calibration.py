@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from distilvpr_core.data import native
-from distilvpr_core.errors import UserError
-from distilvpr_core.infer.calibration import CalibrationSource, iter_batches, iter_images, source_digest
-from distilvpr_core.infer.contract import PreprocessContract
+from distilvpr_core.foundation.errors import UserError
+from distilvpr_core.infer.tensorrt.calibration import CalibrationSource, iter_batches, iter_images, source_digest
+from distilvpr_core.foundation.contract import PreprocessContract
 
 
 def _frame(i: int) -> np.ndarray:

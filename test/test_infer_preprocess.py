@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from distilvpr_core.errors import UserError
-from distilvpr_core.infer.contract import PreprocessContract
-from distilvpr_core.infer.preprocess import preprocess
+from distilvpr_core.foundation.errors import UserError
+from distilvpr_core.foundation.contract import PreprocessContract
+from distilvpr_core.foundation.preprocess import preprocess
 
 C = PreprocessContract(input_size=(64, 48))
 
@@ -104,12 +104,12 @@ def test_contract_round_trip_and_validation():
 
 def test_runtime_modules_do_not_import_torch():
     code = ("import sys\n"
-            "import distilvpr_core.infer, distilvpr_core.infer.preprocess, distilvpr_core.infer.ort_backend\n"
-            "import distilvpr_core.infer.trt_backend, distilvpr_core.infer.calibration\n"
-            "import distilvpr_core.export.engine_cache, distilvpr_core.export.trt_build\n"
-            "import distilvpr_core.export.engines, distilvpr_core.bench.accuracy, distilvpr_core.infer.quantize\n"
+            "import distilvpr_core.infer, distilvpr_core.foundation.preprocess, distilvpr_core.infer.ort_backend\n"
+            "import distilvpr_core.infer.tensorrt.backend, distilvpr_core.infer.tensorrt.calibration\n"
+            "import distilvpr_core.infer.tensorrt.engine_cache, distilvpr_core.infer.tensorrt.build\n"
+            "import distilvpr_core.infer.tensorrt.engines, distilvpr_core.bench.accuracy, distilvpr_core.infer.quantize\n"
             "import numpy as np\n"
-            "from distilvpr_core.infer.contract import PreprocessContract\n"
+            "from distilvpr_core.foundation.contract import PreprocessContract\n"
             "distilvpr_core.infer.preprocess(np.zeros((9, 9, 3), np.uint8), PreprocessContract())\n"
             "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
             "assert not bad, bad\n")

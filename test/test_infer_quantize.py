@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.infer import load_embedder
-from distilvpr_core.infer.calibration import CalibrationSource
+from distilvpr_core.infer.tensorrt.calibration import CalibrationSource
 from distilvpr_core.infer.model_meta import read_model_info
 from distilvpr_core.infer.quantize import cosine_rows, quantize_int8
 

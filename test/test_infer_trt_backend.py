@@ -13,10 +13,10 @@ import fake_tensorrt as ftrt
 import numpy as np
 import pytest
 
-from distilvpr_core.errors import UserError
-from distilvpr_core.infer import cuda_mem
-from distilvpr_core.infer.contract import PreprocessContract
-from distilvpr_core.infer.trt_backend import TrtEmbedder, check_engine_io
+from distilvpr_core.foundation.errors import UserError
+from distilvpr_core.infer.tensorrt import cuda_mem
+from distilvpr_core.foundation.contract import PreprocessContract
+from distilvpr_core.infer.tensorrt.backend import TrtEmbedder, check_engine_io
 
 CONTRACT = PreprocessContract(input_size=(8, 8), descriptor_dim=4)  # W x H = 8 x 8, D = 4
 TRT = ftrt.make_module()

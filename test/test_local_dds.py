@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from distilvpr_core.errors import UserError
-from distilvpr_core.local_dds import PROFILE_VARS, local_dds_env, select_fastdds_profile
+from distilvpr_core.foundation.errors import UserError
+from distilvpr_core.foundation.local_dds import PROFILE_VARS, local_dds_env, select_fastdds_profile
 
 FASTRTPS, FASTDDS = PROFILE_VARS
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from distilvpr_core.localize import verify as V
+from distilvpr_core.features import orb as V
 from distilvpr_core.localize.geometry import relative_covariance, rotation_to_quat
 
 from two_plane_scene import H, K, W, render, rot_y

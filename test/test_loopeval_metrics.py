@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distilvpr_core.config import ConfigError, load_config
+from distilvpr_core.foundation.config import ConfigError, load_config
 from distilvpr_core.loopeval.config import EvalConfig
 from distilvpr_core.loopeval.groundtruth import positions_at
 from distilvpr_core.loopeval.matching import Answer, SentFrame, match_answers

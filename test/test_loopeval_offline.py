@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.infer import load_embedder
 from distilvpr_core.mapdb import PriorMap
 from distilvpr_ros.replay.replay_eval import run

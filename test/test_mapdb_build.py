@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.mapdb import PriorMap
 from distilvpr_core.mapdb import cli as map_cli
 from distilvpr_core.mapdb.build import bag_stream, build_map, dataset_stream

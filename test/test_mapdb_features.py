@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from distilvpr_core.errors import UserError
-from distilvpr_core.localize import verify as V
+from distilvpr_core.foundation.errors import UserError
+from distilvpr_core.features import orb as V
 from distilvpr_core.mapdb import PriorMap
 from distilvpr_core.mapdb.build import FrameStream, feature_camera
 from distilvpr_core.mapdb.features import (FILES, FeatureStore, intrinsics_from_camera_info,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.infer import PreprocessContract
 from distilvpr_core.localize.resources import check_contract
 from distilvpr_core.mapdb import PriorMap
@@ -118,7 +118,7 @@ def test_a_renamed_preprocessing_key_is_refused_in_a_version_1_map(tmp_path, key
 
 
 def test_version_1_maps_still_load_and_verify_says_what_is_not_checked(tmp_path, capsys):
-    from distilvpr_core.cli import main
+    from distilvpr_core.app.cli import main
     path = small_map(tmp_path)
     data = schema_of(path)
     data.pop(DIGEST_KEY)
@@ -158,7 +158,7 @@ def _poison(path: Path, name: str, row: int, value: float) -> None:
 @pytest.mark.parametrize("name,value", [("vectors.npy", np.nan), ("poses.npy", np.inf),
                                         ("poses.npy", np.nan)])
 def test_non_finite_vectors_or_poses_are_refused_by_load_and_verify(tmp_path, capsys, name, value):
-    from distilvpr_core.cli import main
+    from distilvpr_core.app.cli import main
     path = small_map(tmp_path)
     _poison(path, name, 3, value)
     with pytest.raises(UserError, match=rf"{name}: row 3 holds NaN or inf"):
@@ -198,7 +198,7 @@ def test_node_loader_and_map_verify_refuse_a_map_of_other_preprocessing(tmp_path
     'map verify --model', naming both settings (verify did not compare them)."""
     import torch
     torch.set_num_threads(1)
-    from distilvpr_core.cli import main
+    from distilvpr_core.app.cli import main
     from distilvpr_core.localize.resources import load_model_and_map
     from distilvpr_ros import synthetic_assets
     assets = synthetic_assets.build(tmp_path / "a", places=2, image_size=(160, 120))
@@ -215,7 +215,7 @@ def test_node_loader_and_map_verify_refuse_a_map_of_other_preprocessing(tmp_path
 
 
 def test_partials_of_dead_writers_are_removed_by_verify_and_the_next_save(tmp_path, capsys):
-    from distilvpr_core.cli import main
+    from distilvpr_core.app.cli import main
     path = small_map(tmp_path)
     neighbour = tmp_path / ".map.v2.abcd1234.partial"  # another map's ('map.v2') temp dir
     neighbour.mkdir()

@@ -13,7 +13,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.mapdb.schema import FileEntry, MapSchema, parse_schema, seal
 
 WHERE = "/maps/m/schema.json"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.mapdb import FORMAT_VERSION, PriorMap, merge_maps
 from distilvpr_core.mapdb.schema import seal
 from paused_writer import kill, writer_paused_mid_save

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from distilvpr_core import eval as eval_cmd
+from distilvpr_core.evaluation import vpr as eval_cmd
 from distilvpr_core.data.datasets import DataConfig, select
 from distilvpr_core.data.traversals import open_traversals
-from distilvpr_core.errors import UserError
-from distilvpr_core.eval import EvalConfig, evaluate_model
-from distilvpr_core.infer.contract import PreprocessContract
+from distilvpr_core.foundation.errors import UserError
+from distilvpr_core.evaluation.vpr import EvalConfig, evaluate_model
+from distilvpr_core.foundation.contract import PreprocessContract
 from distilvpr_core.models import StudentConfig, build_student, load_student, read_checkpoint, save_checkpoint
 from distilvpr_core.models.checkpoint import checkpoint_contract
 from test_train_pipeline import make_tiny_native

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from distilvpr_core.config import ConfigError, load_config
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.config import ConfigError, load_config
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.models import (BevConfig, GeM, StudentConfig, TeacherConfig, build_student,
                                    build_teacher, load_student, load_teacher, save_checkpoint)
 from distilvpr_core.models.bev import points_to_bev
@@ -149,7 +149,7 @@ def test_student_exports_to_onnx_and_matches_onnxruntime(tmp_path):
     """The project's exporter (not torch.onnx directly): contract in the metadata, ORT == torch."""
     ort = pytest.importorskip("onnxruntime")
     from distilvpr_core.export.onnx_export import export_student_onnx
-    from distilvpr_core.infer.contract import PreprocessContract
+    from distilvpr_core.foundation.contract import PreprocessContract
     torch.manual_seed(3)
     model = build_student(StudentConfig(dim=32)).eval()
     contract = PreprocessContract(input_size=(64, 48))
@@ -166,8 +166,8 @@ def test_student_exports_to_onnx_and_matches_onnxruntime(tmp_path):
 
 def test_checkpoint_carries_the_training_preprocessing(tmp_path):
     """Export must deploy the resize policy the student was trained with."""
-    from distilvpr_core.export.student_io import load_student_checkpoint
-    from distilvpr_core.infer.contract import PreprocessContract
+    from distilvpr_core.models.student_io import load_student_checkpoint
+    from distilvpr_core.foundation.contract import PreprocessContract
     from distilvpr_core.models import build_student, save_checkpoint
     from distilvpr_core.models.config import StudentConfig
 

@@ -44,9 +44,9 @@ def loop_xyz(s_m: np.ndarray, lateral_m: float = 0.0) -> np.ndarray:
 def export_model(out: Path) -> Path:
     """A random-init ResNet18 student (D = 32, 64x48 input) exported to ONNX."""
     import torch
-    from distilvpr_core.export.fingerprint import module_fingerprint
+    from distilvpr_core.models.fingerprint import module_fingerprint
     from distilvpr_core.export.onnx_export import export_student_onnx
-    from distilvpr_core.infer.contract import PreprocessContract
+    from distilvpr_core.foundation.contract import PreprocessContract
     from distilvpr_core.models.config import StudentConfig
     from distilvpr_core.models.student import build_student
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_ros import bench_node, synthetic_assets
 
 

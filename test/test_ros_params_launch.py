@@ -7,7 +7,7 @@ import types
 import pytest
 import yaml
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.localize import settings as params
 from distilvpr_core.localize.settings import LocalizerSettings, check_required
 from distilvpr_ros import launch_args

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from distilvpr_core.data import bagio
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 
 CAM = {"fx": 50.0, "fy": 50.0, "cx": 15.5, "cy": 11.5}
 

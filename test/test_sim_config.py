@@ -5,8 +5,8 @@ import argparse
 
 import pytest
 
-from distilvpr_core.config import ConfigError, load_config
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.config import ConfigError, load_config
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.sim import cli as synth_cli
 from distilvpr_core.sim.config import SynthConfig
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from distilvpr_core.data import bagio, native, oxford_format
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.sim import tiny_dataset
 from distilvpr_core.sim.route import quat_to_matrix
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from distilvpr_core.config import load_config
+from distilvpr_core.foundation.config import load_config
 
 torch.set_num_threads(1)
 

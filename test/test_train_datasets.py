@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from distilvpr_core.config import ConfigError, load_config
+from distilvpr_core.foundation.config import ConfigError, load_config
 from distilvpr_core.data.datasets import AugmentConfig, DataConfig, FrameIndex, PairBatchSampler, PlaceDataset, neighbours_within, select
 from distilvpr_core.data.traversals import open_traversals
-from distilvpr_core.errors import UserError
-from distilvpr_core.infer.preprocess import preprocess
+from distilvpr_core.foundation.errors import UserError
+from distilvpr_core.foundation.preprocess import preprocess
 
 torch.set_num_threads(1)
 
@@ -224,7 +224,7 @@ def test_oxford_export_is_read_through_the_restricted_pickles(tmp_path):
 def test_teacher_dataset_pickles_for_dataloader_workers(tmp_path):
     import pickle
     from distilvpr_core.models import BevConfig, TeacherConfig
-    from distilvpr_core.train import _lidar_prepare
+    from distilvpr_core.train.pipeline import _lidar_prepare
     ds = PlaceDataset(FrameIndex(_boreas_train(tmp_path)[:1]), DataConfig(input_size=(32, 24)).contract(),
                       AugmentConfig(), _lidar_prepare(TeacherConfig(bev=BevConfig(range_m=1.0, cells=16))))
     clone = pickle.loads(pickle.dumps(ds))  # spawn-started workers receive the dataset this way

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from distilvpr_core.config import load_config
+from distilvpr_core.foundation.config import load_config
 from distilvpr_core.data import native
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 
 torch.set_num_threads(1)
 
@@ -69,13 +69,13 @@ def tiny_root(tmp_path_factory) -> Path:
 
 
 def _cfg(overrides):
-    from distilvpr_core.train import DistilRunConfig
+    from distilvpr_core.train.pipeline import DistilRunConfig
     return load_config(DistilRunConfig, "config/distil_synth.yaml", overrides)
 
 
 def test_full_pipeline_writes_everything_and_resumes(tiny_root, tmp_path, repo_root, monkeypatch):
     from distilvpr_core.models import load_student
-    from distilvpr_core.train import run_pipeline
+    from distilvpr_core.train.pipeline import run_pipeline
     monkeypatch.chdir(repo_root)
     run = run_pipeline(_cfg(tiny_config(tiny_root, tmp_path)), ["test"])
     for name in ("config.yaml", "metrics.json", "teacher_best.pt", "teacher_cache.pt", "student_best.pt",
@@ -109,7 +109,7 @@ def test_full_pipeline_writes_everything_and_resumes(tiny_root, tmp_path, repo_r
 
 def test_the_trainer_passes_its_step_to_the_distillation(tiny_root, tmp_path, repo_root, monkeypatch):
     """distill.cross_start_step beyond the run: the student saw the self-agent terms only."""
-    from distilvpr_core.train import run_pipeline
+    from distilvpr_core.train.pipeline import run_pipeline
     monkeypatch.chdir(repo_root)
     run = run_pipeline(_cfg(tiny_config(tiny_root, tmp_path, **{
         "distill.cross_start_step": "1000", "run.stages": "[teacher, cache, student]"})), ["test"])
@@ -121,7 +121,7 @@ def test_the_trainer_passes_its_step_to_the_distillation(tiny_root, tmp_path, re
 def test_same_seed_same_thread_count_gives_identical_models(tiny_root, tmp_path, repo_root, monkeypatch):
     """What README calls deterministic, checked on every test run: the same seed, machine and
     thread count give bit-identical weights and evaluation; another seed does not."""
-    from distilvpr_core.train import run_pipeline
+    from distilvpr_core.train.pipeline import run_pipeline
     monkeypatch.chdir(repo_root)
     runs = {name: run_pipeline(_cfg(tiny_config(tiny_root, tmp_path / name, **{"run.seed": str(seed)})), ["test"])
             for name, seed in (("a", 3), ("b", 3), ("c", 4))}
@@ -135,7 +135,7 @@ def test_same_seed_same_thread_count_gives_identical_models(tiny_root, tmp_path,
 
 
 def test_dim_mismatch_with_teacher_is_a_user_error(tiny_root, tmp_path, repo_root, monkeypatch):
-    from distilvpr_core.train import run_pipeline
+    from distilvpr_core.train.pipeline import run_pipeline
     monkeypatch.chdir(repo_root)
     run = run_pipeline(_cfg(tiny_config(tiny_root, tmp_path, **{
         "run.stages": "[teacher, cache]", "train_teacher.max_batches": "1",
@@ -146,7 +146,7 @@ def test_dim_mismatch_with_teacher_is_a_user_error(tiny_root, tmp_path, repo_roo
 
 
 def test_missing_dataset_and_camera_only_errors(tmp_path, repo_root, monkeypatch):
-    from distilvpr_core.train import check_config, run_pipeline
+    from distilvpr_core.train.pipeline import check_config, run_pipeline
     monkeypatch.chdir(repo_root)
     with pytest.raises(UserError, match="no dataset.json"):
         run_pipeline(_cfg(tiny_config(tmp_path / "nowhere", tmp_path)), ["test"])
@@ -159,7 +159,7 @@ def test_missing_dataset_and_camera_only_errors(tmp_path, repo_root, monkeypatch
 
 
 def test_nan_loss_stops_names_batch_and_saves_diagnostic(tiny_root, tmp_path, repo_root, monkeypatch):
-    from distilvpr_core.train import NonFiniteLoss, run_pipeline
+    from distilvpr_core.train.pipeline import NonFiniteLoss, run_pipeline
     monkeypatch.chdir(repo_root)
     # An absurd learning rate makes the weights (and so the loss) overflow in a few steps.
     with pytest.raises(NonFiniteLoss, match=r"batch \d+ \(frames \[") as info:
@@ -178,7 +178,7 @@ def test_torchrun_two_processes_share_the_epoch(tiny_root, tmp_path, repo_root):
     import subprocess
     import sys
     script = tmp_path / "ddp_run.py"
-    script.write_text("import argparse, sys\nfrom distilvpr_core import train\n"
+    script.write_text("import argparse, sys\nfrom distilvpr_core.train import pipeline as train\n"
                       "p = argparse.ArgumentParser(); train.add_arguments(p)\n"
                       "sys.exit(train.run(p.parse_args(sys.argv[1:])))\n")
     sets = tiny_config(tiny_root, tmp_path / "runs", **{"run.stages": "[teacher, cache, student]"})
@@ -211,7 +211,7 @@ def PairBatchSamplerFor(root):  # noqa: N802 - the single-process sampler of the
 
 @pytest.mark.gpu
 def test_pipeline_on_cuda_with_amp(tiny_root, tmp_path, repo_root, monkeypatch):
-    from distilvpr_core.train import run_pipeline
+    from distilvpr_core.train.pipeline import run_pipeline
     monkeypatch.chdir(repo_root)
     run = run_pipeline(_cfg(tiny_config(tiny_root, tmp_path, **{"run.device": "cuda", "run.amp": "true"})),
                        ["test"])

@@ -65,7 +65,7 @@ def rotation_error_deg(R_est: np.ndarray, R_true: np.ndarray) -> float:
 def build_scene_map(emb, out, features: bool = True):
     """A prior map (real FAISS, with real ORB features unless ``features`` is False) of
     views A of scenes ``SEEDS``, keyframe i at x = 10 i m, embedded with ``emb``; saved to ``out``."""
-    from distilvpr_core.localize import verify as V
+    from distilvpr_core.features import orb as V
     from distilvpr_core.mapdb import PriorMap
     from distilvpr_core.mapdb.features import FeatureStore
     images = [render(s) for s in SEEDS]

@@ -1,7 +1,7 @@
 """Accuracy cost of a deployment variant (INT8, fp16, another backend) on a native dataset.
 
 Both embedders describe every frame of the chosen traversals; Recall@N uses
-the project protocol (``distilvpr_core.recall``: every ordered pair of runs,
+the project protocol (``distilvpr_core.evaluation.recall``: every ordered pair of runs,
 true neighbour within ``radius_m``), and per-frame cosine compares the two
 descriptors of the same frame.  No torch unless an embedder uses it.
 """
@@ -29,8 +29,8 @@ def compare_on_dataset(ref: Embedder, other: Embedder, root: str | Path,
     ``traversals``: default the dataset's test-role traversals (at least two).
     """
     from ..data import native
-    from ..errors import UserError
-    from ..recall import evaluate_runs
+    from ..foundation.errors import UserError
+    from ..evaluation.recall import evaluate_runs
 
     ds = native.open_dataset(root)
     names = list(traversals or ds.traversals_with_role("test"))

@@ -60,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark; prints a table, returns 0."""
     import torch
 
-    from ..atomic import write_text_atomic
-    from ..config import load_config
-    from ..errors import UserError
+    from ..foundation.atomic import write_text_atomic
+    from ..foundation.config import load_config
+    from ..foundation.errors import UserError
     from ..distill import METHODS, DistillConfig, build_distill_loss
 
     if args.batch < 4:
@@ -112,7 +112,7 @@ def _student_steps(args: argparse.Namespace, device: torch.device,
     """Median ms of a plain and a DistilVPR student step, interleaved, and their ratio."""
     import torch
 
-    from ..config import load_config
+    from ..foundation.config import load_config
     from ..models import StudentConfig, build_student
     from ..distill import BatchHardTripletLoss, DistillConfig, build_distill_loss
 

@@ -27,8 +27,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..atomic import write_text_atomic
-from ..errors import UserError
+from ..foundation.atomic import write_text_atomic
+from ..foundation.errors import UserError
 
 HELP = "embedder latency p50/p90/p99 + throughput per backend vs a bare InferenceSession.run"
 BACKEND_CHOICES = ("onnxruntime", "onnxruntime-int8", "torch", "torch-cuda", "torch-cuda-graphs", "tensorrt")
@@ -103,7 +103,7 @@ def bench_backend(emb: Any, bare: Any, frames: list[np.ndarray], batches: list[i
     ratios; CPU time (meaningful with one ORT thread, or for CPU backends in
     general) is what the same code costs on a quiet machine.
     """
-    from ..infer.preprocess import preprocess
+    from ..foundation.preprocess import preprocess
     rows = []
     in_name = bare.get_inputs()[0].name
     for b in batches:

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..atomic import write_text_atomic
+from ..foundation.atomic import write_text_atomic
 from ..mapdb.clustered import clustered_descriptors, revisit_queries
 from ..mapdb.priormap import PriorMap
 
@@ -196,7 +196,7 @@ def _print(report: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
+    from ..foundation.errors import UserError
     for name in ("size", "dim", "queries", "batch", "k", "ann_size"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")

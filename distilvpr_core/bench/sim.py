@@ -14,7 +14,7 @@ import time
 
 def main(argv: list[str] | None = None) -> int:
     """Print a JSON line with frames, wall_s, cpu_s, fps_wall and fps_per_core_cpu."""
-    from ..config import load_config
+    from ..foundation.config import load_config
     from ..sim.config import SynthConfig
     from ..sim import pipeline
     p = argparse.ArgumentParser(prog="python -m distilvpr_core.bench.sim", description=__doc__)

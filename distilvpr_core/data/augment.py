@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..config import spec
+from ..foundation.config import spec
 
 
 @dataclass

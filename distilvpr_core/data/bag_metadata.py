@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from ..atomic import write_text_atomic
-from ..errors import UserError
+from ..foundation.atomic import write_text_atomic
+from ..foundation.errors import UserError
 
 HUMBLE_VERSION = 5
 #: Keys of ``rosbag2_bagfile_information`` Humble's reader parses at version 5.

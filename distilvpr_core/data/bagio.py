@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .bag_metadata import downgrade_to_v5
 from .bags import (CAMERA_INFO, CAMERA_INFO_TOPIC, COMPRESSED, COMPRESSED_TOPIC,  # noqa: F401
                    GT_POSE_TOPIC, IMAGE, IMAGE_TOPIC, LIDAR_TOPIC, ODOM_TOPIC, ODOMETRY, POINTCLOUD2,

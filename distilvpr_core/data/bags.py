@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from . import images
 
 # Default topics (what ``distilvpr synth`` records; see data/bagio.py).

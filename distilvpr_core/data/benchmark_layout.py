@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .benchmark_pickles import read_evaluation_sets, read_lidar2image, read_training_tuples
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 _TUPLE_MODULES = {"distilvpr_core.data.oxford_format", "datasets.oxford", "datasets.base_datasets",
                   "datasets.pointnetvlad.pnv_raw", "__main__", "generating_queries.generate_training_tuples_baseline",

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .benchmark_layout import LayoutSpec
 
 LIDAR_DIR = "lidar_1_4096_interval10"

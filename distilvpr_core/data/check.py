@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 
 def pickle_globals(path: Path) -> list[str]:

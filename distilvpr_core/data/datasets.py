@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..config import ConfigError, spec
-from ..errors import UserError
-from ..infer.contract import PreprocessContract
-from ..infer.preprocess import preprocess, resize_image
+from ..foundation.config import ConfigError, spec
+from ..foundation.errors import UserError
+from ..foundation.contract import PreprocessContract
+from ..foundation.preprocess import preprocess, resize_image
 from .augment import AugmentConfig, augment_lidar, jitter_image, random_erase  # noqa: F401 (AugmentConfig re-export)
 
 FORMATS = ("native", "oxford", "boreas")

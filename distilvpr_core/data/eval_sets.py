@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .benchmark_layout import run_of as _run_of
 
 

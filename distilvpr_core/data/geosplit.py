@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 
 def near(points: np.ndarray, others: np.ndarray, radius_m: float) -> np.ndarray:

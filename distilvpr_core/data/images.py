@@ -224,7 +224,7 @@ def read_rgb_file(path: Any, hint: str = "") -> np.ndarray:
     which frame it belongs to.
     """
     from PIL import Image
-    from ..errors import UserError
+    from ..foundation.errors import UserError
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 FORMAT = "distilvpr-native"
 VERSION = 1

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 # The readers live in benchmark_pickles (shared with Boreas); re-exported here.
 from .benchmark_pickles import load_pickle, read_evaluation_sets, read_training_tuples  # noqa: F401
 

@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config import ConfigError
-from ..errors import UserError
+from ..foundation.config import ConfigError
+from ..foundation.errors import UserError
 from .datasets import FORMATS, DataConfig
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ..config import ConfigError, spec
+from ..foundation.config import ConfigError, spec
 from .registry import METHODS, get_method
 from .weighted import WeightedDistillLoss
 

@@ -12,7 +12,7 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 
 class WeightedDistillLoss(nn.Module):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 HELP = "export a student checkpoint to ONNX (opset>=17, dynamic batch, contract in metadata), optional INT8"
 
@@ -34,7 +34,7 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .onnx_export import export_student_onnx
-    from .student_io import load_student_checkpoint
+    from ..models.student_io import load_student_checkpoint
 
     out = Path(args.out)
     _refuse_existing(out, args.overwrite)
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  TensorRT 10 unsupported ops: {', '.join(res.trt_unsupported) or 'none'}; "
           f"torch vs onnxruntime max |diff| {res.max_abs_diff:.2e}")
     if args.int8_out:
-        from ..infer.calibration import CalibrationSource
+        from ..infer.tensorrt.calibration import CalibrationSource
         from ..infer.quantize import quantize_int8
 
         src = CalibrationSource(Path(args.calib), args.calib_traversal, args.calib_count)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .engine_key import DEFAULT_CALIB_COUNT
+from ..infer.tensorrt.engine_key import DEFAULT_CALIB_COUNT
 
 HELP = "build (or reuse from the cache) a TensorRT 10 engine for an exported ONNX student"
 
@@ -28,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..infer.calibration import CalibrationSource
-    from .engines import ensure_engine
+    from ..foundation.errors import UserError
+    from ..infer.tensorrt.calibration import CalibrationSource
+    from ..infer.tensorrt.engines import ensure_engine
 
     if args.max_batch < 1:
         raise UserError(f"--max-batch: must be >= 1, got {args.max_batch}")

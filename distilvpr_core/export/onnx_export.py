@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import write_bytes_atomic
-from ..errors import UserError
-from ..infer.contract import PreprocessContract
+from ..foundation.atomic import write_bytes_atomic
+from ..foundation.errors import UserError
+from ..foundation.contract import PreprocessContract
 from ..infer.model_meta import ModelInfo
-from .trt_ops import TRT10_ONNX_OPSET_RANGE, opset_in_range, unsupported_ops
+from ..infer.tensorrt.ops import TRT10_ONNX_OPSET_RANGE, opset_in_range, unsupported_ops
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "descriptor"

@@ -19,7 +19,7 @@ def export_random_student(out_dir: str | Path, input_size: tuple[int, int] = (32
 
     from ..models import StudentConfig, build_student, save_checkpoint
     from .onnx_export import export_student_onnx
-    from .student_io import load_student_checkpoint
+    from ..models.student_io import load_student_checkpoint
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

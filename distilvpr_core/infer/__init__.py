@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from .contract import PreprocessContract
+from ..foundation.errors import UserError
+from ..foundation.contract import PreprocessContract
 from .embedder import Embedder, l2_normalize
-from .preprocess import preprocess
+from ..foundation.preprocess import preprocess
 
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
 
@@ -38,6 +38,6 @@ def load_embedder(path: str | Path, backend: str = "onnxruntime", **options: Any
         from .torch_backend import TorchEmbedder
         return TorchEmbedder(path, **options)
     if backend == "tensorrt":
-        from .trt_backend import TrtEmbedder
+        from .tensorrt.backend import TrtEmbedder
         return TrtEmbedder(path, **options)
     raise UserError(f"backend: unknown backend {backend!r}; valid: {list(BACKENDS)}")

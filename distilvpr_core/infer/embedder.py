@@ -10,9 +10,9 @@ import abc
 
 import numpy as np
 
-from ..errors import UserError
-from .contract import PreprocessContract
-from .preprocess import ImageInput, preprocess
+from ..foundation.errors import UserError
+from ..foundation.contract import PreprocessContract
+from ..foundation.preprocess import ImageInput, preprocess
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

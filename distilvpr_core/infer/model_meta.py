@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from ..errors import UserError
-from .contract import PreprocessContract
+from ..foundation.errors import UserError
+from ..foundation.contract import PreprocessContract
 
 FORMAT_KEY = "distilvpr.format"
 CONTRACT_KEY = "distilvpr.preprocess"

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .embedder import Embedder
 from .model_meta import check_model_file, parse_props
 
@@ -54,7 +54,7 @@ def choose_providers(requested: Sequence[str] | None = None) -> list[Any]:
     out: list[Any] = []
     for name in names:
         if name == "TensorrtExecutionProvider":
-            from ..export.engines import default_cache_dir
+            from .tensorrt.engines import default_cache_dir
             cache = str(default_cache_dir() / "ort-trt")
             out.append((name, {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
                                "trt_timing_cache_enable": True, "trt_timing_cache_path": cache}))

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_bytes_atomic
-from ..errors import UserError
-from .calibration import CalibrationSource, iter_batches
+from ..foundation.atomic import write_bytes_atomic
+from ..foundation.errors import UserError
+from .tensorrt.calibration import CalibrationSource, iter_batches
 from .model_meta import ModelInfo, load_onnx_proto, parse_props
 
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .embedder import Embedder
 
 
@@ -45,7 +45,7 @@ class TorchEmbedder(Embedder):
 
     def __init__(self, path: str | Path, device: str = "cpu", fp16: bool | None = None,
                  cuda_graphs: bool = False, max_batch: int = 32) -> None:
-        from ..export.student_io import load_student_checkpoint
+        from ..models.student_io import load_student_checkpoint
 
         if Path(path).suffix in (".onnx", ".engine"):
             raise UserError(f"{path}: the torch backend runs a student checkpoint (.pt); use "

@@ -199,7 +199,7 @@ class LocalizationEngine:
                                      np.array([self._frame], np.int64))[0])
             store = self.map.features
             if store is not None and tuple(rgb.shape[:2]) == (store.camera.height, store.camera.width):
-                from .verify import extract  # the new keyframe can be verified against later
+                from ..features.orb import extract  # the new keyframe can be verified against later
                 store.set(added, qf if qf is not None else extract(rgb, s.verify_max_features))
         self._frame += 1
         return QueryResult(ids[order], scores[order], poses[order], stamps[order], reject is None, reject,

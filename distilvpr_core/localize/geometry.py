@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import verify as V
+from ..features import orb as V
 
 log = logging.getLogger("distilvpr.localize")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 
 def load_model_and_map(map_path: str | Path, model_path: str | Path, backend: str = "onnxruntime",

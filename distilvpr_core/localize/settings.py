@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from ..infer import BACKENDS
 
 

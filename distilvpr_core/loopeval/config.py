@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import ConfigError, spec
+from ..foundation.config import ConfigError, spec
 
 
 @dataclass

@@ -62,7 +62,7 @@ def bag_track(reader: Any, pose_topic: str | None) -> tuple[tuple[np.ndarray, np
 
     ``reader``: an open :class:`distilvpr_core.data.bags.BagReader`.
     """
-    from ..errors import UserError
+    from ..foundation.errors import UserError
     if not pose_topic:
         return None, "no ground-truth pose topic given (--pose-topic)"
     try:

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..recall import pr_curve, recall_from_correct
+from ..evaluation.recall import pr_curve, recall_from_correct
 from .config import EvalConfig
 from .outcome import QueryOutcome
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data.bags import IMAGE_TYPES, BagReader
 from ..data.images import BadImage
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .groundtruth import attach_positions, bag_track
 from .outcome import QueryOutcome
 

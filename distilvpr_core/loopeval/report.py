@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..atomic import write_bytes_atomic, write_text_atomic
+from ..foundation.atomic import write_bytes_atomic, write_text_atomic
 from . import plots
 from .config import EvalConfig
 from .metrics import compute_metrics

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..recall import pr_curve
+from ..evaluation.recall import pr_curve
 from .outcome import QueryOutcome
 
 STAGES = ("raw", "sequence", "geometric", "both")

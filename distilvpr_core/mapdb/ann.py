@@ -11,7 +11,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .index_base import INDEX_FILE, VECTORS_FILE, DescriptorIndex, read_faiss, write_faiss
 from .rows import RowBuffer
 from .schema import FileEntry

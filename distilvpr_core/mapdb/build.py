@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .config import MapBuildConfig
 from .keyframes import KeyframeSelector, nearest_pose
 from .priormap import PriorMap
@@ -178,7 +178,7 @@ def feature_camera(streams: list[FrameStream]) -> Any:
 
 
 def _keyframe_features(rgb: np.ndarray, camera: Any, limit: int, source: str, index: int) -> Any:
-    from ..localize.verify import extract
+    from ..features.orb import extract
     if rgb.shape[:2] != (camera.height, camera.width):
         raise UserError(f"map build: {source} frame {index} is {rgb.shape[1]}x{rgb.shape[0]} but the "
                         f"camera intrinsics are for {camera.width}x{camera.height}; fix the "

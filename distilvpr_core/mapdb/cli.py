@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 HELP = "prior map: build from a dataset or rosbag, info, verify, merge, query"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cli import add_config_args
+    from ..app.cli import add_config_args
     sub = parser.add_subparsers(dest="map_command", metavar="ACTION")
 
     b = sub.add_parser("build", help="embed keyframes of dataset traversals and/or bags into a new map",
@@ -92,7 +92,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from ..config import load_config
+    from ..foundation.config import load_config
     from .build import bag_stream, build_map, dataset_stream
     from .config import MapBuildConfig
     cfg = load_config(MapBuildConfig, args.config, args.overrides)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import ConfigError, spec
-from ..errors import UserError
+from ..foundation.config import ConfigError, spec
+from ..foundation.errors import UserError
 
 
 @dataclass

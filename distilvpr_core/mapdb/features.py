@@ -26,8 +26,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import UserError
-from ..localize.verify import Features, Intrinsics
+from ..foundation.errors import UserError
+from ..features.orb import Features, Intrinsics
 from .rows import GrowableArray
 from .schema import FileEntry, load_npy, save_npy
 

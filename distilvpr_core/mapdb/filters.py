@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 
 def allowed_rows(stamps_ns: np.ndarray, positions: np.ndarray, *,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .ann import HNSWIndex, IVFPQIndex
 from .index_base import INDEX_FILE, VECTORS_FILE, DescriptorIndex
 from .rows import RowBuffer

@@ -14,7 +14,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .exact import exact_search, subset_search
 from .schema import FileEntry, file_entry
 

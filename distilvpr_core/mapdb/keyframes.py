@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 
 class KeyframeSelector:

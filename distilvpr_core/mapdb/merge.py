@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .priormap import PriorMap
 
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import faiss
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .filters import allowed_rows, check_filter_args
 from .index import DescriptorIndex, new_index, resolve_params
 from .rows import GrowableArray, unit_rows

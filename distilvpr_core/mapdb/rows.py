@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .schema import FileEntry, save_npy
 
 

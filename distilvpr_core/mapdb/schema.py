@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .schema_fields import _files, _int, _keys, _obj, _preprocessing, _str
 
 FORMAT = "distilvpr-map"

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -55,7 +55,7 @@ def _preprocessing(value: Any, where: str) -> dict[str, Any]:
     is validated key by key by PreprocessContract itself."""
     out = _obj(value, where, "preprocessing")
     if "format" in out:
-        from ..infer.contract import PreprocessContract
+        from ..foundation.contract import PreprocessContract
         PreprocessContract.from_dict(out, source=f"{where}: preprocessing")
     return out
 

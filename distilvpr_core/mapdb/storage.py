@@ -22,8 +22,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..atomic import atomic_directory
-from ..errors import UserError
+from ..foundation.atomic import atomic_directory
+from ..foundation.errors import UserError
 from .index import read_index, resolve_params
 from .rows import GrowableArray
 from .schema import SCHEMA_FILE, load_npy, read_schema, save_npy, verify_files

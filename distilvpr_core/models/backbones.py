@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 # Channels of the stride-16 feature map of each backbone.
 BACKBONE_CHANNELS: dict[str, int] = {"resnet18": 256, "resnet34": 256, "mobilenet_v3_large": 112}

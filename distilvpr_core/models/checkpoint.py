@@ -23,10 +23,10 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..atomic import write_bytes_atomic
-from ..config import ConfigError, load_config, to_dict
-from ..errors import UserError
-from ..infer.contract import PreprocessContract
+from ..foundation.atomic import write_bytes_atomic
+from ..foundation.config import ConfigError, load_config, to_dict
+from ..foundation.errors import UserError
+from ..foundation.contract import PreprocessContract
 from .config import StudentConfig, TeacherConfig
 from .student import Student
 from .teacher import Teacher

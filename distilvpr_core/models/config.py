@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import ConfigError, spec
+from ..foundation.config import ConfigError, spec
 
 IMAGE_BACKBONES = ("resnet18", "resnet34", "mobilenet_v3_large")
 

@@ -14,7 +14,7 @@ _CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "config"
 
 def load_synth_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Any:
     """``SynthConfig`` from a YAML file plus ``--set``-style overrides."""
-    from ..config import load_config
+    from ..foundation.config import load_config
     from .config import SynthConfig
     return load_config(SynthConfig, path, overrides=overrides)
 

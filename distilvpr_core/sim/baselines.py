@@ -45,9 +45,9 @@ def recall_at_1(q_desc: np.ndarray, q_xy: np.ndarray, d_desc: np.ndarray, d_xy: 
 
     Queries with no database frame within ``radius_m`` are left out, as in the
     standard VPR protocol (NaN when none is left).  Descriptors float32 [Q, D] /
-    [M, D] (cosine nearest neighbour, as :func:`distilvpr_core.recall.recall_one_pair`);
+    [M, D] (cosine nearest neighbour, as :func:`distilvpr_core.evaluation.recall.recall_one_pair`);
     xy float64 [., 2].
     """
-    from ..recall import recall_one_pair
+    from ..evaluation.recall import recall_one_pair
     hits, _, n = recall_one_pair(q_desc, q_xy, d_desc, d_xy, top_k=1, radius_m=radius_m)
     return float(hits[0]) / n if n else float("nan")

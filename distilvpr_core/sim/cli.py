@@ -12,7 +12,7 @@ DEFAULT_CONFIG = "config/synth_town.yaml"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``distilvpr synth``."""
-    from ..cli import add_config_args
+    from ..app.cli import add_config_args
     add_config_args(parser, DEFAULT_CONFIG)
     parser.add_argument("--out", required=True, metavar="DIR", help="output dataset directory (created)")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it exists and is not empty")
@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, check the output directory, generate; returns 0."""
-    from ..config import load_config
-    from ..errors import UserError
+    from ..foundation.config import load_config
+    from ..foundation.errors import UserError
     from .config import SynthConfig
     from .pipeline import check_output_dir, generate
     cfg = load_config(SynthConfig, args.config, overrides=args.overrides)
@@ -53,5 +53,5 @@ def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point (same flags as ``distilvpr synth``)."""
     import sys
 
-    from ..cli import standalone_main
+    from ..app.cli import standalone_main
     return standalone_main("distilvpr synth", sys.modules[__name__], argv)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import ConfigError, spec
+from ..foundation.config import ConfigError, spec
 
 TIMES_OF_DAY = ("dawn", "noon", "dusk", "night")
 WEATHERS = ("clear", "overcast", "fog", "rain")

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = report_from_dataset(args.dataset)
     print(format_report(rep), end="")
     if args.json:
-        from ..atomic import write_text_atomic
+        from ..foundation.atomic import write_text_atomic
         write_text_atomic(args.json, json.dumps(rep, indent=2, sort_keys=True) + "\n")
     return 0
 

@@ -18,9 +18,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..atomic import atomic_directory
-from ..config import to_dict
-from ..errors import UserError
+from ..foundation.atomic import atomic_directory
+from ..foundation.config import to_dict
+from ..foundation.errors import UserError
 from .config import SynthConfig
 
 _STATE: dict[str, Any] = {}

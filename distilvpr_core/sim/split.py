@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data.geosplit import near
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .config import SynthConfig
 from .route import Loop
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from distilvpr_core.local_dds import PROFILE_VARS, local_dds_env
+from distilvpr_core.foundation.local_dds import PROFILE_VARS, local_dds_env
 
 
 def large_images_profile() -> str:
@@ -26,7 +26,7 @@ def large_images_profile() -> str:
 
 
 def require_local_dds(env: dict[str, str] | None = None, large_images: bool = True) -> dict[str, str]:
-    """Environment for talking to a node: :func:`distilvpr_core.local_dds.local_dds_env`
+    """Environment for talking to a node: :func:`distilvpr_core.foundation.local_dds.local_dds_env`
     (LOCALHOST discovery, any other range refused, a random ROS_DOMAIN_ID if unset).
 
     With ``large_images`` the shared-memory Fast DDS profile is selected

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.data.bags import ImageRecord
 from distilvpr_core.loopeval.matching import Answer, SentFrame
 

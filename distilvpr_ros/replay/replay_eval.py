@@ -12,7 +12,7 @@ differences, which are then transport only (dropped frames, latency).
 The offline report adds per-stage metrics (loopeval/stages.py) and prints
 the recommended operating point.
 
-DDS stays on this machine (:mod:`distilvpr_core.local_dds`): discovery is
+DDS stays on this machine (:mod:`distilvpr_core.foundation.local_dds`): discovery is
 LOCALHOST (any other range is refused) and ROS_DOMAIN_ID a random domain if
 unset when the tool starts its own node.
 """
@@ -27,9 +27,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from distilvpr_core.atomic import write_text_atomic
+from distilvpr_core.foundation.atomic import write_text_atomic
 from distilvpr_core.data.bags import IMAGE_TYPES, BagReader
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.infer import BACKENDS
 from distilvpr_core.localize.engine import LocalizationEngine
 from distilvpr_core.localize.resources import load_model_and_map
@@ -133,7 +133,7 @@ def replay_settings(args: argparse.Namespace) -> LocalizerSettings:
 
 
 def _eval_config(args: argparse.Namespace) -> EvalConfig:
-    from distilvpr_core.config import load_config
+    from distilvpr_core.foundation.config import load_config
     return load_config(EvalConfig, data={"radius_m": args.radius_m, "recall_ns": list(args.recall_n)})
 
 
@@ -281,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``replay_eval`` executable; returns the exit code."""
-    from distilvpr_core.cli import standalone_main
+    from distilvpr_core.app.cli import standalone_main
     return standalone_main("replay_eval", sys.modules[__name__], argv)
 
 

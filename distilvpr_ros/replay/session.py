@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from distilvpr_core.data.bags import BagReader
-from distilvpr_core.errors import UserError
+from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.localize.settings import SPECS
 from distilvpr_core.loopeval.offline import warmup_stamp
 

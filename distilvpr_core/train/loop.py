@@ -19,10 +19,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .atomic import write_bytes_atomic, write_text_atomic
-from .data.datasets import FrameIndex, PairBatchSampler, PlaceDataset, collate
-from .errors import UserError
-from .train_config import DistilRunConfig, StageConfig
+from ..foundation.atomic import write_bytes_atomic, write_text_atomic
+from ..data.datasets import FrameIndex, PairBatchSampler, PlaceDataset, collate
+from ..foundation.errors import UserError
+from .config import DistilRunConfig, StageConfig
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -18,8 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
-from .atomic import write_text_atomic
-from .config import dump_yaml
+from ..foundation.atomic import write_text_atomic
+from ..foundation.config import dump_yaml
 
 _PACKAGES = ("numpy", "torch", "torchvision", "onnxruntime", "onnx", "faiss-cpu", "rclpy", "rosbags")
 

@@ -1,7 +1,7 @@
 """The ``eval`` stage of ``distilvpr distil``: Recall of the run's best models on the test traversals.
 
 Without a geographic split: every ordered pair of test traversals.  With one
-(``split.json``): protocols P, D and S (:mod:`distilvpr_core.protocols`), the
+(``split.json``): protocols P, D and S (:mod:`distilvpr_core.evaluation.protocols`), the
 top-level R@N being P's.
 """
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Any, Callable
 import numpy as np
 from torch import nn
 
-from .config import load_config
-from .data.datasets import FrameIndex, PlaceDataset, select
-from .errors import UserError
-from .eval import evaluate_model
-from .models import TeacherConfig, lidar_encoder_spec, load_teacher
-from .protocols import LETTERS
-from .train_loop import RunContext, write_json
+from ..foundation.config import load_config
+from ..data.datasets import FrameIndex, PlaceDataset, select
+from ..foundation.errors import UserError
+from ..evaluation.vpr import evaluate_model
+from ..models import TeacherConfig, lidar_encoder_spec, load_teacher
+from ..evaluation.protocols import LETTERS
+from .loop import RunContext, write_json
 
 
 def lidar_prepare(tcfg: TeacherConfig) -> Callable[[np.ndarray], np.ndarray]:
@@ -30,10 +30,10 @@ def stage_eval(ctx: RunContext) -> dict[str, Any]:
     """Recall on the test traversals of the best student (and teacher, if this run has one).
 
     On a dataset with a geographic split every model is scored under the
-    protocols P, D and S (:mod:`distilvpr_core.protocols`); its top-level
+    protocols P, D and S (:mod:`distilvpr_core.evaluation.protocols`); its top-level
     R@N are protocol P's.  Without a split: every ordered pair of test traversals.
     """
-    from .models import load_student
+    from ..models import load_student
     cfg = ctx.cfg
     tests = select(ctx.traversals, "test", cfg.data.root)
     if len(tests) < 2:
@@ -69,8 +69,8 @@ def stage_eval(ctx: RunContext) -> dict[str, Any]:
 def _eval_protocols(ctx: RunContext, model: nn.Module, branch: str, prepare: Callable | None,
                     tests: list[Any]) -> dict[str, Any]:
     """P/D/S of one model; the top-level keys are P's (the paper's protocol)."""
-    from .eval import embed_frames, embedder_for
-    from .protocols import evaluate_protocols, mapping_traversal
+    from ..evaluation.vpr import embed_frames, embedder_for
+    from ..evaluation.protocols import evaluate_protocols, mapping_traversal
     cfg = ctx.cfg
     fn, needs_lidar = embedder_for(model, branch)
     model.eval()

@@ -11,8 +11,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..atomic import write_bytes_atomic
-from ..errors import UserError
+from ...foundation.atomic import write_bytes_atomic
+from ...foundation.errors import UserError
 
 
 class CalibratorBody:
@@ -64,7 +64,7 @@ class CalibratorBody:
 
 def device_uploader(nbytes: int) -> tuple[Callable[[np.ndarray], int], Callable[[], None]]:
     """(upload, free) over one device buffer of ``nbytes`` (cuda-python)."""
-    from ..infer.cuda_mem import DeviceBuffer, check, cudart
+    from .cuda_mem import DeviceBuffer, check, cudart
 
     dev = DeviceBuffer(nbytes)
     keep: list[np.ndarray] = []  # the host batch stays alive until the next copy

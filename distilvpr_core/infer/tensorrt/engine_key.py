@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import UserError
+from ...foundation.errors import UserError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # Bump whenever trt_build changes what it asks the builder for: old engines are then

@@ -38,8 +38,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..atomic import write_bytes_atomic, write_text_atomic
-from ..errors import UserError
+from ...foundation.atomic import write_bytes_atomic, write_text_atomic
+from ...foundation.errors import UserError
 from .engine_key import RECIPE_VERSION, EngineKey, GpuFacts
 
 ENGINE_FORMAT = "distilvpr-trt-engine/1"

@@ -13,7 +13,7 @@ from typing import Sequence, Union
 import numpy as np
 from PIL import Image
 
-from ..errors import UserError
+from .errors import UserError
 from .contract import PreprocessContract
 
 ImageInput = Union[np.ndarray, Sequence[np.ndarray]]

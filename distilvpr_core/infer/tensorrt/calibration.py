@@ -13,9 +13,9 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from ..errors import UserError
-from .contract import PreprocessContract
-from .preprocess import preprocess
+from ...foundation.errors import UserError
+from ...foundation.contract import PreprocessContract
+from ...foundation.preprocess import preprocess
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -60,7 +60,7 @@ def iter_images(src: CalibrationSource) -> Iterator[np.ndarray]:
             except OSError as exc:
                 raise UserError(f"{files[i]}: unreadable calibration image ({exc})") from None
         return
-    from ..data import native  # lazily: the dataset reader is only needed here
+    from ...data import native  # lazily: the dataset reader is only needed here
 
     ds = native.open_dataset(src.path)
     if src.traversal not in ds.traversals:

@@ -1,6 +1,6 @@
 """The benchmark's three evaluation protocols on a dataset with a geographic split.
 
-One trained model, three ways (all with :mod:`distilvpr_core.recall`: cosine
+One trained model, three ways (all with :mod:`distilvpr_core.evaluation.recall`: cosine
 top-25, true neighbour within 25 m, R@1 / R@5 / R@1%):
 
 * ``unseen_places`` (P, the paper's Oxford protocol): the test-region frames
@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .data.geosplit import FrameSubset, GeoSplit
-from .errors import UserError
+from ..data.geosplit import FrameSubset, GeoSplit
+from ..foundation.errors import UserError
 from .recall import evaluate_runs, true_neighbours
 
 PROTOCOLS = ("unseen_places", "deployment", "unseen_condition")

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from ..errors import UserError
+from .errors import UserError
 
 CONTRACT_FORMAT = "distilvpr-preprocess"
 CONTRACT_VERSION = 1

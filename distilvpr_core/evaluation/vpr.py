@@ -3,7 +3,7 @@
 ``distilvpr eval --checkpoint runs/.../student_best.pt --set data.root=...``
 embeds every test traversal with the checkpoint (student, teacher, or the
 teacher's image branch) and reports Recall@1..25 and Recall@1% over every
-ordered pair of test traversals (:mod:`distilvpr_core.recall`).  Frames are
+ordered pair of test traversals (:mod:`distilvpr_core.evaluation.recall`).  Frames are
 preprocessed with the checkpoint's own contract (input size, resize policy,
 normalisation), whatever the data config says.  Where the dataset defines
 the evaluation queries and their true neighbours (the Oxford/Boreas query
@@ -24,11 +24,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .atomic import write_text_atomic
-from .config import load_config, read_yaml, spec
-from .data.datasets import DataConfig, FrameIndex, PlaceDataset, collate, select
-from .data.traversals import open_traversals
-from .infer.contract import PreprocessContract
+from ..foundation.atomic import write_text_atomic
+from ..foundation.config import load_config, read_yaml, spec
+from ..data.datasets import DataConfig, FrameIndex, PlaceDataset, collate, select
+from ..data.traversals import open_traversals
+from ..foundation.contract import PreprocessContract
 from .recall import RecallResult, evaluate_runs
 
 HELP = "evaluate a checkpoint: Recall@N / Recall@1% over every ordered pair of test traversals"
@@ -122,7 +122,7 @@ def evaluate_model(model: nn.Module, branch: str, traversals: Sequence[Any], dat
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import add_config_args
+    from ..app.cli import add_config_args
     parser.add_argument("--checkpoint", required=True, metavar="PT",
                         help="student or teacher checkpoint (.pt) written by 'distilvpr distil'")
     parser.add_argument("--branch", default="auto", choices=BRANCHES,
@@ -136,10 +136,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .models import load_student, load_teacher, read_checkpoint
-    from .models.checkpoint import checkpoint_contract
-    from .models.config import TeacherConfig
-    from .models.lidar import lidar_encoder_spec
+    from ..models import load_student, load_teacher, read_checkpoint
+    from ..models.checkpoint import checkpoint_contract
+    from ..models.config import TeacherConfig
+    from ..models.lidar import lidar_encoder_spec
     # A distil config may be passed as is: only its data and eval sections matter here.
     sections = {k: v for k, v in read_yaml(args.config).items() if k in ("data", "eval")} \
         if args.config else {}
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     kind = ckpt["kind"]
     branch = args.branch if args.branch != "auto" else kind
     if (branch == "student") != (kind == "student"):
-        from .errors import UserError
+        from ..foundation.errors import UserError
         raise UserError(f"--branch {branch} does not fit a {kind} checkpoint ({args.checkpoint})")
     # Evaluate with the preprocessing the model was trained with, not the data config's.
     contract = checkpoint_contract(ckpt, args.checkpoint)
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     travs = select(open_traversals(cfg.data), args.role, f"{cfg.data.root}")
     if len(travs) < 2:
-        from .errors import UserError
+        from ..foundation.errors import UserError
         raise UserError(f"{cfg.data.root}: evaluation needs >= 2 traversals with role {args.role!r}, "
                         f"found {[t.name for t in travs]}")
     res = evaluate_model(model.to(device), branch, travs, cfg.data, cfg.eval, device, prepare,

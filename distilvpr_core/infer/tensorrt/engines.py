@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import UserError
-from ..infer.calibration import CalibrationSource, source_digest
-from ..infer.model_meta import read_model_info
+from ...foundation.errors import UserError
+from .calibration import CalibrationSource, source_digest
+from ..model_meta import read_model_info
 from .engine_cache import EngineCache, sha256_file
 from .engine_key import DEFAULT_CALIB_BATCH, DEFAULT_WORKSPACE_MB, EngineKey, EngineSpec, GpuFacts, build_recipe
 
@@ -57,7 +57,7 @@ def ensure_engine(onnx_path: str | Path, precision: str = "fp16", cache_dir: str
     spec = EngineSpec(sha256_file(onnx_path), precision, (c.height, c.width), tuple(batch),
                       source_digest(calib) if (calib is not None and precision == "int8") else "")
     if facts is None or builder is None:
-        from . import trt_build
+        from . import build as trt_build
         facts = facts or trt_build.current_facts()
         builder = builder or trt_build.build_engine
     cache = EngineCache(cache_dir or default_cache_dir())

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
-from ..infer.contract import PreprocessContract
+from ..foundation.errors import UserError
+from ..foundation.contract import PreprocessContract
 from .fingerprint import module_fingerprint
 
 
@@ -44,7 +44,7 @@ def contract_from_checkpoint(ckpt: dict, dim: int, source: str) -> PreprocessCon
 
 def load_student_checkpoint(path: str | Path) -> LoadedStudent:
     """Student + contract + fingerprint of the checkpoint at ``path`` (UserError if unusable)."""
-    from ..models.checkpoint import load_student, read_checkpoint
+    from .checkpoint import load_student, read_checkpoint
 
     path = Path(path)
     model, _model_cfg = load_student(path)  # validates the file, raises UserError

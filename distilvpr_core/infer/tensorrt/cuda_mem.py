@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
+from ...foundation.errors import UserError
 
 
 def cudart() -> Any:

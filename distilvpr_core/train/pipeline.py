@@ -8,7 +8,7 @@ embeddings; ``eval`` runs the Recall@N protocol on the test traversals.
 Model selection uses the validation traversal(s) only.  Every stage writes
 into one run directory and is resumable (``run.resume: RUN_DIR``).
 
-Multi-GPU: ``torchrun --nproc_per_node=N -m distilvpr_core.cli distil ...``;
+Multi-GPU: ``torchrun --nproc_per_node=N -m distilvpr_core.app.cli distil ...``;
 rank 0 writes files and evaluates.
 """
 from __future__ import annotations
@@ -23,19 +23,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import write_bytes_atomic
-from .config import load_config
-from .data.datasets import FrameIndex, PlaceDataset, select
-from .data.traversals import open_split_traversals
-from .distill import BatchHardTripletLoss, build_distill_loss
-from .errors import UserError
-from .eval import evaluate_model
-from .models import (TeacherConfig, build_student, build_teacher, lidar_encoder_spec, load_teacher,
+from ..foundation.atomic import write_bytes_atomic
+from ..foundation.config import load_config
+from ..data.datasets import FrameIndex, PlaceDataset, select
+from ..data.traversals import open_split_traversals
+from ..distill import BatchHardTripletLoss, build_distill_loss
+from ..foundation.errors import UserError
+from ..evaluation.vpr import evaluate_model
+from ..models import (TeacherConfig, build_student, build_teacher, lidar_encoder_spec, load_teacher,
                      save_checkpoint)
-from .train_config import STAGES, DistilRunConfig, RunConfig, StageConfig, TaskConfig  # noqa: F401 (re-export)
-from .train_eval import lidar_prepare as _lidar_prepare, stage_eval  # noqa: F401 (stage_eval re-export)
-from .train_loop import embedding_spread, place_masks  # noqa: F401 (re-export)
-from .train_loop import NonFiniteLoss, NullWriter, RunContext, state_bytes, train_stage, write_json  # noqa: F401
+from .config import STAGES, DistilRunConfig, RunConfig, StageConfig, TaskConfig  # noqa: F401 (re-export)
+from .eval_stage import lidar_prepare as _lidar_prepare, stage_eval  # noqa: F401 (stage_eval re-export)
+from .loop import embedding_spread, place_masks  # noqa: F401 (re-export)
+from .loop import NonFiniteLoss, NullWriter, RunContext, state_bytes, train_stage, write_json  # noqa: F401
 
 HELP = "train teacher -> cache teacher embeddings -> distil the camera-only student -> evaluate"
 
@@ -136,8 +136,8 @@ def _teacher_path(ctx: RunContext) -> Path:
 
 def stage_cache(ctx: RunContext) -> Path:
     """Embed every training frame once with the best teacher -> teacher_cache.pt."""
-    from .eval import embed_frames, embedder_for
-    from .models.config import TeacherConfig as _TC
+    from ..evaluation.vpr import embed_frames, embedder_for
+    from ..models.config import TeacherConfig as _TC
     path = _teacher_path(ctx)
     teacher, tcfg_dict = load_teacher(path)
     tcfg = load_config(_TC, data=dict(tcfg_dict, pretrained="none"))
@@ -279,7 +279,7 @@ def _run_stages(cfg: DistilRunConfig, argv: list[str] | None) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import add_config_args
+    from ..app.cli import add_config_args
     add_config_args(parser, "config/distil_synth.yaml")
 
 

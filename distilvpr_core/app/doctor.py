@@ -53,8 +53,8 @@ def _guess_format(root: Path) -> str:
 
 
 def check_data(args: argparse.Namespace) -> int:
-    from .data.check import check_dataset
-    from .data.datasets import DataConfig
+    from ..data.check import check_dataset
+    from ..data.datasets import DataConfig
     root = Path(args.data)
     fmt = _guess_format(root) if args.format == "auto" else args.format
     cfg = DataConfig(format=fmt, root=str(root), image_root=args.image_root, val_runs=list(args.val_run))

@@ -27,12 +27,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..atomic import write_bytes_atomic
-from ..errors import UserError
-from ..infer.calibration import CalibrationSource, iter_batches
-from ..infer.contract import PreprocessContract
+from ...foundation.atomic import write_bytes_atomic
+from ...foundation.errors import UserError
+from .calibration import CalibrationSource, iter_batches
+from ...foundation.contract import PreprocessContract
 from .engine_key import BuildRecipe, EngineSpec, GpuFacts, build_recipe
-from .trt_calibrator import device_uploader, make_calibrator
+from .calibrator import device_uploader, make_calibrator
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def trt_logger(trt: Any) -> Any:
 
 def current_facts(device: int = 0) -> GpuFacts:
     """The real TensorRT version and GPU of this machine."""
-    from ..infer.cuda_mem import gpu_properties
+    from .cuda_mem import gpu_properties
 
     trt = import_tensorrt()
     p = gpu_properties(device)

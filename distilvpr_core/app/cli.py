@@ -16,17 +16,17 @@ import sys
 from types import ModuleType
 from typing import Callable, Sequence
 
-from . import __version__
-from .errors import UserError
+from .. import __version__
+from ..foundation.errors import UserError
 
 # name -> (module, one-line help).  Order is the order shown in --help; the
 # subcommands that need ROS (replay-eval) come from plugins.subcommands().
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("distilvpr_core.demo", "run the end-to-end demo: synth town -> distil -> export -> map -> node replay -> table"),
-    "doctor": ("distilvpr_core.doctor", "check the Python/ROS/GPU environment and print what is found"),
+    "demo": ("distilvpr_core.app.demo", "run the end-to-end demo: synth town -> distil -> export -> map -> node replay -> table"),
+    "doctor": ("distilvpr_core.app.doctor", "check the Python/ROS/GPU environment and print what is found"),
     "synth": ("distilvpr_core.sim.cli", "generate the synthetic town: native dataset, rosbag2 per traversal, Oxford export, difficulty report"),
-    "distil": ("distilvpr_core.train", "train teacher -> cache teacher embeddings -> distil the camera-only student -> evaluate"),
-    "eval": ("distilvpr_core.eval", "evaluate a checkpoint with the VPR protocol (Recall@N, Recall@1%) on a dataset"),
+    "distil": ("distilvpr_core.train.pipeline", "train teacher -> cache teacher embeddings -> distil the camera-only student -> evaluate"),
+    "eval": ("distilvpr_core.evaluation.vpr", "evaluate a checkpoint with the VPR protocol (Recall@N, Recall@1%) on a dataset"),
     "export": ("distilvpr_core.export.cli", "export a student checkpoint to ONNX (+ optional INT8)"),
     "build-engine": ("distilvpr_core.export.engine_cli", "build or reuse a TensorRT 10 engine for an exported ONNX"),
     "map": ("distilvpr_core.mapdb.cli", "prior map: build from a dataset or rosbag, info, verify, merge, query"),
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     if chosen == "bench":
-        from .bench.cli import normalise_argv
+        from ..bench.cli import normalise_argv
         argv = normalise_argv(argv)
     known = all_subcommands()
     if chosen is not None and chosen not in known:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import ConfigError, spec
-from .data.datasets import AugmentConfig, DataConfig
-from .distill import DistillConfig
-from .eval import EvalConfig
-from .models import StudentConfig, TeacherConfig
+from ..foundation.config import ConfigError, spec
+from ..data.datasets import AugmentConfig, DataConfig
+from ..distill import DistillConfig
+from ..evaluation.vpr import EvalConfig
+from ..models import StudentConfig, TeacherConfig
 
 STAGES = ("teacher", "cache", "student", "eval")
 

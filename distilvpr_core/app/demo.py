@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_text_atomic
-from .errors import UserError
+from ..foundation.atomic import write_text_atomic
+from ..foundation.errors import UserError
 
 HELP = "run the end-to-end demo: synth town -> distil -> export -> map -> node replay -> table"
 
@@ -59,7 +59,7 @@ class Stage:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "distilvpr_core.cli", *args]
+    return [sys.executable, "-m", "distilvpr_core.app.cli", *args]
 
 
 def _run_dir(runs: Path, name: str) -> Path | None:
@@ -78,7 +78,7 @@ def _distil_stage(out: Path, cfg: str, name: str, extra: list[str]) -> Stage:
 
 
 def _ros_env() -> dict[str, str]:
-    from .local_dds import local_dds_env
+    from ..foundation.local_dds import local_dds_env
     return local_dds_env(dict(os.environ))  # DDS never leaves this machine
 
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
+from ...foundation.errors import UserError
 from .calibration import CalibrationSource
-from .contract import PreprocessContract
-from ..export.engine_key import DEFAULT_CALIB_COUNT
-from .embedder import Embedder
+from ...foundation.contract import PreprocessContract
+from .engine_key import DEFAULT_CALIB_COUNT
+from ..embedder import Embedder
 
 
 def _dims(d: Any) -> tuple[int, ...]:
@@ -78,9 +78,9 @@ class TrtEmbedder(Embedder):
     def __init__(self, path: str | Path, precision: str = "fp16", cache_dir: str | Path | None = None,
                  max_batch: int = 8, calib: str | Path | None = None, calib_traversal: str | None = None,
                  calib_count: int = DEFAULT_CALIB_COUNT) -> None:
-        from ..export.engine_cache import check_engine_facts, read_sidecar
-        from ..export.engines import ensure_engine
-        from ..export.trt_build import current_facts, import_tensorrt
+        from .engine_cache import check_engine_facts, read_sidecar
+        from .engines import ensure_engine
+        from .build import current_facts, import_tensorrt
 
         path = Path(path)
         self.built_now = False
@@ -108,7 +108,7 @@ class TrtEmbedder(Embedder):
         self._open(blob)
 
     def _open(self, blob: bytes) -> None:
-        from ..export.trt_build import trt_logger
+        from .build import trt_logger
 
         trt = self._trt
         self._runtime = trt.Runtime(trt_logger(trt))

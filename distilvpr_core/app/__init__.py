@@ -1,0 +1,2 @@
+"""The ``distilvpr`` command: CLI, subcommand plugins, the demo and ``doctor``.
+"""

@@ -1,0 +1,2 @@
+"""Local image features for geometric verification and pose (below mapdb and localize).
+"""
