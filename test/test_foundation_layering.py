@@ -65,7 +65,7 @@ def test_the_string_scan_sees_importlib_strings() -> None:
 
 
 def test_ros_subcommands_come_from_the_ros_package_entry_point() -> None:
-    from distilvpr_core.app import plugins
+    from distilvpr_core.foundation import plugins
     from distilvpr_core.bench.cli import targets
     from distilvpr_core.app.cli import all_subcommands
     assert all_subcommands()["replay-eval"][0] == "distilvpr_ros.replay.replay_eval"

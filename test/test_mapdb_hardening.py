@@ -14,7 +14,7 @@ import pytest
 
 from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.infer import PreprocessContract
-from distilvpr_core.localize.resources import check_contract
+from distilvpr_core.foundation.contract import check_contract
 from distilvpr_core.mapdb import PriorMap
 from distilvpr_core.mapdb.schema import DIGEST_KEY, file_entry, parse_schema, read_schema, seal
 from distilvpr_core.mapdb.storage import save_npy

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from types import ModuleType
-from typing import Callable, Sequence
+from typing import Sequence
 
 from .. import __version__
-from ..foundation.errors import UserError
+from ..foundation.cli_args import invoke
+from ..foundation.plugins import REINSTALL_HINT, subcommands
 
 # name -> (module, one-line help).  Order is the order shown in --help; the
 # subcommands that need ROS (replay-eval) come from plugins.subcommands().
@@ -32,14 +32,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "map": ("distilvpr_core.mapdb.cli", "prior map: build from a dataset or rosbag, info, verify, merge, query"),
     "bench": ("distilvpr_core.bench.cli", "speed benchmarks: embedder backends (default), map search, node latency, distillation step"),
 }
-
-
-def add_config_args(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
-    """The ``--config FILE`` and repeatable ``--set KEY.PATH=VALUE`` flags."""
-    parser.add_argument("--config", default=default_config, metavar="FILE",
-                        help="YAML config file" + (f" (default: {default_config})" if default_config else ""))
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value, e.g. --set train.epochs=3 (repeatable)")
 
 
 def build_parser(only: str | None = None, argv_hint: list[str] | None = None) -> argparse.ArgumentParser:
@@ -66,7 +58,6 @@ def build_parser(only: str | None = None, argv_hint: list[str] | None = None) ->
 
 def all_subcommands() -> dict[str, tuple[str, str]]:
     """The core's subcommands, then those registered by plugins (the ROS layer)."""
-    from .plugins import subcommands
     extra = subcommands()
     # Shown before "bench", the last core entry, as they always were.
     out = {k: v for k, v in SUBCOMMANDS.items() if k != "bench"}
@@ -84,7 +75,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = normalise_argv(argv)
     known = all_subcommands()
     if chosen is not None and chosen not in known:
-        from .plugins import REINSTALL_HINT
         print(f"distilvpr: unknown subcommand {chosen!r}; valid: {', '.join(known)} ({REINSTALL_HINT})",
               file=sys.stderr)
         return 2
@@ -93,26 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return _invoke(f"distilvpr {args.command}", args._run, args)
-
-
-def _invoke(prog: str, run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a subcommand: user errors become one line and exit 2, Ctrl-C exit 130."""
-    try:
-        return int(run(args) or 0)
-    except UserError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-
-
-def standalone_main(prog: str, module: ModuleType, argv: Sequence[str] | None = None) -> int:
-    """Entry point for one subcommand module run on its own (e.g. ``replay_eval``)."""
-    parser = argparse.ArgumentParser(prog=prog, description=module.HELP)
-    module.add_arguments(parser)
-    return _invoke(prog, module.run, parser.parse_args(argv))
+    return invoke(f"distilvpr {args.command}", args._run, args)
 
 
 def distil_main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,7 @@ DEFAULT_TARGET = "embedder"
 
 def targets() -> dict[str, str]:
     """name -> module of every benchmark target (core ones first)."""
-    from ..app.plugins import bench_targets
+    from ..foundation.plugins import bench_targets
     return {**CORE_TARGETS, **bench_targets()}
 
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from torch import nn
-
 from ..foundation.config import ConfigError, spec
-from .registry import METHODS, get_method
-from .weighted import WeightedDistillLoss
+
+#: The methods that registry.METHODS builds (checked there), kept here so a config is
+#: validated without importing torch.
+METHOD_NAMES = ("none", "mse", "kd", "rkd", "pkt", "sp", "cc", "distilvpr")
 
 MANIFOLD_NAMES = ("euclidean", "sphere", "poincare")
 
@@ -32,7 +32,7 @@ class DistillConfig:
 
     method: str = field(default="distilvpr", metadata=spec(
         "distillation method: none (task loss only), a baseline, or distilvpr",
-        choices=list(METHODS)))
+        choices=list(METHOD_NAMES)))
     # --- DistilVPR
     lambda_self: float = field(default=10.0, metadata=spec(
         "weight of the self-agent sum (paper: 10 on Oxford, 1 on Boreas)", ge=0))
@@ -86,14 +86,3 @@ class DistillConfig:
             raise ConfigError("distill: method distilvpr with no manifolds or with use_self and use_cross "
                               "both false distils nothing; set method: none for a plain student")
 
-
-def build_distill_loss(cfg: DistillConfig) -> nn.Module:
-    """The distillation term for ``cfg`` as a :class:`WeightedDistillLoss`.
-
-    ``loss, parts = module(student float [B, D], teacher float [B, D], step)``: the
-    scalar loss tensor (to be added to the task loss) and ``{term: float}``
-    for logging (``parts["distill"]`` is the weighted total).
-    """
-    terms = get_method(cfg.method)(cfg)
-    starts = {name: cfg.cross_start_step for name in terms if name.startswith("cross_")}
-    return WeightedDistillLoss(cfg.method, terms, starts)

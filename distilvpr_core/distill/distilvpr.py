@@ -16,17 +16,15 @@ Defaults follow the paper's Oxford setting: cross weights 0.1, lambda_self 10.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from torch import nn
 
+from .config import DistillConfig
 from .cross_agent import CrossAgentLoss
 from .manifolds import Euclidean, PoincareBall
 from .relations import CosineSimilarity, ManifoldDistance, MeanNormScaled
 from .self_agent import SelfAgentAngleLoss, SelfAgentDistanceLoss
-
-if TYPE_CHECKING:
-    from .config import DistillConfig
 
 # manifold name -> builder of its self-agent loss (beta, curvature)
 SELF_AGENT: dict[str, Callable[[float, float], nn.Module]] = {

@@ -6,7 +6,7 @@ names for an unknown one.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from torch import nn
 
@@ -15,13 +15,12 @@ from .baselines.kd import SimilarityKDLoss
 from .baselines.mse import EmbeddingMSELoss
 from .baselines.pkt import PKTLoss
 from .baselines.sp import SimilarityPreservingLoss
+from .config import METHOD_NAMES, DistillConfig
 from .distilvpr import distilvpr_terms
 from .manifolds import Euclidean
 from .relations import ManifoldDistance
 from .self_agent import SelfAgentAngleLoss, SelfAgentDistanceLoss
-
-if TYPE_CHECKING:
-    from .config import DistillConfig
+from .weighted import WeightedDistillLoss
 
 Terms = dict[str, tuple[float, nn.Module]]
 
@@ -43,6 +42,7 @@ METHODS: dict[str, Callable[[DistillConfig], Terms]] = {
     "cc": lambda cfg: {"cc": (cfg.cc_weight, CorrelationCongruenceLoss(cfg.cc_gamma))},
     "distilvpr": distilvpr_terms,
 }
+assert tuple(METHODS) == METHOD_NAMES, "config.METHOD_NAMES must list the registry"
 
 
 def get_method(name: str) -> Callable[[DistillConfig], Terms]:
@@ -50,3 +50,15 @@ def get_method(name: str) -> Callable[[DistillConfig], Terms]:
     if name not in METHODS:
         raise ValueError(f"unknown distillation method {name!r}; valid names: {list(METHODS)}")
     return METHODS[name]
+
+
+def build_distill_loss(cfg: DistillConfig) -> nn.Module:
+    """The distillation term for ``cfg`` as a :class:`WeightedDistillLoss`.
+
+    ``loss, parts = module(student float [B, D], teacher float [B, D], step)``: the
+    scalar loss tensor (to be added to the task loss) and ``{term: float}``
+    for logging (``parts["distill"]`` is the weighted total).
+    """
+    terms = get_method(cfg.method)(cfg)
+    starts = {name: cfg.cross_start_step for name in terms if name.startswith("cross_")}
+    return WeightedDistillLoss(cfg.method, terms, starts)

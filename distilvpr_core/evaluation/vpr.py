@@ -122,7 +122,7 @@ def evaluate_model(model: nn.Module, branch: str, traversals: Sequence[Any], dat
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..app.cli import add_config_args
+    from ..foundation.cli_args import add_config_args
     parser.add_argument("--checkpoint", required=True, metavar="PT",
                         help="student or teacher checkpoint (.pt) written by 'distilvpr distil'")
     parser.add_argument("--branch", default="auto", choices=BRANCHES,

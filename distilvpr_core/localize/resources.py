@@ -9,9 +9,12 @@ Nothing here imports torch unless ``backend == "torch"``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from ..foundation.contract import check_contract
 from ..foundation.errors import UserError
+from ..infer import load_embedder
+from ..mapdb import PriorMap
 
 
 def load_model_and_map(map_path: str | Path, model_path: str | Path, backend: str = "onnxruntime",
@@ -29,9 +32,6 @@ def load_model_and_map(map_path: str | Path, model_path: str | Path, backend: st
     if not Path(model_path).is_file():
         raise UserError(f"{model_name} {str(model_path)!r}: no such model file; export one with "
                         "'distilvpr export' or fix the path")
-    from ..infer import load_embedder
-    from ..mapdb import PriorMap
-
     options: dict[str, Any] = {}
     if backend == "tensorrt" and engine_cache_dir:
         options["cache_dir"] = engine_cache_dir
@@ -52,31 +52,3 @@ def load_model_and_map(map_path: str | Path, model_path: str | Path, backend: st
         raise
     return embedder, prior_map
 
-
-def check_contract(map_contract: Mapping[str, Any], model_contract: Mapping[str, Any],
-                   map_where: str, model_where: str) -> None:
-    """UserError naming every preprocessing key on which the map and the model differ.
-
-    A map built with another resize, crop, channel order or normalisation has
-    descriptors of other images than the node will compute.  A key on one
-    side only is a difference too: a map whose contract lacks ``resize``
-    cannot show it was made with the model's resize.
-    """
-    absent = "<absent>"
-    diffs = [f"{key}: map {map_contract.get(key, absent)!r}, model {model_contract.get(key, absent)!r}"
-             for key in sorted(set(map_contract) | set(model_contract))
-             if key not in map_contract or key not in model_contract
-             or _norm(map_contract[key]) != _norm(model_contract[key])]
-    if diffs:
-        raise UserError(f"{map_where}: the map's preprocessing contract differs from the model's "
-                        f"({model_where}): " + "; ".join(diffs)
-                        + "; rebuild the map with this model ('distilvpr map build')")
-
-
-def _norm(value: Any) -> Any:
-    # JSON turns tuples into lists and may turn 1.0 into 1.
-    if isinstance(value, (list, tuple)):
-        return [_norm(v) for v in value]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return value

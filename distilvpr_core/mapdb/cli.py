@@ -13,7 +13,7 @@ HELP = "prior map: build from a dataset or rosbag, info, verify, merge, query"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..app.cli import add_config_args
+    from ..foundation.cli_args import add_config_args
     sub = parser.add_subparsers(dest="map_command", metavar="ACTION")
 
     b = sub.add_parser("build", help="embed keyframes of dataset traversals and/or bags into a new map",
@@ -143,7 +143,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ..localize.resources import check_contract
+    from ..foundation.contract import check_contract
     from .priormap import PriorMap
     from .schema import V1_NOTE, read_schema
     from .storage import remove_stale_partials, writer_lock
@@ -191,7 +191,7 @@ def _query(args: argparse.Namespace) -> int:
     m = PriorMap.load(args.map, expect_fingerprint=emb.fingerprint if emb else None,
                       expect_dim=emb.dim if emb else None)
     if emb is not None:
-        from ..localize.resources import check_contract
+        from ..foundation.contract import check_contract
         check_contract(m.contract, emb.contract.to_dict(), str(args.map), str(args.model))
     if args.image:
         from PIL import Image

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .bev import points_to_bev
-from .config import TeacherConfig
+from .config import LIDAR_ENCODER_NAMES, TeacherConfig
 from .pooling import GeM
 
 
@@ -60,6 +60,7 @@ def _bev_prepare(points: np.ndarray, cfg: TeacherConfig) -> np.ndarray:
 LIDAR_ENCODERS: dict[str, LidarEncoderSpec] = {
     "bev": LidarEncoderSpec(prepare=_bev_prepare, build=BevEncoder),
 }
+assert tuple(LIDAR_ENCODERS) == LIDAR_ENCODER_NAMES, "config.LIDAR_ENCODER_NAMES must list the registry"
 
 
 def lidar_encoder_spec(name: str) -> LidarEncoderSpec:

@@ -12,7 +12,7 @@ DEFAULT_CONFIG = "config/synth_town.yaml"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``distilvpr synth``."""
-    from ..app.cli import add_config_args
+    from ..foundation.cli_args import add_config_args
     add_config_args(parser, DEFAULT_CONFIG)
     parser.add_argument("--out", required=True, metavar="DIR", help="output dataset directory (created)")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it exists and is not empty")
@@ -53,5 +53,5 @@ def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point (same flags as ``distilvpr synth``)."""
     import sys
 
-    from ..app.cli import standalone_main
+    from ..foundation.cli_args import standalone_main
     return standalone_main("distilvpr synth", sys.modules[__name__], argv)

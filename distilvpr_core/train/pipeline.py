@@ -279,7 +279,7 @@ def _run_stages(cfg: DistilRunConfig, argv: list[str] | None) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..app.cli import add_config_args
+    from ..foundation.cli_args import add_config_args
     add_config_args(parser, "config/distil_synth.yaml")
 
 

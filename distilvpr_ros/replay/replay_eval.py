@@ -281,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``replay_eval`` executable; returns the exit code."""
-    from distilvpr_core.app.cli import standalone_main
+    from distilvpr_core.foundation.cli_args import standalone_main
     return standalone_main("replay_eval", sys.modules[__name__], argv)
 
 
