@@ -82,12 +82,14 @@ def test_rate_pacing_scales_recorded_timing_and_collects_tables(records):
         res = player.play(records, collector, "rate", rate=2.0)
         collector.wait_quiet([f.stamp_ns for f in res.sent], quiet_s=1.0, max_s=5.0)
         # Frame k is due k / QUERY_HZ / rate after the first: never sent early (that is what
-        # pacing guarantees).  A loaded machine may send frames late (a 0.3 s stall was seen),
-        # so the upper bound only rules out the rate being ignored (0.9 s for these frames).
+        # pacing guarantees).  A loaded machine may send a frame late (a 0.3 s stall was seen)
+        # and the next ones catch up, so the typical gap is compared as a ratio, not a clock
+        # bound: the median gap is the due gap (an ignored rate doubles it).
         due = np.arange(len(records)) / QUERY_HZ / 2.0
         offsets = np.array([f.sent_s for f in res.sent]) - res.sent[0].sent_s
         assert (offsets >= due - 0.01).all(), (offsets - due).round(3)
-        assert offsets[-1] < due[-1] + 0.4, (offsets - due).round(3)
+        gap_ratio = float(np.median(np.diff(offsets))) / (1.0 / QUERY_HZ / 2.0)
+        assert 0.7 < gap_ratio < 1.4, (gap_ratio, (offsets - due).round(3))
         assert res.stopped is None and len(res.sent) == 10
         assert sorted(a.stamp_ns for a in collector.answers) == [r.stamp_ns for r in records]
         a = collector.answers[0]
