@@ -33,7 +33,7 @@ def test_bench_writes_table_and_json(small_model, tmp_path, capsys):
     out = tmp_path / "b.json"
     assert bench.run(_args("--model", str(onnx_path), "--checkpoint", str(ckpt), "--backends",
                            "onnxruntime,torch", "--batches", "1,3", "--iters", "4", "--warmup", "1",
-                           "--threads", "1", "--frame", "320x240", "--out", str(out))) == 0
+                           "--threads", "1", "--frame", "320x240", "--json", str(out))) == 0
     text = capsys.readouterr().out
     assert "onnxruntime" in text and "bare p50" in text and f"saved {out}" in text
     res = json.loads(out.read_text())
@@ -53,7 +53,7 @@ def test_bench_writes_table_and_json(small_model, tmp_path, capsys):
 def test_bench_bad_arguments(small_model, tmp_path):
     onnx_path, _ = small_model
     with pytest.raises(UserError, match="unknown backend 'tflite'"):
-        bench.run(_args("--model", str(onnx_path), "--backends", "tflite", "--out", str(tmp_path / "x.json")))
+        bench.run(_args("--model", str(onnx_path), "--backends", "tflite", "--json", str(tmp_path / "x.json")))
     with pytest.raises(UserError, match="needs --int8-model"):
         bench.run(_args("--model", str(onnx_path), "--backends", "onnxruntime-int8"))
     with pytest.raises(UserError, match="needs --checkpoint"):

@@ -53,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accuracy-dataset", metavar="DIR",
                         help="native dataset: also report R@N and per-frame cosine of every backend vs "
                              "onnxruntime fp32 on its test traversals (e.g. the INT8 R@1 drop)")
-    parser.add_argument("--out", metavar="FILE.json", default="bench_embedder.json",
-                        help="where to save the results (default: bench_embedder.json)")
+    parser.add_argument("--json", metavar="FILE", default=None,
+                        help="also write the results as JSON (the same flag as every 'distilvpr bench' target)")
 
 
 def _pct(samples: list[float]) -> dict[str, float]:
@@ -248,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
     m = result["machine"]
     print(f"machine: {m['cpu']}, {m['affinity']} cores usable, load {m['loadavg_1m']:.2f}"
           + (f", GPU {m['gpu']}" if "gpu" in m else ""))
-    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
-    print(f"saved {args.out}")
+    if args.json:
+        write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
+        print(f"saved {args.json}")
     return 0
