@@ -31,7 +31,7 @@ from ..foundation.errors import UserError
 
 HELP = "run the end-to-end demo: synth town -> distil -> export -> map -> node replay -> table"
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the source checkout: distilvpr_core/app/demo.py
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
