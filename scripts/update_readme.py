@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate README.md's result tables from the files the commands wrote.
+"""Regenerate the result tables (README headline, docs/benchmarks.md, docs/demo.md) from the files the commands wrote.
 
     .venv/bin/python scripts/update_readme.py [--demo demo_out/summary.json]
 
@@ -66,10 +66,41 @@ def demo_block(summary: Path, note: str = "") -> str:
     return table + f"\n\nFrom `{summary}` (seeds {s['seeds']}{wall}).{' ' + note if note else ''}"
 
 
+#: README's headline rows: (key in the benchmark JSON, label); a row is shown when it ran.
+HEADLINE_ROWS = (("teacher", "teacher (camera + LiDAR)"), ("no_distillation", "student, no distillation"),
+                 ("default", "student, product default recipe"), ("distilvpr", "student, DistilVPR (paper's full method)"),
+                 ("self_only", "student, DistilVPR self-agent terms only"))
+#: Query conditions of the benchmark town, in the order a day goes wrong.
+CONDITIONS = (("noon/clear/summer", "noon"), ("dawn/overcast/winter", "dawn-winter"),
+              ("dusk/rain/autumn", "dusk-rain"), ("night/clear/summer", "night"), ("noon/fog/autumn", "fog"))
+
+
+def headline_block(path: Path) -> str:
+    """README's table: P (and T where measured), then D per query condition, mean ± std over seeds."""
+    from bench_synth_report import _fmt
+    protos = json.loads(path.read_text())["protocols"]
+    extra = [("unseen_town", "T")] if "unseen_town" in protos else []
+    cols = [("unseen_places", "P"), *extra, ("deployment", "D mean")]
+    head = "| model | " + " | ".join(c for _, c in cols) + " | " + " | ".join(f"D {c}" for _, c in CONDITIONS) + " |"
+    lines = [head, "|---|" + "---|" * (len(cols) + len(CONDITIONS))]
+    d_rows = protos["deployment"]["rows"]
+    for key, label in HEADLINE_ROWS:
+        if key not in d_rows:
+            continue
+        cells = [_fmt(protos.get(p, {}).get("rows", {}).get(key, {}).get("r1", [])) for p, _ in cols]
+        by_cond = d_rows[key].get("r1_by_condition", {})
+        cells += [_fmt(by_cond.get(c, [])) for c, _ in CONDITIONS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    chance = [protos.get(p, {}).get("chance_r1") for p, _ in cols]
+    lines.append("| *chance* | " + " | ".join("–" if c is None else f"{c:.1f}" for c in chance)
+                 + " |" + " |" * len(CONDITIONS))
+    return "\n".join(lines)
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     pat = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
     if not pat.search(text):
-        raise SystemExit(f"README.md has no <!-- BEGIN {name} --> ... <!-- END {name} --> block")
+        raise SystemExit(f"no <!-- BEGIN {name} --> ... <!-- END {name} --> block to replace")
     return pat.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
@@ -79,18 +110,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demo-note", default="", metavar="TEXT",
                    help="a sentence after the demo table (how and where it was run)")
     p.add_argument("--readme", type=Path, default=REPO / "README.md")
+    p.add_argument("--docs", type=Path, default=REPO / "docs", help="folder of benchmarks.md and demo.md")
     args = p.parse_args(argv)
     sys.path[:0] = [str(REPO), str(REPO / "scripts")]
-    text = args.readme.read_text()
+    readme = args.readme.read_text()
+    readme = replace_block(readme, "headline", headline_block(REPO / "docs/benchmark_synth.json"))
+    args.readme.write_text(readme)
+    print(f"updated {args.readme}")
+    bench_md = args.docs / "benchmarks.md"
+    text = bench_md.read_text()
     text = replace_block(text, "benchmark", benchmark_block([
         ("CPU (docs/benchmark_synth.md)", REPO / "docs/benchmark_synth.json"),
         ("GPU H200, paper schedule, lr 3e-4 (docs/benchmark_synth_gpu.md)", REPO / "docs/benchmark_synth_gpu.json"),
         ("CPU, paper schedule, first machine (docs/bench_cpu/paper_schedule/)",
          REPO / "docs/bench_cpu/paper_schedule/benchmark_synth.json")]))
+    bench_md.write_text(text)
+    print(f"updated {bench_md}")
     if args.demo:
-        text = replace_block(text, "demo", demo_block(args.demo, args.demo_note))
-    args.readme.write_text(text)
-    print(f"updated {args.readme}")
+        demo_md = args.docs / "demo.md"
+        demo_md.write_text(replace_block(demo_md.read_text(), "demo", demo_block(args.demo, args.demo_note)))
+        print(f"updated {demo_md}")
     return 0
 
 
