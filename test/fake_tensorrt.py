@@ -259,13 +259,11 @@ class Engine:
 
 class Runtime:
     """Deserialises plans starting with ``b"engine"``; None for anything else."""
-    deserialised: list[bytes] = []
 
     def __init__(self, logger: Logger) -> None:
         pass
 
     def deserialize_cuda_engine(self, blob: bytes) -> Engine | None:
-        Runtime.deserialised.append(bytes(blob))
         return Engine() if bytes(blob).startswith(b"engine") else None
 
 

@@ -121,6 +121,17 @@ def test_corrupt_or_stale_cache_entries_are_rebuilt(tiny_onnx, tmp_path):
     assert build.calls == 4
 
 
+def test_reject_rebuilds_only_the_engine_that_did_not_deserialise(tiny_onnx, tmp_path):
+    cache, build = tmp_path / "cache", CountingBuilder()
+    first = ensure_engine(tiny_onnx, "fp16", cache, facts=ORIN, builder=build)
+    bad = read_sidecar(first.engine)["engine_sha256"]
+    # Someone else's sha (another process already replaced the bad engine): reused, not rebuilt.
+    assert not ensure_engine(tiny_onnx, "fp16", cache, facts=ORIN, builder=build, reject="ff" * 32).built
+    rebuilt = ensure_engine(tiny_onnx, "fp16", cache, facts=ORIN, builder=build, reject=bad)
+    assert rebuilt.built and "does not deserialise" in rebuilt.reason and rebuilt.engine == first.engine
+    assert read_sidecar(first.engine)["engine_sha256"] != bad and build.calls == 2
+
+
 def test_engine_from_another_gpu_is_refused_with_both_names(tiny_onnx, tmp_path):
     res = ensure_engine(tiny_onnx, "fp16", tmp_path / "c", facts=ORIN, builder=CountingBuilder())
     meta = read_sidecar(res.engine)
