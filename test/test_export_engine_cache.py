@@ -282,24 +282,49 @@ def test_calibration_table_is_per_engine_key_and_recorded(tiny_onnx, tmp_path):
                       facts=ORIN, builder=build)
 
 
-def _race_worker(onnx_path: str, cache: str, log: str, q) -> None:
+def _wait_for(cond, what: str, timeout_s: float = 60.0) -> None:
     import time
+    end = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > end:
+            raise TimeoutError(f"waited {timeout_s:g} s for {what}")
+        time.sleep(0.01)
 
-    def slow_builder(onnx_path, spec, contract, **kw):
+
+def _race_worker(onnx_path: str, cache: str, log: str, events: str, q) -> None:
+    """One of two processes asking for one engine.  Whoever builds holds the key's lock until the other
+    has announced that it is about to block on it, so the other one always waits: no sleep decides it."""
+    import fcntl
+    import types
+
+    from distilvpr_core.infer.tensorrt import engine_cache
+    me = os.getpid()
+
+    def flock(fd: int, op: int) -> None:
+        if op == fcntl.LOCK_EX:  # a blocking acquire (prune's are LOCK_NB): announce it first
+            Path(events, f"waiting-{me}").touch()
+        fcntl.flock(fd, op)
+
+    engine_cache.fcntl = types.SimpleNamespace(**{k: getattr(fcntl, k) for k in dir(fcntl)
+                                                  if k.startswith("LOCK_")}, flock=flock)
+
+    def builder(onnx_path, spec, contract, **kw):
         with open(log, "a") as fh:
-            fh.write(f"build {os.getpid()}\n")
-        time.sleep(1.5)
-        return b"engine by %d" % os.getpid()
+            fh.write(f"build {me}\n")
+        _wait_for(lambda: any(p.name != f"waiting-{me}" for p in Path(events).glob("waiting-*")),
+                  "the other process to reach the lock")
+        return b"engine by %d" % me
 
-    res = ensure_engine(onnx_path, "fp16", cache, facts=ORIN, builder=slow_builder)
+    res = ensure_engine(onnx_path, "fp16", cache, facts=ORIN, builder=builder)
     q.put((res.built, res.reason, str(res.engine)))
 
 
 def test_two_processes_build_one_key_once(tiny_onnx, tmp_path):
     import multiprocessing as mp
     ctx = mp.get_context("fork")
-    q, log = ctx.Queue(), tmp_path / "builds.log"
-    procs = [ctx.Process(target=_race_worker, args=(str(tiny_onnx), str(tmp_path / "c"), str(log), q))
+    q, log, events = ctx.Queue(), tmp_path / "builds.log", tmp_path / "events"
+    events.mkdir()
+    procs = [ctx.Process(target=_race_worker, args=(str(tiny_onnx), str(tmp_path / "c"), str(log), str(events), q))
              for _ in range(2)]
     for p in procs:
         p.start()
