@@ -16,12 +16,12 @@ import enum
 from typing import Any, Callable
 
 
-class cudaError_t(enum.IntEnum):  # noqa: N801 -- cuda-python's names
+class cudaError_t(enum.IntEnum):  # cuda-python's names
     cudaSuccess = 0
     cudaErrorInvalidValue = 1
 
 
-class cudaMemcpyKind(enum.IntEnum):  # noqa: N801
+class cudaMemcpyKind(enum.IntEnum):
     cudaMemcpyHostToHost = 0
     cudaMemcpyHostToDevice = 1
     cudaMemcpyDeviceToHost = 2
@@ -47,16 +47,16 @@ class FakeCudaRuntime:
         table[ctypes.addressof(buf)] = buf
         return OK, ctypes.addressof(buf)
 
-    def cudaMalloc(self, nbytes: int) -> tuple:  # noqa: N802
+    def cudaMalloc(self, nbytes: int) -> tuple:
         return self._alloc(self.device, nbytes)
 
-    def cudaMallocHost(self, nbytes: int) -> tuple:  # noqa: N802
+    def cudaMallocHost(self, nbytes: int) -> tuple:
         return self._alloc(self.host, nbytes)
 
-    def cudaFree(self, ptr: int) -> tuple:  # noqa: N802
+    def cudaFree(self, ptr: int) -> tuple:
         return (OK,) if self.device.pop(ptr, None) is not None else (cudaError_t.cudaErrorInvalidValue,)
 
-    def cudaFreeHost(self, ptr: int) -> tuple:  # noqa: N802
+    def cudaFreeHost(self, ptr: int) -> tuple:
         return (OK,) if self.host.pop(ptr, None) is not None else (cudaError_t.cudaErrorInvalidValue,)
 
     @staticmethod
@@ -64,26 +64,26 @@ class FakeCudaRuntime:
         return any(base <= ptr and ptr + nbytes <= base + len(buf) for base, buf in table.items())
 
     # streams
-    def cudaStreamCreate(self) -> tuple:  # noqa: N802
+    def cudaStreamCreate(self) -> tuple:
         handle, self._next_stream = self._next_stream, self._next_stream + 1
         self.queues[handle] = []
         return OK, handle
 
-    def cudaStreamDestroy(self, stream: int) -> tuple:  # noqa: N802
+    def cudaStreamDestroy(self, stream: int) -> tuple:
         self.queues.pop(int(stream))
         return (OK,)
 
     def enqueue(self, stream: int, work: Callable[[], None]) -> None:
         self.queues[int(stream)].append(work)
 
-    def cudaStreamSynchronize(self, stream: int) -> tuple:  # noqa: N802
+    def cudaStreamSynchronize(self, stream: int) -> tuple:
         self.log.append(("sync", int(stream)))
         queue = self.queues[int(stream)]
         while queue:
             queue.pop(0)()
         return (OK,)
 
-    def cudaMemcpyAsync(self, dst: int, src: int, nbytes: int, kind: cudaMemcpyKind, stream: int) -> tuple:  # noqa: N802
+    def cudaMemcpyAsync(self, dst: int, src: int, nbytes: int, kind: cudaMemcpyKind, stream: int) -> tuple:
         name = {cudaMemcpyKind.cudaMemcpyHostToDevice: "H2D", cudaMemcpyKind.cudaMemcpyDeviceToHost: "D2H"}[kind]
         self.log.append((name, int(stream), dst, src, nbytes))
         to, frm = (self.device, self.host) if name == "H2D" else (self.host, self.device)
@@ -92,5 +92,5 @@ class FakeCudaRuntime:
         self.enqueue(stream, lambda: ctypes.memmove(dst, src, nbytes))
         return (OK,)
 
-    def cudaGetErrorName(self, err: cudaError_t) -> tuple:  # noqa: N802
+    def cudaGetErrorName(self, err: cudaError_t) -> tuple:
         return OK, err.name.encode()

@@ -25,9 +25,9 @@ ORIN = GpuFacts("10.3.0", "Orin", (8, 7), 16, 62841)
 H100 = GpuFacts("10.8.0.43", "NVIDIA H100 80GB HBM3", (9, 0), 132, 81008)
 
 
-@pytest.fixture
-def tiny_onnx(tmp_path) -> Path:
-    """A real (tiny) ONNX file with distilvpr metadata: Conv -> GlobalAveragePool -> Flatten."""
+def write_tiny_onnx(path: Path) -> Path:
+    """A real (tiny) ONNX file with distilvpr metadata at ``path``: Conv -> GlobalAveragePool -> Flatten,
+    input [N, 3, 8, 8], output [N, 4]."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
@@ -42,9 +42,13 @@ def tiny_onnx(tmp_path) -> Path:
     info = ModelInfo(PreprocessContract(input_size=(8, 8), descriptor_dim=4), "ab" * 32, "fp32")
     for k, v in info.to_props().items():
         model.metadata_props.add(key=k, value=v)
-    path = tmp_path / "tiny.onnx"
     onnx.save(model, str(path))
     return path
+
+
+@pytest.fixture
+def tiny_onnx(tmp_path) -> Path:
+    return write_tiny_onnx(tmp_path / "tiny.onnx")
 
 
 class CountingBuilder:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_export_engine_cache import tiny_onnx  # noqa: F401 -- a fixture
+from test_export_engine_cache import write_tiny_onnx
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu_check.py"
 
@@ -114,7 +114,13 @@ def test_tensorrt_part_accepts_the_older_cuda_cudart(gc, monkeypatch):
     assert "needs cuda-python: pip install cuda-python" in gc.tensorrt_blocker({"cuda": True})
 
 
-def test_ort_reference_runs_on_the_cpu_provider_even_where_gpu_providers_exist(gc, tiny_onnx, monkeypatch):
+@pytest.fixture
+def model_onnx(tmp_path) -> Path:
+    """The tiny ONNX model of test_export_engine_cache (contract 8 x 8 -> 4, as the fake engines)."""
+    return write_tiny_onnx(tmp_path / "tiny.onnx")
+
+
+def test_ort_reference_runs_on_the_cpu_provider_even_where_gpu_providers_exist(gc, model_onnx, monkeypatch):
     import onnxruntime
 
     from distilvpr_core.infer import ort_backend
@@ -123,7 +129,7 @@ def test_ort_reference_runs_on_the_cpu_provider_even_where_gpu_providers_exist(g
     chosen = []
     real = ort_backend.choose_providers
     monkeypatch.setattr(ort_backend, "choose_providers", lambda req=None: chosen.append(real(req)) or chosen[-1])
-    ref = gc.ort_reference(tiny_onnx)
+    ref = gc.ort_reference(model_onnx)
     assert chosen == [["CPUExecutionProvider"]] and ref.providers == ["CPUExecutionProvider"]
 
 

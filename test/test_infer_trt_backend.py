@@ -14,7 +14,7 @@ from pathlib import Path
 import fake_tensorrt as ftrt
 import numpy as np
 import pytest
-from test_export_engine_cache import ORIN, tiny_onnx  # noqa: F401 -- tiny_onnx is a fixture
+from test_export_engine_cache import ORIN, write_tiny_onnx
 
 from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.infer.tensorrt import build as trt_build
@@ -172,6 +172,12 @@ def test_stream_handle_never_falls_back_to_getptr():
         cuda_mem.handle(Handle())
 
 
+@pytest.fixture
+def model_onnx(tmp_path) -> Path:
+    """The tiny ONNX model of test_export_engine_cache (contract 8 x 8 -> 4, as the fake engines)."""
+    return write_tiny_onnx(tmp_path / "tiny.onnx")
+
+
 class Plans:
     """The TensorRT builder, standing in: hands out the plans in ``plans`` in turn (b"engine..." deserialise)."""
 
@@ -197,13 +203,13 @@ def fake_trt(monkeypatch):
     return plans
 
 
-def test_cached_engine_that_no_longer_deserialises_is_rebuilt_and_replaced(tiny_onnx, tmp_path, fake_trt,
+def test_cached_engine_that_no_longer_deserialises_is_rebuilt_and_replaced(model_onnx, tmp_path, fake_trt,
                                                                          caplog):
     cache = tmp_path / "c"
     builder = fake_trt(b"plan this TensorRT cannot read", b"engine rebuilt")
-    stale = ensure_engine(tiny_onnx, "fp16", cache, facts=ORIN, builder=builder)  # cached, sidecar valid
+    stale = ensure_engine(model_onnx, "fp16", cache, facts=ORIN, builder=builder)  # cached, sidecar valid
     with caplog.at_level(logging.WARNING):
-        emb = TrtEmbedder(tiny_onnx, "fp16", cache)
+        emb = TrtEmbedder(model_onnx, "fp16", cache)
     assert "does not deserialise with this TensorRT; rebuilding it" in caplog.text
     assert builder.calls == 2 and emb.built_now and emb.engine_path == stale.engine
     assert stale.engine.read_bytes() == b"engine rebuilt"  # replaced in place, atomically:
@@ -211,14 +217,14 @@ def test_cached_engine_that_no_longer_deserialises_is_rebuilt_and_replaced(tiny_
     assert not [p.name for p in cache.iterdir() if p.name.startswith(".")]  # no temp file left
     assert emb._forward(np.zeros((2, 3, 8, 8), np.float32)).shape == (2, 4)
     emb.close()
-    assert not TrtEmbedder(tiny_onnx, "fp16", cache).built_now  # the rebuilt engine is served from now on
+    assert not TrtEmbedder(model_onnx, "fp16", cache).built_now  # the rebuilt engine is served from now on
 
 
-def test_engine_that_does_not_deserialise_after_a_rebuild_is_an_error(tiny_onnx, tmp_path, fake_trt):
+def test_engine_that_does_not_deserialise_after_a_rebuild_is_an_error(model_onnx, tmp_path, fake_trt):
     builder = fake_trt(b"unreadable 1", b"unreadable 2")
-    ensure_engine(tiny_onnx, "fp16", tmp_path / "c", facts=ORIN, builder=builder)
+    ensure_engine(model_onnx, "fp16", tmp_path / "c", facts=ORIN, builder=builder)
     with pytest.raises(UserError, match="could not deserialise the engine"):
-        TrtEmbedder(tiny_onnx, "fp16", tmp_path / "c")
+        TrtEmbedder(model_onnx, "fp16", tmp_path / "c")
     assert builder.calls == 2  # one rebuild, no loop
     # An .engine given by path has no ONNX to rebuild from: an error, nothing built.
     engine = next((tmp_path / "c").glob("*.engine"))
@@ -227,8 +233,8 @@ def test_engine_that_does_not_deserialise_after_a_rebuild_is_an_error(tiny_onnx,
     assert builder.calls == 2
 
 
-def test_no_execution_context_is_an_error(tiny_onnx, tmp_path, fake_trt, monkeypatch):
+def test_no_execution_context_is_an_error(model_onnx, tmp_path, fake_trt, monkeypatch):
     fake_trt(b"engine ok")
     monkeypatch.setattr(ftrt.Engine, "context_factory", None)  # create_execution_context() -> None
     with pytest.raises(UserError, match="could not create an execution context"):
-        TrtEmbedder(tiny_onnx, "fp16", tmp_path / "c")
+        TrtEmbedder(model_onnx, "fp16", tmp_path / "c")

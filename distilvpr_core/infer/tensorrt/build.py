@@ -187,6 +187,10 @@ def calib_table_name(stem: str, spec: EngineSpec, recipe: BuildRecipe) -> str:
     return f"{stem}-{h.hexdigest()[:20]}.calib"
 
 
+def _no_buffer() -> None:
+    """``free`` of a build without a calibration buffer."""
+
+
 def build_engine(onnx_path: str | Path, spec: EngineSpec, contract: PreprocessContract,
                  recipe: BuildRecipe | None = None, timing_cache: str | Path | None = None,
                  calib: CalibrationSource | None = None, calib_cache: str | Path | None = None,
@@ -236,7 +240,7 @@ def build_engine(onnx_path: str | Path, spec: EngineSpec, contract: PreprocessCo
         config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
 
     calibrator = None
-    free: Callable[[], None] = lambda: None  # noqa: E731 -- fp engines hold no calibration buffer
+    free = _no_buffer  # fp engines hold no calibration buffer
     if spec.precision == "int8":
         if calib is None:
             raise UserError("precision int8 needs calibration images (--calib)")
