@@ -7,11 +7,13 @@ autocast, CUDA graphs, all vs fp32 on CUDA, plus a stress row whose
 activations are of a trained network's size (> 40, where the textbook
 fp16 GeM overflowed).  TensorRT part (also needs onnx, onnxruntime,
 tensorrt 10, cuda-python): fp32/fp16/INT8 engines of the exported student
-vs ONNX Runtime fp32: cosine >= 0.9999 fp32, >= 0.999 fp16, and INT8 R@1
-on a synthetic place/revisit pair within one query of fp32.  Rows whose
-requirements are missing are listed as skipped with the reason; a skip is
-not a failure.  Randomly initialised student (no downloads).  Exit 1 if a
-check that ran failed.
+vs ONNX Runtime fp32 on the CPU execution provider: cosine >= 0.9999 fp32,
+>= 0.999 fp16, and INT8 R@1 on a synthetic place/revisit pair within one
+query of fp32.  Rows whose requirements are missing are listed as skipped
+with the reason; a skip is not a failure, but the output then ends with a
+line starting ``SKIPPED: no TensorRT row ran``.  Randomly initialised
+student (no downloads).  Exit 1 if a check that ran failed; exit 3 with
+``--require-tensorrt`` when no TensorRT row ran.
 """
 from __future__ import annotations
 
@@ -32,7 +34,13 @@ if str(REPO / "scripts") not in sys.path:
     sys.path.insert(0, str(REPO / "scripts"))  # gpu_check_lib beside this file, however it is loaded
 
 TORCH_PART = ("torch", "torchvision", "numpy", "PIL", "yaml")
-TRT_PART = ("onnx", "onnxruntime", "tensorrt", "cuda.bindings")
+# cuda-python is checked by the backend's own import helper (new or old module path), not by name.
+TRT_PART = ("onnx", "onnxruntime", "tensorrt")
+TRT_ROWS = ("TensorRT fp32 engine", "TensorRT fp16 engine", "TensorRT INT8 engine")
+# The reference runs on the CPU provider: "ORT fp32" on a CUDA or TensorRT provider would be a
+# GPU result compared with another GPU result (the TensorRT EP even builds its own engine).
+ORT_REFERENCE_PROVIDER = "CPUExecutionProvider"
+EXIT_NO_TENSORRT = 3
 from gpu_check_lib import (Budget, Report, Row, cosine_stats, judge,  # noqa: E402
                            missing_modules, p50_ms, recall_at_1, synthetic_places)
 
@@ -129,24 +137,35 @@ def torch_rows(rep: Report, tmp: Path, args: argparse.Namespace, budget: Budget)
     return out
 
 
-def tensorrt_rows(rep: Report, tmp: Path, args: argparse.Namespace, budget: Budget,
-                  torch_out: dict[str, Any]) -> None:
-    names = ("TensorRT fp32 engine", "TensorRT fp16 engine", "TensorRT INT8 engine")
-    reason = ""
+def tensorrt_blocker(torch_out: dict[str, Any]) -> str:
+    """Why the TensorRT rows cannot run here ("" if they can): modules, CUDA, TensorRT, cuda-python."""
     gone = missing_modules(TRT_PART)
     if gone:
-        reason = f"missing python modules {gone} (TensorRT part needs {list(TRT_PART)})"
-    elif not torch_out.get("cuda"):
-        reason = "no CUDA device"
-    else:
-        from distilvpr_core.foundation.errors import UserError
-        from distilvpr_core.infer.tensorrt.build import import_tensorrt
-        try:
-            import_tensorrt()
-        except UserError as exc:
-            reason = str(exc)
+        return f"missing python modules {gone} (TensorRT part needs {list(TRT_PART)} and cuda-python)"
+    if not torch_out.get("cuda"):
+        return "no CUDA device"
+    from distilvpr_core.foundation.errors import UserError
+    from distilvpr_core.infer.tensorrt.build import import_tensorrt
+    from distilvpr_core.infer.tensorrt.cuda_mem import cudart
+    try:
+        import_tensorrt()
+        cudart()  # cuda.bindings.runtime or the older cuda.cudart, as the backend accepts
+    except UserError as exc:
+        return str(exc)
+    return ""
+
+
+def ort_reference(onnx_path: Path) -> Any:
+    """The ONNX Runtime embedder every TensorRT row is compared with, on the CPU provider only."""
+    from distilvpr_core.infer import load_embedder
+    return load_embedder(onnx_path, backend="onnxruntime", providers=[ORT_REFERENCE_PROVIDER])
+
+
+def tensorrt_rows(rep: Report, tmp: Path, args: argparse.Namespace, budget: Budget,
+                  torch_out: dict[str, Any]) -> None:
+    reason = tensorrt_blocker(torch_out)
     if reason:
-        for name in names:
+        for name in TRT_ROWS:
             rep.add(Row(name, notes=reason))
         return
 
@@ -166,10 +185,10 @@ def tensorrt_rows(rep: Report, tmp: Path, args: argparse.Namespace, budget: Budg
     calib.mkdir()
     for i, img in enumerate(synthetic_places(64, seed=3)[0]):
         Image.fromarray(img).save(calib / f"{i:03d}.png")
-    ort = load_embedder(onnx_path, backend="onnxruntime")
+    ort = ort_reference(onnx_path)
     ref = ort.embed(frames)
     ref_r1 = recall_at_1(ort.embed(places), ort.embed(revisits))
-    for name, precision, floor in zip(names, ("fp32", "fp16", "int8"), (0.9999, 0.999, None)):
+    for name, precision, floor in zip(TRT_ROWS, ("fp32", "fp16", "int8"), (0.9999, 0.999, None)):
         if budget.left() < 20:
             rep.add(Row(name, notes=f"time budget ({args.budget_s:g} s) spent"))
             continue
@@ -185,7 +204,7 @@ def tensorrt_rows(rep: Report, tmp: Path, args: argparse.Namespace, budget: Budg
         build_s = time.perf_counter() - t0
         got = emb.embed(frames)
         lo, mean = cosine_stats(got, ref)
-        row = Row(name, cos=f"{lo:.6f} / {mean:.6f}", vs="ORT fp32", notes=f"build {build_s:.1f} s")
+        row = Row(name, cos=f"{lo:.6f} / {mean:.6f}", vs="ORT fp32 CPU", notes=f"build {build_s:.1f} s")
         if floor is not None:
             judge(row, lo, floor, bool(np.isfinite(got).all()))
         else:
@@ -193,7 +212,7 @@ def tensorrt_rows(rep: Report, tmp: Path, args: argparse.Namespace, budget: Budg
             one_query = 100.0 / len(places)
             row.finite = "yes" if np.isfinite(got).all() else "NO"
             row.result = "ok" if row.finite == "yes" and ref_r1 - r1 <= one_query + 1e-9 else "FAIL"
-            row.notes += f"; R@1 {r1:.1f} vs ORT fp32 {ref_r1:.1f} ({len(places)} places, drop <= 1 query)"
+            row.notes += f"; R@1 {r1:.1f} vs ORT fp32 CPU {ref_r1:.1f} ({len(places)} places, drop <= 1 query)"
         row.b1 = f"{p50_ms(lambda: emb.embed(frames[:1]), args.iters):.2f}"
         row.b8 = f"{p50_ms(lambda: emb.embed(frames[:8]), args.iters):.2f}"
         rep.add(row)
@@ -210,6 +229,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="projection weight scale for the trained-size activation row (default: 25)")
     p.add_argument("--budget-s", type=float, default=85.0, help="skip TensorRT rows past this (default: 85)")
     p.add_argument("--out", help="markdown table file (default: $OUT/gpu_check.md when OUT is set)")
+    p.add_argument("--require-tensorrt", action="store_true",
+                   help=f"exit {EXIT_NO_TENSORRT} when no TensorRT row ran (a device check that must test TensorRT)")
     args = p.parse_args(argv)
     w, _, h = args.size.partition("x")
     args.size = (int(w), int(h))
@@ -265,7 +286,15 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(table)
         print(f"table written to {args.out}")
-    return 1 if rep.failed() else 0
+    ran = [r for r in rep.rows if r.check in TRT_ROWS and r.result != "skipped"]
+    if ran:
+        print(f"TensorRT rows run: {len(ran)} of {len(TRT_ROWS)}")
+    else:  # the last line, so nobody reads a green exit as "TensorRT passed"
+        why = next((r.notes for r in rep.rows if r.check in TRT_ROWS), "the TensorRT part did not run")
+        print(f"SKIPPED: no TensorRT row ran ({why})")
+    if rep.failed():
+        return 1
+    return EXIT_NO_TENSORRT if args.require_tensorrt and not ran else 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@
 Builder/config/network record what they were asked; ``build_serialized_network``
 drives an INT8 calibrator as TensorRT does (get_batch until None, swallowing
 exceptions as the pybind11 trampoline would, then write_calibration_cache).
-Engines are described by I/O names, shapes and a profile.
+Networks hold the layers TensorRT 10's ONNX parser makes of the student's tail
+(types, output dtypes, shape tensors, the broadcast it adds for GeM's ``p``).
+Engines are described by I/O names, shapes and a profile; ``Runtime``
+deserialises bytes starting with ``b"engine"`` and returns None for others,
+as TensorRT does for a corrupt or foreign plan.
 """
 from __future__ import annotations
 
@@ -31,6 +35,20 @@ class TensorIOMode(enum.Enum):
 class DataType(enum.Enum):
     FLOAT = 0
     HALF = 1
+    INT32 = 3
+    INT64 = 8
+
+
+class LayerType(enum.Enum):
+    CONVOLUTION = 0
+    ACTIVATION = 2
+    ELEMENTWISE = 6
+    UNARY = 11
+    SHUFFLE = 13
+    REDUCE = 15
+    CONSTANT = 17
+    SHAPE = 23
+    GATHER = 12
 
 
 class Logger:
@@ -62,21 +80,46 @@ class Profile:
         self.shapes[name] = (lo, opt, hi)
 
 
+class Tensor:
+    def __init__(self, dtype: DataType = DataType.FLOAT, execution: bool = True) -> None:
+        self.dtype, self.is_execution_tensor = dtype, execution
+
+
 class Layer:
-    def __init__(self, name: str) -> None:
-        self.name, self.precision, self.num_outputs, self.output_types = name, None, 1, {}
+    def __init__(self, name: str, type: LayerType, out: Tensor | None = None) -> None:
+        self.name, self.type, self.precision, self.output_types = name, type, None, {}
+        self.outputs = [out or Tensor()]
+        self.num_outputs = len(self.outputs)
+
+    def get_output(self, i: int) -> Tensor:
+        return self.outputs[i]
 
     def set_output_type(self, i: int, t: Any) -> None:
         self.output_types[i] = t
 
 
 class Network:
-    LAYERS = ("/backbone/conv1/Conv", "/proj/Conv", "/pool/Clip", "/pool/ReduceMax", "/pool/Div",
-              "/pool/Pow", "/pool/ReduceMean", "/pool/Pow_1", "/pool/Mul")
+    """The student's last backbone layers and its GeM head, as TensorRT 10's parser builds them.
+
+    The parser names layers after ONNX nodes, but adds its own: the broadcast
+    of the initializer ``pool.p`` to rank 4, and the shape arithmetic of Flatten.
+    """
+    LAYERS = (("/backbone/conv1/Conv", LayerType.CONVOLUTION), ("/backbone/relu/Relu", LayerType.ACTIVATION),
+              ("/proj/Conv", LayerType.CONVOLUTION), ("/pool/Constant", LayerType.CONSTANT),
+              ("/pool/Clip", LayerType.ACTIVATION), ("/pool/ReduceMax", LayerType.REDUCE),
+              ("/pool/Div", LayerType.ELEMENTWISE), ("pool.p", LayerType.CONSTANT),
+              ("ONNXTRT_Broadcast_64", LayerType.SHUFFLE), ("/pool/Pow", LayerType.ELEMENTWISE),
+              ("/pool/ReduceMean", LayerType.REDUCE), ("/pool/Reciprocal", LayerType.UNARY),
+              ("/pool/Constant_1", LayerType.CONSTANT), ("/pool/Mul", LayerType.ELEMENTWISE),
+              ("ONNXTRT_Broadcast_67", LayerType.SHUFFLE), ("/pool/Pow_1", LayerType.ELEMENTWISE),
+              ("ONNXTRT_ShapeTensorFromDims_70", LayerType.SHAPE), ("ONNXTRT_gather_71", LayerType.GATHER),
+              ("/pool/Flatten", LayerType.SHUFFLE), ("/pool/Mul_1", LayerType.ELEMENTWISE))
+    SHAPE_LAYERS = {"ONNXTRT_ShapeTensorFromDims_70": Tensor(DataType.INT64, execution=False),
+                    "ONNXTRT_gather_71": Tensor(DataType.INT64)}
 
     def __init__(self) -> None:
         self.num_inputs = self.num_outputs = 1
-        self.layers = [Layer(n) for n in self.LAYERS]
+        self.layers = [Layer(n, t, self.SHAPE_LAYERS.get(n)) for n, t in self.LAYERS]
         self.num_layers = len(self.layers)
 
     def get_input(self, i: int) -> Any:
@@ -87,9 +130,12 @@ class Network:
 
 
 class Config:
-    """Knobs: ``accept_cache`` (set_timing_cache result), ``return_no_cache`` (get_timing_cache -> None)."""
+    """Knobs: ``accept_cache`` (set_timing_cache result), ``return_no_cache`` (get_timing_cache -> None),
+    ``accept_profile`` (add_optimization_profile -1 if False), ``accept_calib_profile``."""
     accept_cache = True
     return_no_cache = False
+    accept_profile = True
+    accept_calib_profile = True
 
     def __init__(self) -> None:
         self.flags = {BuilderFlag.TF32}  # TensorRT 10 enables TF32 by default
@@ -121,11 +167,16 @@ class Config:
         return None if self.return_no_cache else self.timing_cache
 
     def add_optimization_profile(self, p: Profile) -> int:
+        if not self.accept_profile:
+            return -1
         self.profiles.append(p)
         return len(self.profiles) - 1
 
-    def set_calibration_profile(self, p: Profile) -> None:
+    def set_calibration_profile(self, p: Profile) -> bool:
+        if not self.accept_calib_profile:
+            return False
         self.calibration_profile = p
+        return True
 
 
 class Builder:
@@ -172,7 +223,12 @@ class OnnxParser:
 
 
 class Engine:
-    """A deserialised engine: I/O names, modes, dtypes, shapes and one profile."""
+    """A deserialised engine: I/O names, modes, dtypes, shapes and one profile.
+
+    ``create_execution_context`` returns ``context_factory()``, or None (as
+    TensorRT does when it cannot allocate the context's memory) without one.
+    """
+    context_factory: Any = None
 
     def __init__(self, in_shape=(-1, 3, 8, 8), out_shape=(-1, 4), profile=((1, 3, 8, 8),) * 2 + ((8, 3, 8, 8),),
                  dtype=DataType.FLOAT, outputs: int = 1) -> None:
@@ -197,15 +253,28 @@ class Engine:
         assert name == "image" and profile_index == 0
         return self.profile
 
+    def create_execution_context(self) -> Any:
+        return self.context_factory() if self.context_factory is not None else None
+
+
+class Runtime:
+    """Deserialises plans starting with ``b"engine"``; None for anything else."""
+
+    def __init__(self, logger: Logger) -> None:
+        pass
+
+    def deserialize_cuda_engine(self, blob: bytes) -> Engine | None:
+        return Engine() if bytes(blob).startswith(b"engine") else None
+
 
 def make_module(version: str = "10.3.0") -> types.ModuleType:
     """A fake ``tensorrt`` module; for 11.x the APIs TensorRT 11 removed are absent."""
     mod = types.ModuleType("tensorrt")
     mod.__version__ = version
-    for obj in (MemoryPoolType, TensorIOMode, DataType, Logger, TimingCache, Builder, OnnxParser):
+    for obj in (MemoryPoolType, TensorIOMode, DataType, LayerType, Logger, TimingCache, Builder, OnnxParser,
+                Runtime):
         setattr(mod, obj.__name__, obj)
-    mod.Runtime = object
-    mod.float32 = DataType.FLOAT
+    mod.float32, mod.float16 = DataType.FLOAT, DataType.HALF
     if version.split(".")[0] == "11":
         mod.BuilderFlag = enum.Enum("BuilderFlag", {"TF32": "tf32"})  # FP16/INT8/... removed
     else:

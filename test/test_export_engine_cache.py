@@ -25,9 +25,9 @@ ORIN = GpuFacts("10.3.0", "Orin", (8, 7), 16, 62841)
 H100 = GpuFacts("10.8.0.43", "NVIDIA H100 80GB HBM3", (9, 0), 132, 81008)
 
 
-@pytest.fixture
-def tiny_onnx(tmp_path) -> Path:
-    """A real (tiny) ONNX file with distilvpr metadata: Conv -> GlobalAveragePool -> Flatten."""
+def write_tiny_onnx(path: Path) -> Path:
+    """A real (tiny) ONNX file with distilvpr metadata at ``path``: Conv -> GlobalAveragePool -> Flatten,
+    input [N, 3, 8, 8], output [N, 4]."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
@@ -42,9 +42,13 @@ def tiny_onnx(tmp_path) -> Path:
     info = ModelInfo(PreprocessContract(input_size=(8, 8), descriptor_dim=4), "ab" * 32, "fp32")
     for k, v in info.to_props().items():
         model.metadata_props.add(key=k, value=v)
-    path = tmp_path / "tiny.onnx"
     onnx.save(model, str(path))
     return path
+
+
+@pytest.fixture
+def tiny_onnx(tmp_path) -> Path:
+    return write_tiny_onnx(tmp_path / "tiny.onnx")
 
 
 class CountingBuilder:
@@ -121,6 +125,17 @@ def test_corrupt_or_stale_cache_entries_are_rebuilt(tiny_onnx, tmp_path):
     assert build.calls == 4
 
 
+def test_reject_rebuilds_only_the_engine_that_did_not_deserialise(tiny_onnx, tmp_path):
+    cache, build = tmp_path / "cache", CountingBuilder()
+    first = ensure_engine(tiny_onnx, "fp16", cache, facts=ORIN, builder=build)
+    bad = read_sidecar(first.engine)["engine_sha256"]
+    # Someone else's sha (another process already replaced the bad engine): reused, not rebuilt.
+    assert not ensure_engine(tiny_onnx, "fp16", cache, facts=ORIN, builder=build, reject="ff" * 32).built
+    rebuilt = ensure_engine(tiny_onnx, "fp16", cache, facts=ORIN, builder=build, reject=bad)
+    assert rebuilt.built and "does not deserialise" in rebuilt.reason and rebuilt.engine == first.engine
+    assert read_sidecar(first.engine)["engine_sha256"] != bad and build.calls == 2
+
+
 def test_engine_from_another_gpu_is_refused_with_both_names(tiny_onnx, tmp_path):
     res = ensure_engine(tiny_onnx, "fp16", tmp_path / "c", facts=ORIN, builder=CountingBuilder())
     meta = read_sidecar(res.engine)
@@ -169,7 +184,7 @@ def test_real_tensorrt_build_reuse_and_parity(tiny_onnx, tmp_path):
     from distilvpr_core.infer import load_embedder
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (3, 16, 16, 3), np.uint8)
-    ref = load_embedder(tiny_onnx, backend="onnxruntime").embed(frames)
+    ref = load_embedder(tiny_onnx, backend="onnxruntime", providers=["CPUExecutionProvider"]).embed(frames)
     trt = load_embedder(tiny_onnx, backend="tensorrt", precision="fp32", cache_dir=tmp_path / "c")
     assert trt.built_now
     np.testing.assert_allclose(trt.embed(frames), ref, atol=1e-4)
@@ -271,24 +286,49 @@ def test_calibration_table_is_per_engine_key_and_recorded(tiny_onnx, tmp_path):
                       facts=ORIN, builder=build)
 
 
-def _race_worker(onnx_path: str, cache: str, log: str, q) -> None:
+def _wait_for(cond, what: str, timeout_s: float = 60.0) -> None:
     import time
+    end = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > end:
+            raise TimeoutError(f"waited {timeout_s:g} s for {what}")
+        time.sleep(0.01)
 
-    def slow_builder(onnx_path, spec, contract, **kw):
+
+def _race_worker(onnx_path: str, cache: str, log: str, events: str, q) -> None:
+    """One of two processes asking for one engine.  Whoever builds holds the key's lock until the other
+    has announced that it is about to block on it, so the other one always waits: no sleep decides it."""
+    import fcntl
+    import types
+
+    from distilvpr_core.infer.tensorrt import engine_cache
+    me = os.getpid()
+
+    def flock(fd: int, op: int) -> None:
+        if op == fcntl.LOCK_EX:  # a blocking acquire (prune's are LOCK_NB): announce it first
+            Path(events, f"waiting-{me}").touch()
+        fcntl.flock(fd, op)
+
+    engine_cache.fcntl = types.SimpleNamespace(**{k: getattr(fcntl, k) for k in dir(fcntl)
+                                                  if k.startswith("LOCK_")}, flock=flock)
+
+    def builder(onnx_path, spec, contract, **kw):
         with open(log, "a") as fh:
-            fh.write(f"build {os.getpid()}\n")
-        time.sleep(1.5)
-        return b"engine by %d" % os.getpid()
+            fh.write(f"build {me}\n")
+        _wait_for(lambda: any(p.name != f"waiting-{me}" for p in Path(events).glob("waiting-*")),
+                  "the other process to reach the lock")
+        return b"engine by %d" % me
 
-    res = ensure_engine(onnx_path, "fp16", cache, facts=ORIN, builder=slow_builder)
+    res = ensure_engine(onnx_path, "fp16", cache, facts=ORIN, builder=builder)
     q.put((res.built, res.reason, str(res.engine)))
 
 
 def test_two_processes_build_one_key_once(tiny_onnx, tmp_path):
     import multiprocessing as mp
     ctx = mp.get_context("fork")
-    q, log = ctx.Queue(), tmp_path / "builds.log"
-    procs = [ctx.Process(target=_race_worker, args=(str(tiny_onnx), str(tmp_path / "c"), str(log), q))
+    q, log, events = ctx.Queue(), tmp_path / "builds.log", tmp_path / "events"
+    events.mkdir()
+    procs = [ctx.Process(target=_race_worker, args=(str(tiny_onnx), str(tmp_path / "c"), str(log), str(events), q))
              for _ in range(2)]
     for p in procs:
         p.start()

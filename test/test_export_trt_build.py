@@ -30,15 +30,18 @@ def spec(precision: str) -> EngineSpec:
 class Uploads:
     """Stands in for the calibrator's device buffer: counts copies and frees; can fail on copy ``fail_at``."""
 
-    def __init__(self, fail_at: int | None = None) -> None:
-        self.copies, self.freed, self.fail_at = 0, 0, fail_at
+    def __init__(self, fail_at: int | None = None, error: BaseException | None = None) -> None:
+        self.copies, self.freed, self.allocated, self.fail_at = 0, 0, 0, fail_at
+        self.error = error or RuntimeError("cudaMemcpy failed: illegal address")
 
     def __call__(self, nbytes: int):
+        self.allocated += 1
+
         def upload(host: np.ndarray) -> int:
             assert host.dtype == np.float32 and host.nbytes == nbytes
             self.copies += 1
             if self.copies == self.fail_at:
-                raise RuntimeError("cudaMemcpy failed: illegal address")
+                raise self.error
             return 0xD0000
 
         def free() -> None:
@@ -92,9 +95,31 @@ def test_fp32_clears_tf32_and_fp16_pins_gem_to_fp32(tmp_path):
     cfg, net = ftrt.Builder.last.config, ftrt.Builder.last.network
     assert {ftrt.BuilderFlag.FP16, ftrt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS} <= cfg.flags
     pinned = [layer.name for layer in net.layers if layer.precision == ftrt.DataType.FLOAT]
-    assert pinned == [n for n in ftrt.Network.LAYERS if n.startswith("/pool/")] and len(pinned) == 7
+    # Every float layer after the projection conv, the broadcasts TensorRT adds for GeM's p included
+    # (they carry no /pool/ name); constants and shape/integer layers are left alone.
+    assert pinned == ["/pool/Clip", "/pool/ReduceMax", "/pool/Div", "ONNXTRT_Broadcast_64", "/pool/Pow",
+                      "/pool/ReduceMean", "/pool/Reciprocal", "/pool/Mul", "ONNXTRT_Broadcast_67",
+                      "/pool/Pow_1", "/pool/Flatten", "/pool/Mul_1"]
     assert all(layer.output_types == {0: ftrt.DataType.FLOAT} for layer in net.layers if layer.name in pinned)
-    assert net.layers[1].precision is None  # the projection conv stays free to run in fp16
+    untouched = [layer for layer in net.layers if layer.name not in pinned]
+    assert all(layer.precision is None and layer.output_types == {} for layer in untouched)
+    assert {layer.name for layer in untouched} >= {"/proj/Conv", "pool.p", "/pool/Constant",
+                                                   "ONNXTRT_ShapeTensorFromDims_70", "ONNXTRT_gather_71"}
+
+
+def test_rejected_optimisation_or_calibration_profile_is_an_error(tmp_path, monkeypatch):
+    trt = ftrt.make_module()
+    monkeypatch.setattr(ftrt.Config, "accept_profile", False)  # add_optimization_profile -> -1
+    with pytest.raises(UserError, match=r"rejected the optimisation profile batch \(1, 1, 8\)"):
+        trt_build.build_engine(tmp_path / "m.onnx", spec("fp16"), CONTRACT, trt=trt)
+    monkeypatch.setattr(ftrt.Config, "accept_profile", True)
+    monkeypatch.setattr(ftrt.Config, "accept_calib_profile", False)  # set_calibration_profile -> False
+    up = Uploads()
+    with pytest.raises(UserError, match=r"rejected the INT8 calibration profile \[8, 3, 8, 8\]"):
+        trt_build.build_engine(tmp_path / "m.onnx", spec("int8"), CONTRACT, trt=trt, uploader=up,
+                               calib=CalibrationSource(images(tmp_path / "imgs", 8)),
+                               calib_cache=tmp_path / "t.calib")
+    assert up.freed == up.allocated == 0  # refused before the buffer was taken
 
 
 def test_one_logger_per_process(tmp_path, monkeypatch):
@@ -139,7 +164,7 @@ def test_int8_calibrates_full_batches_writes_table_and_frees_buffer(tmp_path):
     trt_build.build_engine(tmp_path / "m.onnx", spec("int8"), CONTRACT, recipe=build_recipe("int8", calib_batch=8),
                            calib=calib, calib_cache=table, trt=ftrt.make_module(), uploader=up)
     b = ftrt.Builder.last
-    assert b.calibrated_batches == 2 and up.copies == 2 and up.freed == 1  # 20 images: 2 full batches of 8
+    assert b.calibrated_batches == 2 and up.copies == 2 and up.freed == up.allocated == 1  # 20: 2 batches of 8
     assert {ftrt.BuilderFlag.INT8, ftrt.BuilderFlag.FP16} <= b.config.flags
     assert b.config.calibration_profile.shapes["image"][0] == (8, 3, 8, 8)
     assert table.read_bytes() == b"CALIB-TABLE"
@@ -169,12 +194,59 @@ def test_fewer_images_than_one_batch_is_refused(tmp_path):
                                calib_cache=tmp_path / "t.calib", trt=ftrt.make_module(), uploader=Uploads())
 
 
-def test_exported_student_pooling_nodes_carry_the_pinned_prefix(tmp_path):
-    """TensorRT names layers after ONNX nodes: the GeM nodes must start with POOL_LAYER_PREFIX."""
+def test_exported_student_ends_with_its_gem_after_the_last_conv(tmp_path):
+    """What the fp32 pinning relies on: in the exported student, every node after the last Conv is
+    GeM's, and GeM's p (an initializer) is used there only."""
     import onnx
 
     from distilvpr_core.export.random_student import export_random_student
     _pt, path = export_random_student(tmp_path, (64, 48), dim=16)
-    names = [n.name for n in onnx.load(str(path)).graph.node]
-    pool = [n for n in names if n.startswith(trt_build.POOL_LAYER_PREFIX)]
-    assert {"Pow", "ReduceMean", "ReduceMax"} <= {n.split("/")[-1].split("_")[0] for n in pool}
+    nodes = list(onnx.load(str(path)).graph.node)
+    last_conv = max(i for i, n in enumerate(nodes) if n.op_type == "Conv")
+    assert nodes[last_conv].name == "/proj/Conv"
+    tail = nodes[last_conv + 1:]
+    assert tail and all(n.name.startswith("/pool/") for n in tail)
+    users_of_p = [n for n in nodes if "pool.p" in n.input]
+    assert users_of_p and all(n in tail for n in users_of_p)
+
+
+def test_calibrator_buffer_freed_when_creating_the_calibrator_fails(tmp_path, monkeypatch):
+    def broken_init(self) -> None:
+        raise RuntimeError("IInt8EntropyCalibrator2.__init__ failed")
+
+    monkeypatch.setattr(ftrt.IInt8EntropyCalibrator2, "__init__", broken_init)
+    up = Uploads()
+    with pytest.raises(RuntimeError, match="__init__ failed"):
+        trt_build.build_engine(tmp_path / "m.onnx", spec("int8"), CONTRACT, trt=ftrt.make_module(), uploader=up,
+                               calib=CalibrationSource(images(tmp_path / "imgs", 8)),
+                               calib_cache=tmp_path / "t.calib")
+    assert up.allocated == 1 and up.freed == 1
+
+
+def test_ctrl_c_during_calibration_stays_a_keyboard_interrupt(tmp_path):
+    up = Uploads(fail_at=2, error=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        trt_build.build_engine(tmp_path / "m.onnx", spec("int8"), CONTRACT, trt=ftrt.make_module(), uploader=up,
+                               calib=CalibrationSource(images(tmp_path / "imgs", 24), limit=24),
+                               calib_cache=tmp_path / "t.calib")
+    assert up.freed == 1 and not (tmp_path / "t.calib").exists()
+
+
+def test_default_calibration_table_is_keyed_on_model_and_calibration_content(tmp_path):
+    """Without ``calib_cache`` the table goes beside the ONNX under a content key: a retrained model at
+    the same path, or another calibration set, is calibrated afresh, never given the old scales."""
+    onnx_path, trt = tmp_path / "m.onnx", ftrt.make_module()
+    calib = CalibrationSource(images(tmp_path / "imgs", 8), limit=8)
+
+    def build(onnx_sha: str, calib_digest: str) -> int:
+        s = EngineSpec(onnx_sha, "int8", (8, 8), (1, 1, 8), calib_digest)
+        trt_build.build_engine(onnx_path, s, CONTRACT, calib=calib, trt=trt, uploader=Uploads())
+        return ftrt.Builder.last.calibrated_batches
+
+    assert build("00" * 32, "cc" * 32) == 1
+    assert build("00" * 32, "cc" * 32) == 0  # same model, same images: the table is reused
+    assert build("11" * 32, "cc" * 32) == 1  # retrained, same path: calibrated again
+    assert build("11" * 32, "dd" * 32) == 1  # other calibration set: calibrated again
+    tables = sorted(p.name for p in tmp_path.glob("*.calib"))
+    assert len(tables) == 3 and all(t.startswith("m-") for t in tables)
+    assert not (tmp_path / "m.onnx.calib").exists()

@@ -1,14 +1,17 @@
 """scripts/gpu_check.py: its CPU-side logic, and that it runs and skips cleanly without CUDA/TensorRT."""
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_export_engine_cache import write_tiny_onnx
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu_check.py"
 
@@ -83,7 +86,65 @@ def test_runs_and_skips_cleanly_with_only_the_torch_part_installed(tmp_path):
     assert "| torch fp32 CPU (reference) | ok |" in md
     rows = [line for line in md.splitlines() if line.startswith("| TensorRT")]
     assert len(rows) == 3 and all("| skipped |" in r and "missing python modules ['onnx', 'onnxruntime', "
-                                  "'tensorrt', 'cuda.bindings']" in r for r in rows)
+                                  "'tensorrt']" in r for r in rows)
+    assert proc.stdout.rstrip().splitlines()[-1].startswith("SKIPPED: no TensorRT row ran (missing python")
     import torch
     if not torch.cuda.is_available():
         assert md.count("torch sees no CUDA device") == 6
+
+
+def _installed(mod: types.ModuleType) -> types.ModuleType:
+    mod.__spec__ = importlib.machinery.ModuleSpec(mod.__name__, None)  # find_spec sees it as installed
+    return mod
+
+
+def test_tensorrt_part_accepts_the_older_cuda_cudart(gc, monkeypatch):
+    """cuda-python before 12.6 has ``cuda.cudart`` and no ``cuda.bindings``; the backend accepts it, so
+    the check must too (it asks the backend's import helper, not for a module name)."""
+    import fake_tensorrt as ftrt
+    from fake_cuda import FakeCudaRuntime
+    monkeypatch.setitem(sys.modules, "tensorrt", _installed(ftrt.make_module()))
+    cuda = _installed(types.ModuleType("cuda"))
+    cuda.cudart = FakeCudaRuntime()  # the pre-12.6 path; no cuda.bindings
+    monkeypatch.setitem(sys.modules, "cuda", cuda)
+    monkeypatch.delitem(sys.modules, "cuda.bindings", raising=False)
+    assert gc.tensorrt_blocker({"cuda": True}) == ""
+    assert gc.tensorrt_blocker({}) == "no CUDA device"
+    monkeypatch.setitem(sys.modules, "cuda", _installed(types.ModuleType("cuda")))  # neither: what to install
+    assert "needs cuda-python: pip install cuda-python" in gc.tensorrt_blocker({"cuda": True})
+
+
+@pytest.fixture
+def model_onnx(tmp_path) -> Path:
+    """The tiny ONNX model of test_export_engine_cache (contract 8 x 8 -> 4, as the fake engines)."""
+    return write_tiny_onnx(tmp_path / "tiny.onnx")
+
+
+def test_ort_reference_runs_on_the_cpu_provider_even_where_gpu_providers_exist(gc, model_onnx, monkeypatch):
+    import onnxruntime
+
+    from distilvpr_core.infer import ort_backend
+    gpu_build = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: gpu_build)
+    chosen = []
+    real = ort_backend.choose_providers
+    monkeypatch.setattr(ort_backend, "choose_providers", lambda req=None: chosen.append(real(req)) or chosen[-1])
+    ref = gc.ort_reference(model_onnx)
+    assert chosen == [["CPUExecutionProvider"]] and ref.providers == ["CPUExecutionProvider"]
+
+
+def test_shell_entry_says_skipped_or_fails_when_no_tensorrt_row_ran(tmp_path):
+    """scripts/gpu_check.sh with a TensorRT that cannot be imported: the last line says SKIPPED, and
+    --require-tensorrt turns that into exit 3."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "tensorrt.py").write_text("raise ImportError('no TensorRT in this test')\n")
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(shadow), "OUT": str(tmp_path / "out")}
+    args = ["--size", "160x120", "--dim", "64", "--iters", "1", "--budget-s", "0"]
+    sh = SCRIPT.with_suffix(".sh")
+    proc = subprocess.run(["bash", str(sh), *args, "--require-tensorrt"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
+    last = proc.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("SKIPPED: no TensorRT row ran (") and ("TensorRT is not installed" in last
+                                                                  or "no CUDA device" in last)

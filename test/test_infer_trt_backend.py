@@ -5,6 +5,8 @@ and below); what is tested is the backend's own code around them.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 import threading
 import time
 from pathlib import Path
@@ -12,11 +14,15 @@ from pathlib import Path
 import fake_tensorrt as ftrt
 import numpy as np
 import pytest
+from test_export_engine_cache import ORIN, write_tiny_onnx
 
 from distilvpr_core.foundation.errors import UserError
+from distilvpr_core.infer.tensorrt import build as trt_build
 from distilvpr_core.infer.tensorrt import cuda_mem
 from distilvpr_core.foundation.contract import PreprocessContract
 from distilvpr_core.infer.tensorrt.backend import TrtEmbedder, check_engine_io
+from distilvpr_core.infer.tensorrt.engine_cache import read_sidecar
+from distilvpr_core.infer.tensorrt.engines import ensure_engine
 
 CONTRACT = PreprocessContract(input_size=(8, 8), descriptor_dim=4)  # W x H = 8 x 8, D = 4
 TRT = ftrt.make_module()
@@ -164,3 +170,71 @@ def test_stream_handle_never_falls_back_to_getptr():
     assert cuda_mem.handle(5) == 5
     with pytest.raises(TypeError, match="cannot take the integer handle of Handle"):
         cuda_mem.handle(Handle())
+
+
+@pytest.fixture
+def model_onnx(tmp_path) -> Path:
+    """The tiny ONNX model of test_export_engine_cache (contract 8 x 8 -> 4, as the fake engines)."""
+    return write_tiny_onnx(tmp_path / "tiny.onnx")
+
+
+class Plans:
+    """The TensorRT builder, standing in: hands out the plans in ``plans`` in turn (b"engine..." deserialise)."""
+
+    def __init__(self, *plans: bytes) -> None:
+        self.plans, self.calls = list(plans), 0
+
+    def __call__(self, onnx_path, spec, contract, **kw) -> bytes:
+        self.calls += 1
+        return self.plans.pop(0)
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    """TrtEmbedder's TensorRT, GPU facts and builder, faked; returns a setter for the builder's plans."""
+    monkeypatch.setattr(trt_build, "import_tensorrt", lambda: TRT)
+    monkeypatch.setattr(trt_build, "current_facts", lambda device=0: ORIN)
+    monkeypatch.setattr(ftrt.Engine, "context_factory", Context)
+
+    def plans(*blobs: bytes) -> Plans:
+        p = Plans(*blobs)
+        monkeypatch.setattr(trt_build, "build_engine", p)
+        return p
+    return plans
+
+
+def test_cached_engine_that_no_longer_deserialises_is_rebuilt_and_replaced(model_onnx, tmp_path, fake_trt,
+                                                                         caplog):
+    cache = tmp_path / "c"
+    builder = fake_trt(b"plan this TensorRT cannot read", b"engine rebuilt")
+    stale = ensure_engine(model_onnx, "fp16", cache, facts=ORIN, builder=builder)  # cached, sidecar valid
+    with caplog.at_level(logging.WARNING):
+        emb = TrtEmbedder(model_onnx, "fp16", cache)
+    assert "does not deserialise with this TensorRT; rebuilding it" in caplog.text
+    assert builder.calls == 2 and emb.built_now and emb.engine_path == stale.engine
+    assert stale.engine.read_bytes() == b"engine rebuilt"  # replaced in place, atomically:
+    assert read_sidecar(stale.engine)["engine_sha256"] == hashlib.sha256(b"engine rebuilt").hexdigest()
+    assert not [p.name for p in cache.iterdir() if p.name.startswith(".")]  # no temp file left
+    assert emb._forward(np.zeros((2, 3, 8, 8), np.float32)).shape == (2, 4)
+    emb.close()
+    assert not TrtEmbedder(model_onnx, "fp16", cache).built_now  # the rebuilt engine is served from now on
+
+
+def test_engine_that_does_not_deserialise_after_a_rebuild_is_an_error(model_onnx, tmp_path, fake_trt):
+    builder = fake_trt(b"unreadable 1", b"unreadable 2")
+    ensure_engine(model_onnx, "fp16", tmp_path / "c", facts=ORIN, builder=builder)
+    with pytest.raises(UserError, match="could not deserialise the engine"):
+        TrtEmbedder(model_onnx, "fp16", tmp_path / "c")
+    assert builder.calls == 2  # one rebuild, no loop
+    # An .engine given by path has no ONNX to rebuild from: an error, nothing built.
+    engine = next((tmp_path / "c").glob("*.engine"))
+    with pytest.raises(UserError, match="could not deserialise the engine"):
+        TrtEmbedder(engine)
+    assert builder.calls == 2
+
+
+def test_no_execution_context_is_an_error(model_onnx, tmp_path, fake_trt, monkeypatch):
+    fake_trt(b"engine ok")
+    monkeypatch.setattr(ftrt.Engine, "context_factory", None)  # create_execution_context() -> None
+    with pytest.raises(UserError, match="could not create an execution context"):
+        TrtEmbedder(model_onnx, "fp16", tmp_path / "c")

@@ -8,13 +8,15 @@ execution context and one set of buffers serve every thread, so calls take a
 lock (a multi-threaded executor is safe, not parallel).
 
 ``path`` is an exported ``.onnx`` (engine reused from, or built into, the
-engine cache) or an ``.engine`` with its sidecar ``.json`` (checked against
-this GPU and TensorRT version before loading).  Imports no torch; TensorRT
+engine cache; a cached engine TensorRT cannot deserialise is rebuilt with a
+warning) or an ``.engine`` with its sidecar ``.json`` (checked against this
+GPU and TensorRT version before loading).  Imports no torch; TensorRT
 and cuda-python are imported when the backend is created.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from .calibration import CalibrationSource
 from ...foundation.contract import PreprocessContract
 from .engine_key import DEFAULT_CALIB_COUNT
 from ..embedder import Embedder
+
+log = logging.getLogger(__name__)
 
 
 def _dims(d: Any) -> tuple[int, ...]:
@@ -67,10 +71,10 @@ class TrtEmbedder(Embedder):
     """Embedder on a TensorRT engine.
 
     Options: ``precision`` ("fp32" | "fp16" | "int8"; ignored for .engine),
-    ``cache_dir`` (default ``export.engines.default_cache_dir()``; the timing
+    ``cache_dir`` (default ``engines.default_cache_dir()``; the timing
     cache lives there too), ``max_batch`` (engine profile max; opt = 1),
     ``calib`` (image directory or dataset root, int8), ``calib_traversal``,
-    ``calib_count`` (default ``export.engine_key.DEFAULT_CALIB_COUNT``, as
+    ``calib_count`` (default ``engine_key.DEFAULT_CALIB_COUNT``, as
     ``build-engine``).
     """
     backend = "tensorrt"
@@ -78,46 +82,57 @@ class TrtEmbedder(Embedder):
     def __init__(self, path: str | Path, precision: str = "fp16", cache_dir: str | Path | None = None,
                  max_batch: int = 8, calib: str | Path | None = None, calib_traversal: str | None = None,
                  calib_count: int = DEFAULT_CALIB_COUNT) -> None:
+        from .build import current_facts, import_tensorrt, trt_logger
         from .engine_cache import check_engine_facts, read_sidecar
         from .engines import ensure_engine
-        from .build import current_facts, import_tensorrt
 
         path = Path(path)
-        self.built_now = False
         trt = import_tensorrt()
         facts = current_facts()
+        self._trt = trt
+        self._runtime = trt.Runtime(trt_logger(trt))  # outlives the engine: closed after it
         if path.suffix == ".engine":
             meta = read_sidecar(path)
             check_engine_facts(meta, facts, path)
-            engine_path = path
+            engine_path, built = path, False
+            engine = self._deserialise(path, meta)
         else:
             src = CalibrationSource(Path(calib), calib_traversal, calib_count) if calib else None
             res = ensure_engine(path, precision, cache_dir, (1, 1, max_batch), src, facts=facts)
-            engine_path = res.engine
-            meta = read_sidecar(engine_path)
-            self.built_now = res.built
+            meta = read_sidecar(res.engine)
+            engine = self._deserialise(res.engine, meta)
+            if engine is None and not res.built:
+                # A cached plan this TensorRT cannot read (a driver or TensorRT update with the
+                # same version string, a plan truncated before its sidecar was trusted): rebuild.
+                log.warning("%s: cached engine does not deserialise with this TensorRT; rebuilding it",
+                            res.engine)
+                res = ensure_engine(path, precision, cache_dir, (1, 1, max_batch), src, facts=facts,
+                                    reject=meta["engine_sha256"])
+                meta = read_sidecar(res.engine)
+                engine = self._deserialise(res.engine, meta)
+            engine_path, built = res.engine, res.built
+        if engine is None:
+            raise UserError(f"{engine_path}: TensorRT could not deserialise the engine (built by "
+                            "another TensorRT version or corrupt); delete it and rebuild")
         contract = PreprocessContract.from_dict(meta["contract"], source=str(engine_path))
         super().__init__(contract, meta["fingerprint"], min(max_batch, int(meta["key"]["batch"][2])))
-        self.engine_path = engine_path
+        self.engine_path, self.built_now = engine_path, built
         self.precision = meta["key"]["precision"]
-        self._trt = trt
+        self._engine = engine
+        context = engine.create_execution_context()
+        if context is None:  # TensorRT logs why; almost always the GPU memory for its activations
+            raise UserError(f"{engine_path}: TensorRT could not create an execution context (out of GPU "
+                            "memory?); free GPU memory or lower max_batch")
+        self._bind(context)
+
+    def _deserialise(self, engine_path: Path, meta: dict[str, Any]) -> Any:
+        """The engine at ``engine_path`` (bytes checked against the sidecar's sha256), or None if
+        TensorRT cannot deserialise it."""
         blob = engine_path.read_bytes()
         if hashlib.sha256(blob).hexdigest() != meta.get("engine_sha256"):
             raise UserError(f"{engine_path}: engine bytes do not match the sha256 in its sidecar "
                             "(corrupt or replaced); rebuild it with 'distilvpr build-engine'")
-        self._open(blob)
-
-    def _open(self, blob: bytes) -> None:
-        from .build import trt_logger
-
-        trt = self._trt
-        self._runtime = trt.Runtime(trt_logger(trt))
-        engine = self._runtime.deserialize_cuda_engine(blob)
-        if engine is None:
-            raise UserError(f"{self.engine_path}: TensorRT could not deserialise the engine (built by "
-                            "another TensorRT version or corrupt); delete it and rebuild")
-        self._engine = engine
-        self._bind(engine.create_execution_context())
+        return self._runtime.deserialize_cuda_engine(blob)
 
     def _bind(self, context: Any) -> None:
         """Check the engine's I/O against the contract, size buffers from its profile, bind them."""

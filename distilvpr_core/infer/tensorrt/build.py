@@ -11,16 +11,19 @@ must be cast into the ONNX graph and INT8 must come as explicit Q/DQ nodes
 11 does not support JetPack, so an 11 path would be unused on robots and
 untested here; the gate below refuses 11 instead of crashing mid-build.
 
-INT8 uses implicit quantisation with an ``IInt8EntropyCalibrator2`` (trt_calibrator.py) fed by the
+INT8 uses implicit quantisation with an ``IInt8EntropyCalibrator2`` (calibrator.py) fed by the
 shared preprocessing on real frames (directory or dataset traversal); its
-table is named after the engine key.  A calibration error is re-raised after
-the build (the binding would otherwise read it as "end of data"), and zero
-batches are refused.  fp32 engines clear TF32; fp16/int8 engines pin the GeM
-pooling layers to fp32.  Dynamic batch: one optimisation profile
-(min, opt, max) x 3 x H x W.
+table is keyed on the ONNX bytes and the calibration set (``calib_table_name``).
+A calibration error is re-raised after the build (the binding would otherwise
+read it as "end of data"; Ctrl-C stays a KeyboardInterrupt), and zero batches
+are refused.  fp32 engines clear TF32; fp16/int8 engines pin the GeM head (every
+float layer after the last convolution) to fp32.  Dynamic batch: one
+optimisation profile (min, opt, max) x 3 x H x W; a profile or calibration
+profile TensorRT rejects is an error, not a silent default.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -46,8 +49,6 @@ REQUIRED_API = ("BuilderFlag.FP16", "BuilderFlag.INT8", "BuilderFlag.TF32",
                 "BuilderFlag.PREFER_PRECISION_CONSTRAINTS", "IInt8EntropyCalibrator2",
                 "MemoryPoolType.WORKSPACE", "TensorIOMode.INPUT", "Builder", "Runtime", "OnnxParser",
                 "Logger")
-# ONNX node-name prefix torch gives the student's GeM (Student.pool); TensorRT keeps ONNX names.
-POOL_LAYER_PREFIX = "/pool/"
 
 _LOGGER: Any = None
 
@@ -132,18 +133,62 @@ def _save_timing_cache(config: Any, tc_path: Path | None) -> None:
         log.warning("%s: timing cache not saved (%s)", tc_path, exc)
 
 
+def _pinnable(trt: Any, layer: Any) -> bool:
+    """Whether a precision constraint means anything for ``layer`` (Polygraphy's rule).
+
+    Not for constants (their weights carry their own type; TensorRT folds them
+    into the consumer, which is pinned), nor for layers with a shape-tensor or
+    non-float output (shape arithmetic, casts to int, gathers of dimensions).
+    """
+    if layer.type == trt.LayerType.CONSTANT:
+        return False
+    floats = (trt.float32, trt.float16)
+    for j in range(layer.num_outputs):
+        out = layer.get_output(j)
+        if not out.is_execution_tensor or out.dtype not in floats:
+            return False
+    return True
+
+
 def pin_pool_layers_fp32(trt: Any, network: Any) -> list[str]:
-    """Run the GeM pooling layers in fp32 (their outputs too); returns the layer names pinned."""
+    """Run the GeM head in fp32 (outputs too); returns the names of the layers pinned.
+
+    The head is found by position, not by name: every layer after the
+    network's last convolution (the student's 1x1 projection), in the
+    parser's topological order.  Names would miss the layers TensorRT adds
+    itself, such as the broadcast of GeM's ``p`` (``ONNXTRT_Broadcast...``),
+    whose fp16 rounding shifts every descriptor.  Constants and shape/integer
+    layers are skipped (``_pinnable``).
+    """
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    convs = [i for i, layer in enumerate(layers) if layer.type == trt.LayerType.CONVOLUTION]
+    if not convs:
+        log.warning("no convolution in the network: no GeM head found to pin to fp32")
+        return []
     pinned = []
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        if not str(layer.name).startswith(POOL_LAYER_PREFIX):
+    for layer in layers[convs[-1] + 1:]:
+        if not _pinnable(trt, layer):
             continue
         layer.precision = trt.float32
         for j in range(layer.num_outputs):
             layer.set_output_type(j, trt.float32)
         pinned.append(str(layer.name))
     return pinned
+
+
+def calib_table_name(stem: str, spec: EngineSpec, recipe: BuildRecipe) -> str:
+    """``<stem>-<key>.calib``: the default INT8 table name, keyed on content, never on a path alone.
+
+    The ONNX sha256, the calibration set's digest and the calibration batch
+    decide the scales, so a retrained model at the same path, or another
+    calibration set, gets a new table instead of the old scales.
+    """
+    h = hashlib.sha256(f"{spec.onnx_sha256}\n{spec.calib_digest}\n{recipe.calib_batch}\n".encode())
+    return f"{stem}-{h.hexdigest()[:20]}.calib"
+
+
+def _no_buffer() -> None:
+    """``free`` of a build without a calibration buffer."""
 
 
 def build_engine(onnx_path: str | Path, spec: EngineSpec, contract: PreprocessContract,
@@ -156,7 +201,8 @@ def build_engine(onnx_path: str | Path, spec: EngineSpec, contract: PreprocessCo
 
     ``timing_cache``: file read before and written (atomically) after the
     build, so rebuilds for the same GPU skip kernel timing; a foreign or
-    broken one is replaced, and never costs the engine.  Raises UserError for
+    broken one is replaced, and never costs the engine.  ``calib_cache``: the
+    INT8 table (default beside the ONNX, named by ``calib_table_name``).  Raises UserError for
     parse errors (with the parser's messages), a failed build, or a failed
     calibration.  ``trt``/``uploader`` are injected by tests.
     """
@@ -182,7 +228,9 @@ def build_engine(onnx_path: str | Path, spec: EngineSpec, contract: PreprocessCo
     lo, opt, hi = spec.batch
     profile = builder.create_optimization_profile()
     profile.set_shape(inp.name, (lo, 3, h, w), (opt, 3, h, w), (hi, 3, h, w))
-    config.add_optimization_profile(profile)
+    if config.add_optimization_profile(profile) < 0:  # -1: TensorRT found the profile invalid
+        raise UserError(f"{onnx_path}: TensorRT rejected the optimisation profile batch {spec.batch} x "
+                        f"3 x {h} x {w} for input {inp.name!r}; check max_batch and the model's input")
 
     if not recipe.tf32:
         config.clear_flag(trt.BuilderFlag.TF32)  # on by default: "fp32" would be TF32 on Ampere+
@@ -192,30 +240,34 @@ def build_engine(onnx_path: str | Path, spec: EngineSpec, contract: PreprocessCo
         config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
 
     calibrator = None
-    cfile = Path(calib_cache) if calib_cache else Path(str(onnx_path) + ".calib")
+    free = _no_buffer  # fp engines hold no calibration buffer
     if spec.precision == "int8":
         if calib is None:
             raise UserError("precision int8 needs calibration images (--calib)")
+        cfile = (Path(calib_cache) if calib_cache
+                 else Path(onnx_path).with_name(calib_table_name(Path(onnx_path).stem, spec, recipe)))
         b = recipe.calib_batch
         config.set_flag(trt.BuilderFlag.INT8)
         cprof = builder.create_optimization_profile()  # calibration runs at one fixed shape
         cshape = (b, 3, h, w)
         cprof.set_shape(inp.name, cshape, cshape, cshape)
-        config.set_calibration_profile(cprof)
+        if not config.set_calibration_profile(cprof):
+            raise UserError(f"{onnx_path}: TensorRT rejected the INT8 calibration profile {list(cshape)}; "
+                            "check the calibration batch (calib_batch)")
         upload, free = (uploader or device_uploader)(b * 3 * h * w * 4)
-        batches = (x for x in iter_batches(calib, contract, b) if len(x) == b)
-        calibrator = make_calibrator(trt, batches, b, cfile, upload, free)
-        config.int8_calibrator = calibrator
-    try:
+    try:  # from here on the calibration buffer is freed however the build ends
+        if spec.precision == "int8":
+            batches = (x for x in iter_batches(calib, contract, b) if len(x) == b)
+            calibrator = make_calibrator(trt, batches, b, cfile, upload)
+            config.int8_calibrator = calibrator
         serialized = builder.build_serialized_network(network, config)
     finally:
-        if calibrator is not None:
-            calibrator.free()
+        free()
     if calibrator is not None and calibrator.error is not None:
         cfile.unlink(missing_ok=True)
         err = calibrator.error
-        if isinstance(err, UserError):
-            raise err
+        if isinstance(err, UserError) or not isinstance(err, Exception):
+            raise err  # a UserError says it all; Ctrl-C (KeyboardInterrupt) must stay one
         raise UserError(f"{onnx_path}: INT8 calibration failed after {calibrator.batches_fed} batches: "
                         f"{type(err).__name__}: {err}").with_traceback(err.__traceback__)
     if serialized is None:

@@ -1,6 +1,9 @@
 """INT8 calibration for the TensorRT builder: an entropy calibrator fed by the shared
 preprocessing, and the device buffer it uploads batches through.
 
+The buffer belongs to ``build_engine``, which frees it however the build ends
+(also when creating the calibrator fails); the calibrator only uploads into it.
+
 The calibrator body is plain Python so its error handling is tested without
 TensorRT; ``make_calibrator`` mixes it into ``trt.IInt8EntropyCalibrator2``.
 """
@@ -20,14 +23,15 @@ class CalibratorBody:
 
     Feeds full batches; an exception while reading or uploading a batch is
     kept in ``error`` and ends the data (the binding swallows exceptions from
-    ``get_batch``), and ``build_engine`` re-raises it.  ``upload(host) -> ptr``
-    copies one float32 batch to the device; ``free()`` releases its buffer.
+    ``get_batch``), and ``build_engine`` re-raises it after the build, with its
+    type (a KeyboardInterrupt stays one).  ``upload(host) -> ptr`` copies one
+    float32 batch to the device.
     """
 
     def _setup(self, batches: Iterator[np.ndarray], batch: int, cache_file: Path,
-               upload: Callable[[np.ndarray], int], free: Callable[[], None]) -> None:
+               upload: Callable[[np.ndarray], int]) -> None:
         self._batches, self._batch, self._cache_file = batches, batch, cache_file
-        self._upload, self._free = upload, free
+        self._upload = upload
         self.error: BaseException | None = None
         self.batches_fed = 0
 
@@ -47,7 +51,7 @@ class CalibratorBody:
             ptr = self._upload(np.ascontiguousarray(nxt, np.float32))
             self.batches_fed += 1
             return [ptr]
-        except BaseException as exc:  # noqa: BLE001 -- re-raised by build_engine after the build
+        except BaseException as exc:  # noqa: BLE001 -- Ctrl-C too: re-raised, as is, after the build
             self.error = exc
             return None
 
@@ -57,9 +61,6 @@ class CalibratorBody:
     def write_calibration_cache(self, cache: Any) -> None:
         if self.error is None:  # never keep scales from a partial calibration
             write_bytes_atomic(self._cache_file, bytes(memoryview(cache)))
-
-    def free(self) -> None:
-        self._free()
 
 
 def device_uploader(nbytes: int) -> tuple[Callable[[np.ndarray], int], Callable[[], None]]:
@@ -82,12 +83,12 @@ def device_uploader(nbytes: int) -> tuple[Callable[[np.ndarray], int], Callable[
 
 
 def make_calibrator(trt: Any, batches: Iterator[np.ndarray], batch: int, cache_file: Path,
-                    upload: Callable[[np.ndarray], int], free: Callable[[], None]) -> Any:
+                    upload: Callable[[np.ndarray], int]) -> Any:
     """A ``trt.IInt8EntropyCalibrator2`` over ``batches`` (float32 [batch, 3, H, W])."""
 
     class Calibrator(CalibratorBody, trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
-            self._setup(batches, batch, cache_file, upload, free)
+            self._setup(batches, batch, cache_file, upload)
 
     return Calibrator()

@@ -100,8 +100,12 @@ class EngineCache:
         name = f"{stem}-{key.spec.precision}-{key.digest()[:20]}"
         return self.root / f"{name}.engine", self.root / f"{name}.json"
 
-    def lookup(self, key: EngineKey, stem: str = "model") -> tuple[Path | None, str]:
-        """(engine path, "hit") if a valid engine for ``key`` exists, else (None, why not)."""
+    def lookup(self, key: EngineKey, stem: str = "model", reject: str | None = None) -> tuple[Path | None, str]:
+        """(engine path, "hit") if a valid engine for ``key`` exists, else (None, why not).
+
+        ``reject``: sha256 of engine bytes known to be unusable here (TensorRT
+        could not deserialise them); an entry holding exactly those is a miss.
+        """
         engine, meta_path = self.paths(key, stem)
         if not engine.is_file() or not meta_path.is_file():
             return None, "not built yet"
@@ -113,6 +117,8 @@ class EngineCache:
             return None, f"sidecar {meta_path.name} has another key (stale)"
         if engine.stat().st_size != meta.get("engine_size") or sha256_file(engine) != meta.get("engine_sha256"):
             return None, f"{engine.name} does not match its recorded sha256 (corrupt or replaced)"
+        if reject is not None and meta.get("engine_sha256") == reject:
+            return None, f"{engine.name} does not deserialise with this TensorRT (replaced by a rebuild)"
         return engine, "hit"
 
     def store(self, key: EngineKey, engine_bytes: bytes, stem: str = "model",
@@ -158,17 +164,20 @@ class EngineCache:
             os.close(fd)
 
     def get_or_build(self, key: EngineKey, build: Callable[[], bytes], stem: str = "model",
-                     extra: dict[str, Any] | None = None) -> tuple[Path, bool, str]:
+                     extra: dict[str, Any] | None = None, reject: str | None = None) -> tuple[Path, bool, str]:
         """(engine path, built now?, reason): reuse a valid engine, else ``build()`` and store it.
 
         The build runs under the key's lock; whoever waited for it looks up
-        again and reuses what the other process built.
+        again and reuses what the other process built.  ``reject`` (see
+        ``lookup``) rebuilds an entry whose engine does not deserialise; the
+        new engine replaces it atomically, and a process that finds it already
+        replaced by another one's rebuild reuses that.
         """
-        path, why = self.lookup(key, stem)
+        path, why = self.lookup(key, stem, reject)
         if path is not None:
             return path, False, why
         with self.lock(self.paths(key, stem)[0].stem):
-            path, _ = self.lookup(key, stem)
+            path, _ = self.lookup(key, stem, reject)
             if path is not None:
                 return path, False, "hit (built by another process while this one waited)"
             return self.store(key, build(), stem, extra), True, why

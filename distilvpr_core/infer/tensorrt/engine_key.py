@@ -12,9 +12,9 @@ from typing import Any
 from ...foundation.errors import UserError
 
 PRECISIONS = ("fp32", "fp16", "int8")
-# Bump whenever trt_build changes what it asks the builder for: old engines are then
-# never served again (and pruned).
-RECIPE_VERSION = 2
+# Bump whenever build.py changes what it asks the builder for: old engines are then
+# never served again (and pruned).  3: the GeM head is pinned to fp32 by position.
+RECIPE_VERSION = 3
 # One default for the backend and ``build-engine``: the calibration set is part of the
 # engine key, so two defaults would mean CLI-built INT8 engines are never reused.
 DEFAULT_CALIB_COUNT = 128

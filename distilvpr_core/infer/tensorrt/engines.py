@@ -34,7 +34,7 @@ def ensure_engine(onnx_path: str | Path, precision: str = "fp16", cache_dir: str
                   batch: tuple[int, int, int] = (1, 1, 8), calib: CalibrationSource | None = None,
                   facts: GpuFacts | None = None, builder: Callable[..., bytes] | None = None,
                   workspace_mb: int = DEFAULT_WORKSPACE_MB, calib_batch: int = DEFAULT_CALIB_BATCH,
-                  prune: bool = True) -> EngineResult:
+                  prune: bool = True, reject: str | None = None) -> EngineResult:
     """Reuse or build the engine for ``onnx_path`` on this GPU.
 
     ``facts``/``builder`` default to the real TensorRT (``trt_build``); tests
@@ -42,6 +42,8 @@ def ensure_engine(onnx_path: str | Path, precision: str = "fp16", cache_dir: str
     no request can reach any more are pruned (``EngineCache.prune``).  The
     INT8 calibration table is named after the engine key (a retrained model
     never inherits old scales) and its sha256 is recorded in the sidecar.
+    ``reject``: sha256 of a cached engine TensorRT could not deserialise; it
+    is rebuilt and replaced (``EngineCache.get_or_build``).
     """
     info = read_model_info(onnx_path)  # corrupt / no metadata -> UserError naming the file
     if info.precision != "fp32":
@@ -79,7 +81,7 @@ def ensure_engine(onnx_path: str | Path, precision: str = "fp16", cache_dir: str
             extra["calib_table_sha256"] = sha256_file(calib_table) if calib_table.is_file() else None
         return blob
 
-    path, built, why = cache.get_or_build(key, build, stem=stem, extra=extra)
+    path, built, why = cache.get_or_build(key, build, stem=stem, extra=extra, reject=reject)
     if built and prune:
         cache.prune(facts, {onnx_resolved: spec.onnx_sha256})
     return EngineResult(path, built, why, key)
