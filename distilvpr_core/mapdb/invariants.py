@@ -31,7 +31,7 @@ MAX_POSITION_M = 1e7
 QUAT_NORM_TOL = 1e-2
 #: Latest keyframe stamp: 2200-01-01 in ns since the epoch; int64 max overflows the filters.
 MAX_STAMP_NS = 7_258_118_400 * 10**9
-_CHUNK = 1 << 16  # rows per check: bounded temporary memory on large maps
+_CHUNK = 1 << 12  # rows per check: float64 temporaries of a few MiB on large maps
 
 
 def _fail(where: str, row: int, what: str, fix: str) -> None:
