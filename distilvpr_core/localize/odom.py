@@ -8,6 +8,14 @@ nearest to the frame's, if it is within ``timeout_s``.  Poses are float64
 A pose is taken only when it is finite and every value is within
 :data:`MAX_ABS`: a finite 1e308 would overflow the gate's distance (numpy
 prints an overflow warning per frame) and no robot is 1e9 m from its origin.
+
+Time can jump: a bag that restarts goes back by its length, and one message
+stamped in 2038 is far ahead of every other.  Keeping the newest ``size``
+stamps would then evict each new real pose at once (it is the oldest), so
+no frame would find odometry again.  A pose stamped more than
+:data:`RESTART_S` before the newest buffered one therefore starts the buffer
+over: after a restart the new timeline is kept, and after a future-stamped
+message the next real one drops it.
 """
 from __future__ import annotations
 
@@ -19,6 +27,10 @@ import numpy as np
 #: Largest accepted |value| of a pose component (metres for x y z; a
 #: quaternion component is <= 1).  Squares stay far from float64 overflow.
 MAX_ABS = 1e9
+#: A pose this many seconds older than the newest buffered one means time went
+#: back (bag restart, or the newest was stamped in the future): start over.
+#: Out-of-order delivery is milliseconds; a bag is longer than this.
+RESTART_S = 5.0
 
 
 def plausible(pose: np.ndarray) -> bool:
@@ -28,6 +40,8 @@ def plausible(pose: np.ndarray) -> bool:
 
 
 class OdomBuffer:
+    """The newest ``size`` odometry poses by stamp (see the module docstring)."""
+
     def __init__(self, size: int = 500) -> None:
         self.size = size
         self._stamps: list[int] = []
@@ -35,10 +49,13 @@ class OdomBuffer:
 
     def add(self, stamp_ns: int, pose: np.ndarray) -> bool:
         """Insert in stamp order (out-of-order messages are fine); keeps the newest
-        ``size``.  False (nothing stored) for a pose that is not :func:`plausible`."""
+        ``size``; a stamp :data:`RESTART_S` before the newest starts over.  False
+        (nothing stored) for a pose that is not :func:`plausible`."""
         pose = np.asarray(pose, np.float64)
         if not plausible(pose):
             return False
+        if self._stamps and stamp_ns < self._stamps[-1] - RESTART_S * 1e9:
+            self.clear()
         i = bisect.bisect_right(self._stamps, stamp_ns)
         self._stamps.insert(i, stamp_ns)
         self._poses.insert(i, np.asarray(pose, np.float64))
@@ -56,6 +73,11 @@ class OdomBuffer:
         if abs(self._stamps[best] - stamp_ns) > timeout_s * 1e9:
             return None
         return self._poses[best]
+
+    def clear(self) -> None:
+        """Forget every pose."""
+        self._stamps.clear()
+        self._poses.clear()
 
     def __len__(self) -> int:
         return len(self._stamps)
