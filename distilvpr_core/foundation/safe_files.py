@@ -29,14 +29,16 @@ from .errors import UserError
 _MAX_HEADER = 1 << 16
 
 
-def open_regular(path: str | Path, what: str = "") -> int:
-    """A read-only fd of ``path``, which must be a regular file and not a symlink.
+def open_regular(path: str | Path, what: str = "", follow_symlinks: bool = False) -> int:
+    """A read-only fd of ``path``, which must be a regular file (and, unless
+    ``follow_symlinks``, not a symlink: a map's own files must be in the map).
 
     ``what`` prefixes the error message (default: the path).  The caller closes the fd.
     """
     where = what or str(path)
+    nofollow = 0 if follow_symlinks else os.O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | nofollow | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UserError(f"{where}: is a symbolic link; refused (copy the file itself into "
@@ -53,10 +55,10 @@ def open_regular(path: str | Path, what: str = "") -> int:
     return fd
 
 
-def read_bytes(path: str | Path, max_bytes: int, what: str = "") -> bytes:
+def read_bytes(path: str | Path, max_bytes: int, what: str = "", follow_symlinks: bool = False) -> bytes:
     """The whole content of the regular file ``path``; UserError if it exceeds ``max_bytes``."""
     where = what or str(path)
-    fd = open_regular(path, what)
+    fd = open_regular(path, what, follow_symlinks)
     try:
         size = os.fstat(fd).st_size
         if size > max_bytes:
