@@ -14,8 +14,8 @@ import tracemalloc
 import pytest
 
 from distilvpr_core.foundation.config import ConfigError, load_config, parse_override
-from distilvpr_core.foundation.errors import UserError
-from distilvpr_core.foundation.safe_yaml import MAX_NODES, load_yaml, read_yaml_file, short_repr
+from distilvpr_core.foundation.errors import UserError, short_repr
+from distilvpr_core.foundation.safe_yaml import MAX_NODES, load_yaml, read_yaml_file
 from distilvpr_core.localize.settings import parse_overrides, read_params_file
 
 LEVELS = 9

@@ -26,8 +26,8 @@ from typing import Any, Iterable, Mapping, TypeVar
 
 import yaml
 
-from .errors import UserError
-from .safe_yaml import load_yaml, read_yaml_file, short_repr
+from .errors import UserError, short_repr
+from .safe_yaml import load_yaml, read_yaml_file
 
 T = TypeVar("T")
 

@@ -76,21 +76,22 @@ def read_bytes(path: str | Path, max_bytes: int, what: str = "", follow_symlinks
 
 def read_npy(path: str | Path, dtype: Any = None, shape: tuple[int, ...] | None = None, *,
              check: Callable[[Any, tuple[int, ...]], str | None] | None = None,
-             max_bytes: int | None = None, what: str = "", fix: str = "") -> Any:
+             max_bytes: int | None = None, what: str = "", fix: str = "",
+             follow_symlinks: bool = False) -> Any:
     """The array in the ``.npy`` file ``path``, read into memory (no pickle, no mmap).
 
     dtype / shape: required values (None = any); ``check(dtype, shape)``
     returns a message when the header is not acceptable (called before any
     allocation); ``max_bytes`` caps the data size.  ``fix`` ends each error
-    message (what the user should do).  Every problem is one UserError naming
-    the file.
+    message (what the user should do).  ``follow_symlinks``: see
+    :func:`open_regular`.  Every problem is one UserError naming the file.
     """
     import numpy as np
     from numpy.lib import format as npformat
 
     where = what or str(path)
     tail = f"; {fix}" if fix else ""
-    fd = open_regular(path, what)
+    fd = open_regular(path, what, follow_symlinks)
     try:
         with os.fdopen(os.dup(fd), "rb") as fh:
             size = os.fstat(fd).st_size
@@ -105,7 +106,7 @@ def read_npy(path: str | Path, dtype: Any = None, shape: tuple[int, ...] | None 
                 # which raise many types on garbage; every one means "not a .npy file"
                 raise UserError(f"{where}: cannot be read as .npy ({str(exc)[:200]}){tail}") from None
             if got_dtype.hasobject:
-                raise UserError(f"{where}: holds Python objects (pickle); refused{tail}")
+                raise UserError(f"{where}: refused (it holds pickled Python objects){tail}")
             got_shape = tuple(int(s) for s in got_shape)
             if dtype is not None and got_dtype != np.dtype(dtype) or \
                     shape is not None and got_shape != tuple(shape):

@@ -12,7 +12,6 @@ Error messages quote at most a short excerpt of the source, never a value.
 """
 from __future__ import annotations
 
-import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +26,6 @@ MAX_BYTES = 1 << 20
 MAX_NODES = 100_000
 #: Deepest nesting of sequences/mappings.
 MAX_DEPTH = 64
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 60, 60
-_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
-_MAX_REPR = 160
-
-
-def short_repr(value: Any) -> str:
-    """``repr`` for an error message: at most a few items and levels, never the whole
-    value (a shared-alias tree repeats without end once printed)."""
-    text = _REPR.repr(value)
-    return text if len(text) <= _MAX_REPR else text[:_MAX_REPR - 3] + "..."
 
 
 def _expanded_size(root: yaml.Node, where: str) -> None:

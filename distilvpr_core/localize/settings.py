@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..foundation.errors import UserError
-from ..foundation.safe_yaml import load_yaml, read_yaml_file, short_repr
+from ..foundation.errors import UserError, short_repr
+from ..foundation.safe_yaml import load_yaml, read_yaml_file
 from ..infer import BACKENDS
 
 
