@@ -17,7 +17,7 @@ from benchmark_fixtures import make_boreas, make_oxford
 from distilvpr_core.app.cli import main
 from distilvpr_core.data.benchmark_pickles import read_lidar2image
 from distilvpr_core.data.boreas import read_cloud
-from distilvpr_core.data.datasets import DataConfig, select
+from distilvpr_core.data.datasets import DataConfig
 from distilvpr_core.data.images import read_rgb_file
 from distilvpr_core.data.oxford_format import read_submap
 from distilvpr_core.data.traversals import open_traversals

@@ -14,7 +14,6 @@ import pickletools
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from ..foundation.errors import UserError
 
