@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from distilvpr_core.localize.filters import ConsistencyFilter, KeyframeGate
 
@@ -111,3 +112,16 @@ def test_out_of_order_odometry_within_the_restart_window_is_kept():
     buf.add(10 * 10**9, _pose(10))
     buf.add(int((10 - RESTART_S / 2) * 1e9), _pose(7))  # late, not a restart
     assert len(buf) == 2 and buf.at(10 * 10**9, 0.1)[0] == 10
+
+
+@pytest.mark.parametrize("pose", [[0, 0, 0, 0, 0, 0, 0.0], [0, 0, 0, 0, 0, 0, 2.0], [5e9, 0, 0, 0, 0, 0, 1.0]])
+def test_odometry_the_map_would_refuse_is_not_buffered(pose):
+    """Online mapping adds the buffered pose to the map: a pose PriorMap.add refuses
+    (zero or non-unit quaternion, position beyond 1e9 m) would make every frame fail."""
+    from distilvpr_core.foundation.errors import UserError
+    from distilvpr_core.localize.odom import OdomBuffer
+    from distilvpr_core.mapdb import PriorMap
+    assert OdomBuffer().add(10**9, np.array(pose)) is False
+    m = PriorMap.create(4, "f" * 64, {})
+    with pytest.raises(UserError):
+        m.add(np.eye(4, dtype=np.float32)[:1], [10**9], [pose], "online", [0])

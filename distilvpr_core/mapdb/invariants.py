@@ -25,8 +25,9 @@ from ..foundation.errors import UserError
 
 #: Descriptor rows whose norms are all within this of 1 count as unit rows.
 NORM_TOL = 1e-3
-#: |x|, |y|, |z| of a pose, metres: 10,000 km, more than any map (UTM northings are < 1e7).
-MAX_POSITION_M = 1e7
+#: |x|, |y|, |z| of a pose, metres: far beyond any map (UTM northings are < 1e7), the
+#: bound the odometry buffer applies too (localize/odom.py), and squares stay finite.
+MAX_POSITION_M = 1e9
 #: A pose quaternion's norm must be within this of 1 (a zero quaternion is no rotation at all).
 QUAT_NORM_TOL = 1e-2
 #: Latest keyframe stamp: 2200-01-01 in ns since the epoch; int64 max overflows the filters.
