@@ -134,7 +134,7 @@ def test_oxford_submaps_refuse_fifos_and_non_finite_points(tmp_path):
 def test_a_fifo_behind_a_symlinked_image_does_not_hang_the_loader(boreas, tmp_path):
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "img.png").symlink_to(tmp_path / "fifo")
-    with within(5), pytest.raises(UserError, match=r"img.png: image of frame 3: is not a regular file"):
+    with within(5), pytest.raises(UserError, match=r"img.png: cannot read image of frame 3: is not a regular file"):
         read_rgb_file(tmp_path / "img.png", "of frame 3")
 
 
@@ -174,3 +174,61 @@ def test_doctor_refuses_what_the_loader_refuses_even_if_the_opcode_listing_is_fo
     line = next(x for x in out.splitlines() if "oxford_evaluation_query.pickle" in x)
     assert line.lstrip().startswith("!!") and "REFUSED" in line and "os.system" in line, line
     assert not marker.exists()
+
+
+def _native(tmp_path: Path):
+    """A two-frame native dataset written with the dataset writer."""
+    import io
+    from PIL import Image
+    from distilvpr_core.data import native
+    root = tmp_path / "ds"
+    trav = root / "traversals" / "t0"
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, format="PNG")
+    for i in range(2):
+        native.write_frame(trav, i, buf.getvalue(), np.ones((5, 4), np.float32))
+    poses = np.tile([0, 0, 0, 0, 0, 0, 1.0], (2, 1))
+    native.write_traversal(trav, "t0", "test", {}, poses, np.arange(2) * 10**9, poses)
+    native.write_dataset_json(root, {"camera": {}, "lidar": {}, "traversals": [
+        {"name": "t0", "role": "test", "num_frames": 2, "conditions": {}}]})
+    return native.open_dataset(root).traversal("t0"), trav
+
+
+@pytest.mark.parametrize("case", ["empty", "truncated", "fifo"])
+def test_native_dataset_arrays_and_scans_are_read_bounded(tmp_path, case):
+    t, trav = _native(tmp_path)
+    poses, scan = trav / "poses.npy", trav / "lidar" / "000001.bin"
+    if case == "empty":
+        poses.write_bytes(b"")
+        fn, match = (lambda: t.poses), r"poses.npy: cannot be read as .npy"
+    elif case == "truncated":
+        poses.write_bytes(poses.read_bytes()[:-3])
+        fn, match = (lambda: t.poses), r"poses.npy: header claims \[2, 7\]"
+    else:
+        scan.unlink()
+        os.mkfifo(tmp_path / "fifo")
+        scan.symlink_to(tmp_path / "fifo")
+        fn, match = (lambda: t.load_lidar(1)), r"000001.bin: LiDAR scan: is not a regular file"
+    with within(5), pytest.raises(UserError, match=match):
+        fn()
+
+
+def test_native_scans_with_nan_points_are_refused(tmp_path):
+    t, trav = _native(tmp_path)
+    pts = np.ones((5, 4), np.float32)
+    pts[2, 0] = np.nan
+    (trav / "lidar" / "000000.bin").write_bytes(pts.astype("<f4").tobytes())
+    with pytest.raises(UserError, match=r"000000.bin: point 2 holds NaN or inf"):
+        t.load_lidar(0)
+    assert t.load_lidar(1).shape == (5, 4)
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x93NUMPY garbage"])
+def test_map_query_descriptors_that_are_not_npy_are_one_line(tmp_path, capsys, raw):
+    from map_tamper import build
+    path = build(tmp_path / "m")
+    q = tmp_path / "q.npy"
+    q.write_bytes(raw)
+    assert main(["map", "query", str(path), "--descriptors", str(q)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--descriptors {q}" in err and "Traceback" not in err

@@ -227,7 +227,7 @@ def read_rgb_file(path: Any, hint: str = "") -> np.ndarray:
     from PIL import Image
     from ..foundation.errors import UserError
     from ..foundation.safe_files import open_regular
-    what = f"{path}: image{' ' + hint if hint else ''}"
+    what = f"{path}: cannot read image{' ' + hint if hint else ''}"
     fd = open_regular(path, what, follow_symlinks=True)  # a FIFO behind a link would hang PIL
     try:
         with os.fdopen(fd, "rb") as fh, Image.open(fh) as im:

@@ -211,10 +211,11 @@ def _query(args: argparse.Namespace) -> int:
         queries, names = emb.embed(images), list(args.image)
         emb.close()
     else:
-        try:
-            queries = np.load(args.descriptors, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"--descriptors {args.descriptors}: cannot be read as .npy ({exc})") from None
+        from ..foundation.safe_files import read_npy
+        queries = read_npy(args.descriptors, what=f"--descriptors {args.descriptors}",
+                           check=lambda dt, shape: None if dt.kind == "f" and len(shape) in (1, 2) else
+                           f"expected float [Q, D] or [D] descriptors, got {dt.name} {list(shape)}",
+                           follow_symlinks=True, max_bytes=1 << 30)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
         names = [f"{args.descriptors}[{i}]" for i in range(len(queries))]
     center = None
