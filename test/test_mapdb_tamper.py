@@ -310,3 +310,13 @@ def test_two_writers_to_one_new_path_never_lose_a_map(tmp_path):
         b.wait(timeout=30)
     assert out.startswith("refused:") and "a map exists already" in out, out
     assert np.array_equal(PriorMap.load(target).descriptors, a_rows)  # A's map survived
+
+
+@pytest.mark.parametrize("cut", [0, 7, 100, -1])
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_a_truncated_faiss_index_is_one_error_naming_it(tmp_path, capsys, kind, cut):
+    params = {"nlist": 4, "m": 2, "nbits": 4} if kind == "ivfpq" else {}
+    path = build(tmp_path / "m", n=64, index=kind, index_params=params)
+    raw = (path / "index.faiss").read_bytes()
+    write_raw(path, "index.faiss", raw[:cut] if cut >= 0 else raw[:len(raw) // 2])
+    _refused(path, r"index.faiss: ", capsys)
