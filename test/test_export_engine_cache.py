@@ -19,7 +19,7 @@ from distilvpr_core.infer.tensorrt.engine_cache import EngineCache, check_engine
 from distilvpr_core.infer.tensorrt.engine_key import RECIPE_VERSION, EngineKey, EngineSpec, GpuFacts, build_recipe
 from distilvpr_core.infer.tensorrt.engines import ensure_engine
 from distilvpr_core.foundation.contract import PreprocessContract
-from distilvpr_core.infer.model_meta import ModelInfo
+from distilvpr_core.infer.model_meta import ModelInfo, seal_model
 
 ORIN = GpuFacts("10.3.0", "Orin", (8, 7), 16, 62841)
 H100 = GpuFacts("10.8.0.43", "NVIDIA H100 80GB HBM3", (9, 0), 132, 81008)
@@ -40,8 +40,7 @@ def write_tiny_onnx(path: Path) -> Path:
                               initializer=[w])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     info = ModelInfo(PreprocessContract(input_size=(8, 8), descriptor_dim=4), "ab" * 32, "fp32")
-    for k, v in info.to_props().items():
-        model.metadata_props.add(key=k, value=v)
+    seal_model(model, info)  # metadata + the weights digest, as 'distilvpr export' writes them
     onnx.save(model, str(path))
     return path
 
@@ -97,11 +96,7 @@ def test_reuse_rebuild_and_sidecar(tiny_onnx, tmp_path):
     assert other.built and fp32.built and build.calls == 3
     assert len({first.engine, other.engine, fp32.engine}) == 3
     # A changed model (same path) must not be served the old engine.
-    import onnx
-    m = onnx.load(str(tiny_onnx))
-    m.graph.initializer[0].float_data[:] = []
-    m.graph.initializer[0].raw_data = np.full((4, 3, 1, 1), 2, np.float32).tobytes()
-    onnx.save(m, str(tiny_onnx))
+    _retrain(tiny_onnx, 2.0)
     changed = ensure_engine(tiny_onnx, "fp16", cache, facts=ORIN, builder=build)
     assert changed.built and changed.engine != first.engine
     leftovers = [p for p in Path(cache).iterdir() if p.name.startswith(".")]
@@ -266,7 +261,8 @@ def _retrain(onnx_path: Path, value: float) -> None:
     m = onnx.load(str(onnx_path))
     m.graph.initializer[0].float_data[:] = []
     m.graph.initializer[0].raw_data = np.full((4, 3, 1, 1), value, np.float32).tobytes()
-    onnx.save(m, str(onnx_path))
+    seal_model(m, ModelInfo(PreprocessContract(input_size=(8, 8), descriptor_dim=4), "ab" * 32, "fp32"))
+    onnx.save(m, str(onnx_path))  # re-exported: new weights, their digest in the metadata
 
 
 def test_calibration_table_is_per_engine_key_and_recorded(tiny_onnx, tmp_path):

@@ -111,3 +111,25 @@ def test_an_image_of_another_size_than_the_map_camera_is_never_verified(parts):
     q = engine(parts).query(render(SEEDS[2])[::2, ::2].copy(), NOW)   # 160x120 vs the 320x240 camera
     assert not q.accepted and not q.verified and q.reject == "geometry"
     assert q.checks.best == -1 and "160x120" in q.checks.why
+
+
+def test_a_promoted_candidate_below_the_threshold_is_rejected(parts):
+    """engine.py: the threshold must apply to the verified candidate's score, not the
+    top-1's.  The top-1 here is a decoy keyframe with the query's own descriptor
+    (score 1) but an unrelated scene's features, so it fails geometry; the true
+    place verifies at a lower rank with a score below the threshold: rejected."""
+    from distilvpr_core.features import orb as V
+    from distilvpr_core.mapdb import PriorMap
+    emb, tmp = parts
+    image = render(SEEDS[2], rot_y(6.0), np.array([0.6, 0.05, 0.3]))
+    m = PriorMap.load(tmp / "map_True", emb.fingerprint, emb.dim)
+    decoy = int(m.add(emb.embed(image), [NOW - 10**12], [[50.0, 0, 0, 0, 0, 0, 1]], "decoy", [0])[0])
+    m.features.set(decoy, V.extract(render(99), 300))
+    base = {"exclude_recent_s": 0.0, "min_interval_s": 0.0, "top_k": 5, "verify_top_k": 5}
+    first = LocalizationEngine(emb, m, LocalizerSettings(**base, score_threshold=-1.0)).query(image, NOW)
+    assert first.accepted and int(first.ids[0]) == 2 and first.match_rank > 0  # promoted over the decoy
+    top1, verified = first.raw_score, float(first.scores[0])
+    assert top1 > verified
+    s = LocalizerSettings(**base, score_threshold=(top1 + verified) / 2)
+    q = LocalizationEngine(emb, m, s).query(image, NOW)
+    assert not q.accepted and q.reject == "geometry"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from distilvpr_core.localize.filters import ConsistencyFilter, KeyframeGate
 
@@ -70,3 +71,57 @@ def test_odom_buffer_picks_the_nearest_stamp_within_timeout():
     assert buf.at(int(5e9), 1.0) is None and buf.at(int(4e9), 1.0)[0] == 3
     buf.add(4 * 10**9, np.array([4, 0, 0, 0, 0, 0, 1.0]))
     assert len(buf) == 3 and buf.at(10**9, 0.5) is None  # the oldest was dropped
+
+
+def _pose(x: float) -> np.ndarray:
+    return np.array([x, 0, 0, 0, 0, 0, 1.0])
+
+
+def test_a_future_stamped_odometry_message_does_not_stop_lookups():
+    """Issue 31 item 8: one message stamped in 2038 must not pin the buffer; the
+    real poses that follow are found, however many arrive."""
+    from distilvpr_core.localize.odom import OdomBuffer
+    buf = OdomBuffer(size=3)
+    t0 = 1_700_000_000 * 10**9
+    for i in range(3):
+        buf.add(t0 + i * 10**8, _pose(i))
+    buf.add(2_153_000_000 * 10**9, _pose(999))  # 2038
+    for i in range(3, 10):
+        buf.add(t0 + i * 10**8, _pose(i))
+        assert buf.at(t0 + i * 10**8, 0.05)[0] == i
+    assert buf.at(2_153_000_000 * 10**9, 1.0) is None  # the future pose was dropped
+
+
+def test_a_bag_restart_starts_the_odometry_buffer_over():
+    """Time jumps back by the bag's length: the new poses must be kept, not evicted
+    at once as the oldest stamps in a full buffer."""
+    from distilvpr_core.localize.odom import OdomBuffer
+    buf = OdomBuffer(size=5)
+    t0 = 1_700_000_000 * 10**9
+    for i in range(100):  # a 10 s bag at 10 Hz, then the same bag again
+        buf.add(t0 + i * 10**8, _pose(i))
+    for i in range(20):
+        buf.add(t0 + i * 10**8, _pose(1000 + i))
+        assert buf.at(t0 + i * 10**8, 0.05)[0] == 1000 + i
+    assert len(buf) == 5
+
+
+def test_out_of_order_odometry_within_the_restart_window_is_kept():
+    from distilvpr_core.localize.odom import RESTART_S, OdomBuffer
+    buf = OdomBuffer(size=10)
+    buf.add(10 * 10**9, _pose(10))
+    buf.add(int((10 - RESTART_S / 2) * 1e9), _pose(7))  # late, not a restart
+    assert len(buf) == 2 and buf.at(10 * 10**9, 0.1)[0] == 10
+
+
+@pytest.mark.parametrize("pose", [[0, 0, 0, 0, 0, 0, 0.0], [0, 0, 0, 0, 0, 0, 2.0], [5e9, 0, 0, 0, 0, 0, 1.0]])
+def test_odometry_the_map_would_refuse_is_not_buffered(pose):
+    """Online mapping adds the buffered pose to the map: a pose PriorMap.add refuses
+    (zero or non-unit quaternion, position beyond 1e9 m) would make every frame fail."""
+    from distilvpr_core.foundation.errors import UserError
+    from distilvpr_core.localize.odom import OdomBuffer
+    from distilvpr_core.mapdb import PriorMap
+    assert OdomBuffer().add(10**9, np.array(pose)) is False
+    m = PriorMap.create(4, "f" * 64, {})
+    with pytest.raises(UserError):
+        m.add(np.eye(4, dtype=np.float32)[:1], [10**9], [pose], "online", [0])

@@ -170,7 +170,7 @@ def test_non_finite_vectors_or_poses_are_refused_by_load_and_verify(tmp_path, ca
 def test_non_finite_rows_are_refused_at_build_and_save(tmp_path):
     m = PriorMap.create(D, FP, CONTRACT)
     x = np.eye(D, dtype=np.float32)[:2]
-    with pytest.raises(UserError, match="poses contain NaN or inf"):
+    with pytest.raises(UserError, match=r"add\(poses\): row 1 holds NaN or inf"):
         m.add(x, [0, 1], [[0, 0, 0, 0, 0, 0, 1], [np.nan, 0, 0, 0, 0, 0, 1]], "s", [0, 1])
     with pytest.raises(UserError, match="NaN or inf"):
         m.add(np.full((1, D), np.inf, np.float32), [0], [[0, 0, 0, 0, 0, 0, 1]], "s", [0])

@@ -149,7 +149,7 @@ def test_bad_inputs_raise_user_errors_naming_the_problem():
         PriorMap.create(D, FP, CONTRACT, index="hnsw", index_params={"ef_serch": 3})
     ivf = PriorMap.create(D, FP, CONTRACT, index="ivfpq", index_params={"nlist": 64, "m": 8})
     with pytest.raises(UserError, match=">= 256"):
-        ivf.add(x, np.arange(10), np.zeros((10, 7)), "s", np.arange(10))
+        ivf.add(x, np.arange(10), np.tile([0, 0, 0, 0, 0, 0, 1.0], (10, 1)), "s", np.arange(10))
     assert len(ivf) == 0 and ivf.source_names == []
 
 

@@ -191,7 +191,7 @@ def _print(report: dict[str, Any]) -> None:
         print(f"\nio: save {io['save_s']:.2f} s, verified load (sha256 of every file) "
               f"{io['load_verified_s']:.2f} s, {io['map_bytes'] / 2**20:.0f} MiB on disk; RSS +"
               f"{io['load_rss_increase_mib']:.0f} MiB after load, +{io['rss_increase_after_first_query_mib']:.0f}"
-              f" MiB after the first query ({io['first_query_s'] * 1e3:.0f} ms, pages the file-mapped rows in)")
+              f" MiB after the first query ({io['first_query_s'] * 1e3:.0f} ms)")
     print(f"peak RSS {report['peak_rss_mib']:.0f} MiB")
 
 

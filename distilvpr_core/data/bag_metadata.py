@@ -21,6 +21,7 @@ import yaml
 
 from ..foundation.atomic import write_text_atomic
 from ..foundation.errors import UserError
+from ..foundation.safe_yaml import read_yaml_file
 
 HUMBLE_VERSION = 5
 #: Keys of ``rosbag2_bagfile_information`` Humble's reader parses at version 5.
@@ -48,7 +49,7 @@ def humble_metadata(info: dict[str, Any]) -> dict[str, Any]:
 def downgrade_to_v5(bag_dir: str | Path) -> Path:
     """Rewrite ``bag_dir/metadata.yaml`` (atomically) as version 5; returns its path."""
     path = Path(bag_dir) / "metadata.yaml"
-    data = yaml.safe_load(path.read_text())
+    data = read_yaml_file(path)
     data["rosbag2_bagfile_information"] = humble_metadata(data["rosbag2_bagfile_information"])
     return write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
 
@@ -56,7 +57,7 @@ def downgrade_to_v5(bag_dir: str | Path) -> Path:
 def humble_problems(bag_dir: str | Path) -> list[str]:
     """Why Humble's rosbag2 (default plugins) could not read ``bag_dir``'s
     metadata; empty when it can.  Mirrors the humble reader's checks."""
-    info = yaml.safe_load((Path(bag_dir) / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    info = read_yaml_file(Path(bag_dir) / "metadata.yaml")["rosbag2_bagfile_information"]
     out = []
     if info.get("version") != HUMBLE_VERSION:
         out.append(f"version {info.get('version')} (Humble writes and fully parses {HUMBLE_VERSION})")

@@ -24,7 +24,7 @@ its true-neighbour lists in evaluation run ``m`` (``eval_set``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -51,6 +51,16 @@ def run_of(relpath: str) -> str:
     """Run folder of a scan path ``.../<run>/<scan dir>/<ts>.<ext>``."""
     parts = Path(relpath).parts
     return parts[-3] if len(parts) >= 3 else ""
+
+
+def check_relpath(rel: str, source: Path) -> None:
+    """UserError naming ``source`` unless ``rel`` is a plain relative path inside
+    data.root: no absolute path, no ``..`` component, no NUL (a pickle could
+    otherwise make training read any file the user can read)."""
+    parts = PurePosixPath(rel).parts
+    if not rel or "\0" in rel or "\\" in rel or PurePosixPath(rel).is_absolute() or ".." in parts:
+        raise UserError(f"{source}: scan path {rel[:120]!r} is not a relative path inside data.root "
+                        "(absolute, '..' or a NUL byte); regenerate the pickle")
 
 
 def _lidar_ts(relpath: str, source: Path) -> int:
@@ -109,6 +119,7 @@ class _Builder:
         self.groups: dict[tuple[str, str], dict[str, list[Any]]] = {}
 
     def add(self, run: str, role: str, rel: str, pos: tuple[float, float], source: Path) -> int:
+        check_relpath(rel, source)
         if not run:
             raise UserError(f"{source}: scan {rel!r} is not <run>/<scan folder>/<timestamp>")
         ts = _lidar_ts(rel, source)

@@ -20,13 +20,15 @@ with the wrong content also ends in a UserError, never an AttributeError.
 from __future__ import annotations
 
 import copyreg
+import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..foundation.errors import UserError
+from ..foundation.errors import UserError, short_repr
+from ..foundation.safe_files import open_regular
 
 _TUPLE_MODULES = {"distilvpr_core.data.oxford_format", "datasets.oxford", "datasets.base_datasets",
                   "datasets.pointnetvlad.pnv_raw", "__main__", "generating_queries.generate_training_tuples_baseline",
@@ -69,13 +71,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def load_pickle(path: str | Path) -> Any:
     """Load a benchmark pickle safely; UserError naming the file on anything else."""
     path = Path(path)
+    fd = open_regular(path, follow_symlinks=True)  # a FIFO would block the read for ever
     try:
-        with path.open("rb") as fh:
+        with os.fdopen(fd, "rb") as fh:
             return _RestrictedUnpickler(fh).load()
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a pickle file") from None
     except (MemoryError, RecursionError):
         raise UserError(f"{path}: not a valid benchmark pickle (too large or too deeply nested)") from None
     except Exception as exc:  # noqa: BLE001 -- the unpickler ran no code; any failure is a bad file
@@ -138,15 +137,29 @@ def read_evaluation_sets(path: str | Path) -> list[dict[int, dict[Any, Any]]]:
     return data
 
 
+#: Image timestamps kept per lidar scan (nearest first; the readers use the first).
+L2I_KEEP = 8
+
+
 def read_lidar2image(path: str | Path) -> dict[int, list[int]]:
-    """``{lidar timestamp: [image timestamps, nearest first]}`` (ints), checked."""
+    """``{lidar timestamp: [image timestamps, nearest first]}`` (ints, at most
+    :data:`L2I_KEEP` per scan), checked.  Lists shared between keys stay shared."""
     data = load_pickle(path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a dict {{lidar timestamp: [image timestamps]}}, "
                         f"got {type(data).__name__}")
     out: dict[int, list[int]] = {}
+    # A pickle shares one object among many keys for free (its memo): check and convert
+    # each distinct list once and keep only the nearest images, so a 10 MB file whose
+    # keys share one long list costs 10 MB, not keys x list length.
+    done: dict[int, list[int]] = {}
     for k, v in data.items():
-        if not _is_int(k) or not isinstance(v, (list, tuple, np.ndarray)) or not all(_is_int(x) for x in v):
-            raise UserError(f"{path}: entry {k!r}: expected int -> list of int image timestamps")
-        out[int(k)] = [int(x) for x in v]
+        if not _is_int(k):
+            raise UserError(f"{path}: key {short_repr(k)}: expected an int lidar timestamp")
+        if id(v) not in done:
+            if not isinstance(v, (list, tuple, np.ndarray)) or not all(_is_int(x) for x in v):
+                raise UserError(f"{path}: entry {int(k)}: expected a list of int image timestamps, "
+                                f"got {short_repr(v)}")
+            done[id(v)] = [int(x) for x in v[:L2I_KEEP]]
+        out[int(k)] = done[id(v)]
     return out

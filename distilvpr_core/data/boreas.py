@@ -15,8 +15,9 @@ folder, which is ``<root>/boreas`` in the DistilVPR release)::
 easting) in metres.  The reference quantises Boreas clouds with 1 m voxels
 (Oxford: 0.01 on [-1, 1] submaps), i.e. the clouds are in metres, so the BEV
 teacher's grid is set in metres (config/distil_boreas.yaml).  Clouds are read
-with ``np.load(allow_pickle=False)``: a ``.npy`` holding pickled objects is
-refused instead of run (the reference loads them with pickles allowed).
+without pickles (foundation.safe_files.read_npy): a ``.npy`` holding pickled
+objects is refused instead of run (the reference loads them with pickles
+allowed).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..foundation.errors import UserError
+from ..foundation.safe_files import read_npy
 from .benchmark_layout import LayoutSpec
 
 LIDAR_DIR = "lidar_1_4096_interval10"
@@ -32,23 +34,43 @@ CAMERA_DIR = "camera_lidar_interval10"
 
 
 def read_cloud(path: Path) -> np.ndarray:
-    """float32 [P, 4] x y z intensity from a Boreas ``.npy`` (intensity 1 when not stored)."""
-    try:
-        pts = np.load(path, allow_pickle=False)
-    except ValueError as exc:  # object arrays need pickles: refused
-        raise UserError(f"{path}: refused ({exc}); Boreas clouds must be plain numeric .npy arrays "
-                        "[P, 3|4]; regenerate the file with np.save of a float array") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read point cloud ({exc})") from None
-    if not isinstance(pts, np.ndarray) or pts.ndim != 2 or pts.shape[1] not in (3, 4) or len(pts) == 0 \
-            or not np.issubdtype(pts.dtype, np.number):
-        raise UserError(f"{path}: expected a numeric array [P, 3|4] (x y z [intensity]), got "
-                        f"{getattr(pts, 'dtype', type(pts))} {getattr(pts, 'shape', '')}; "
-                        "regenerate the cloud with the Boreas benchmark scripts")
+    """float32 [P, 4] x y z intensity from a Boreas ``.npy`` (intensity 1 when not stored).
+
+    Read with foundation.safe_files.read_npy: a regular file (a FIFO would hang
+    the loader), its header checked before any allocation (an empty file, a
+    header claiming 3e11 rows, pickled objects), then every value finite and
+    within :data:`MAX_ABS_M`.
+    """
+    fix = ("Boreas clouds must be plain numeric .npy arrays [P, 3|4]; regenerate the cloud with "
+           "the Boreas benchmark scripts")
+    pts = read_npy(path, check=_cloud_header, max_bytes=MAX_CLOUD_BYTES, fix=fix, follow_symlinks=True)
+    check_cloud_values(pts, path, fix)
     pts = pts.astype(np.float32, copy=False)
     if pts.shape[1] == 3:  # no intensity stored: constant, so the BEV channel is uninformative
         pts = np.concatenate([pts, np.ones((len(pts), 1), np.float32)], axis=1)
     return pts
+
+
+#: Largest |value| of a cloud, metres (and intensity): a LiDAR sees < 1 km; 1e308 is damage.
+MAX_ABS_M = 1e5
+#: Largest cloud file: 1 M points of float64 x y z intensity, far above a 4096-point scan.
+MAX_CLOUD_BYTES = 1 << 25
+
+
+def _cloud_header(dtype: np.dtype, shape: tuple[int, ...]) -> str | None:
+    if len(shape) != 2 or shape[1] not in (3, 4) or shape[0] == 0 or dtype.kind not in "iuf":
+        return f"expected a numeric array [P, 3|4] (x y z [intensity]), got {dtype.name} {list(shape)}"
+    return None
+
+
+def check_cloud_values(pts: np.ndarray, path: Path, fix: str) -> None:
+    """UserError naming ``path`` unless every value is finite and within MAX_ABS_M."""
+    with np.errstate(all="ignore"):
+        bad = ~(np.isfinite(pts) & (np.abs(pts) <= MAX_ABS_M)).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise UserError(f"{path}: point {i} is {pts[i].tolist()} (NaN, inf or beyond "
+                        f"+-{MAX_ABS_M:g}); {fix}")
 
 
 def image_dirs(image_root: Path, run: str) -> list[Path]:

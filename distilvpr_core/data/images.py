@@ -13,6 +13,7 @@ Validation (:func:`check`) is O(1) and runs on every message; the decoding
 from __future__ import annotations
 
 import io
+import os
 from typing import Any
 
 import numpy as np
@@ -225,8 +226,13 @@ def read_rgb_file(path: Any, hint: str = "") -> np.ndarray:
     """
     from PIL import Image
     from ..foundation.errors import UserError
+    from ..foundation.safe_files import open_regular
+    what = f"{path}: cannot read image{' ' + hint if hint else ''}"
+    fd = open_regular(path, what, follow_symlinks=True)  # a FIFO behind a link would hang PIL
     try:
-        with Image.open(path) as im:
+        with os.fdopen(fd, "rb") as fh, Image.open(fh) as im:
+            if im.width * im.height > MAX_PIXELS:  # header only: refused before decoding
+                raise UserError(f"{what}: {im.width}x{im.height} pixels, more than {MAX_PIXELS}; refused")
             return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise UserError(f"{path}: cannot read image{' ' + hint if hint else ''} ({exc})") from None

@@ -23,10 +23,15 @@ from typing import Any
 import numpy as np
 
 from ..foundation.errors import UserError
+from ..foundation.safe_files import read_bytes, read_npy
 
 FORMAT = "distilvpr-native"
 VERSION = 1
 ROLES = ("train", "val", "test")
+
+
+#: Largest LiDAR scan file read (float32 x y z i): 4 M points.
+MAX_SCAN_BYTES = 64 << 20
 
 
 def frame_name(i: int) -> str:
@@ -120,13 +125,15 @@ class Traversal:
     def load_lidar(self, i: int) -> np.ndarray:
         """float32 [P, 4] x y z (m, lidar frame) and intensity in [0, 1] of frame ``i``."""
         path = self.lidar_path(i)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read LiDAR scan ({exc})") from None
+        raw = read_bytes(path, MAX_SCAN_BYTES, f"{path}: LiDAR scan", follow_symlinks=True)
         if len(raw) % 16:
             raise UserError(f"{path}: size {len(raw)} bytes is not a multiple of 16 (float32 x y z i)")
-        return np.frombuffer(raw, dtype="<f4").reshape(-1, 4).astype(np.float32)
+        pts = np.frombuffer(raw, dtype="<f4").reshape(-1, 4).astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(pts).all(axis=1)
+        if bad.any():
+            raise UserError(f"{path}: point {int(np.argmax(bad))} holds NaN or inf; regenerate the dataset")
+        return pts
 
     def _check_index(self, i: int) -> None:
         if not 0 <= int(i) < self.num_frames:
@@ -205,10 +212,5 @@ def open_dataset(root: str | Path) -> NativeDataset:
 
 
 def _load_array(path: Path, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read array ({exc})") from None
-    if arr.dtype != dtype or arr.shape != shape:
-        raise UserError(f"{path}: expected {np.dtype(dtype).name} {list(shape)}, got {arr.dtype} {list(arr.shape)}")
-    return arr
+    # The bounded reader: header checked before allocating, no FIFO, exact size.
+    return read_npy(path, dtype, shape, fix="regenerate the dataset", follow_symlinks=True)

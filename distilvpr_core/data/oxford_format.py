@@ -177,15 +177,18 @@ def _dump(path: Path, obj: Any) -> None:
 # ------------------------------------------------------------------ reading
 def read_submap(path: str | Path, n: int = POINTS) -> np.ndarray:
     """float64 [n, 3] submap from a ``.bin`` file."""
+    from ..foundation.safe_files import read_bytes
+    from .boreas import check_cloud_values
     path = Path(path)
-    try:
-        pc = np.fromfile(path, dtype="<f8")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read submap ({exc})") from None
-    if pc.size != n * 3:
-        raise UserError(f"{path}: {pc.size} float64 values, expected {n * 3} ({n} points x 3, the "
-                        "PointNetVLAD .bin submap); regenerate the submap or check data.format")
-    return pc.reshape(n, 3)
+    fix = "regenerate the submap or check data.format"
+    # A regular file only (a FIFO would hang np.fromfile), and never more than one submap.
+    raw = read_bytes(path, n * 3 * 8, str(path), follow_symlinks=True)
+    if len(raw) != n * 3 * 8:
+        raise UserError(f"{path}: {len(raw) // 8} float64 values, expected {n * 3} ({n} points x 3, "
+                        f"the PointNetVLAD .bin submap); {fix}")
+    pc = np.frombuffer(raw, dtype="<f8").reshape(n, 3)
+    check_cloud_values(pc, path, fix)
+    return pc
 
 
 def read_cloud(path: Path) -> np.ndarray:

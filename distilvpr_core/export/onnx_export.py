@@ -17,7 +17,7 @@ import torch
 from ..foundation.atomic import write_bytes_atomic
 from ..foundation.errors import UserError
 from ..foundation.contract import PreprocessContract
-from ..infer.model_meta import ModelInfo
+from ..infer.model_meta import ModelInfo, seal_model
 from ..infer.tensorrt.ops import TRT10_ONNX_OPSET_RANGE, opset_in_range, unsupported_ops
 
 INPUT_NAME = "image"
@@ -77,9 +77,7 @@ def export_student_onnx(model: torch.nn.Module, contract: PreprocessContract, fi
     model = model.float().cpu().eval()
     proto = onnx.load_from_string(_to_onnx_bytes(model, contract, opset))
     proto.doc_string = "DistilVPR camera-only student (distilvpr export)"
-    del proto.metadata_props[:]
-    for key, value in ModelInfo(contract, fingerprint, "fp32").to_props().items():
-        proto.metadata_props.add(key=key, value=value)
+    seal_model(proto, ModelInfo(contract, fingerprint, "fp32"))
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:

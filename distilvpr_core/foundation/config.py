@@ -26,7 +26,8 @@ from typing import Any, Iterable, Mapping, TypeVar
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, short_repr
+from .safe_yaml import load_yaml, read_yaml_file
 
 T = TypeVar("T")
 
@@ -68,19 +69,19 @@ def _convert(value: Any, tp: Any, source: str, path: str) -> Any:
                 return _convert(value, arg, source, path)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(f"{_where(source, path)}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{_where(source, path)}: expected {_type_name(tp)}, got {short_repr(value)}")
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{_where(source, path)}: expected one of {list(args)}, got {value!r}")
+            raise ConfigError(f"{_where(source, path)}: expected one of {list(args)}, got {short_repr(value)}")
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{_where(source, path)}: expected a mapping (section "
-                              f"{tp.__name__}), got {type(value).__name__} {value!r}")
+                              f"{tp.__name__}), got {type(value).__name__} {short_repr(value)}")
         return _build(tp, value, source, path)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{_where(source, path)}: expected a list, got {value!r}")
+            raise ConfigError(f"{_where(source, path)}: expected a list, got {short_repr(value)}")
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ConfigError(f"{_where(source, path)}: expected a list of {len(args)} "
@@ -92,35 +93,35 @@ def _convert(value: Any, tp: Any, source: str, path: str) -> Any:
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{_where(source, path)}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{_where(source, path)}: expected a mapping, got {short_repr(value)}")
         key_tp, val_tp = args if args else (Any, Any)
         return {_convert(k, key_tp, source, f"{path}.{k}"):
                 _convert(v, val_tp, source, f"{path}.{k}") for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{_where(source, path)}: expected true/false, got {value!r}")
+            raise ConfigError(f"{_where(source, path)}: expected true/false, got {short_repr(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{_where(source, path)}: expected an integer, got {value!r}")
+            raise ConfigError(f"{_where(source, path)}: expected an integer, got {short_repr(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{_where(source, path)}: expected a number, got {value!r}")
+            raise ConfigError(f"{_where(source, path)}: expected a number, got {short_repr(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{_where(source, path)}: expected a string, got {value!r}")
+            raise ConfigError(f"{_where(source, path)}: expected a string, got {short_repr(value)}")
         return value
     if isinstance(tp, type) and isinstance(value, tp):
         return value
-    raise ConfigError(f"{_where(source, path)}: expected {_type_name(tp)}, got {value!r}")
+    raise ConfigError(f"{_where(source, path)}: expected {_type_name(tp)}, got {short_repr(value)}")
 
 
 def _check_bounds(value: Any, meta: Mapping[str, Any], source: str, path: str) -> None:
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        raise ConfigError(f"{_where(source, path)}: expected one of {list(choices)}, got {value!r}")
+        raise ConfigError(f"{_where(source, path)}: expected one of {list(choices)}, got {short_repr(value)}")
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return
     bounds = (("ge", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
@@ -128,7 +129,7 @@ def _check_bounds(value: Any, meta: Mapping[str, Any], source: str, path: str) -
     for key, ok, sign in bounds:
         bound = meta.get(key)
         if bound is not None and not ok(value, bound):
-            raise ConfigError(f"{_where(source, path)}: expected a value {sign} {bound}, got {value!r}")
+            raise ConfigError(f"{_where(source, path)}: expected a value {sign} {bound}, got {short_repr(value)}")
 
 
 def _build(cls: type[T], data: Mapping[str, Any], source: str, prefix: str) -> T:
@@ -165,9 +166,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {text!r}: empty key part in {key!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text!r}: value is not valid YAML ({exc})") from None
+        value = load_yaml(raw, f"--set {key}") if raw.strip() else ""
+    except UserError as exc:
+        raise ConfigError(str(exc)) from None
     return key.split("."), value
 
 
@@ -193,9 +194,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        data = read_yaml_file(path) or {}
+    except UserError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data

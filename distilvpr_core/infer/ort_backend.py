@@ -1,7 +1,9 @@
 """ONNX Runtime backend (the CPU default; CUDA/TensorRT execution providers when present).
 
-Imports no torch.  The model's metadata supplies the contract and fingerprint;
-a file without it, or a corrupt one, is refused with the path in the message.
+Imports no torch.  The model's metadata supplies the contract and fingerprint
+once its weights digest matches the file (model_meta.read_model_info); a file
+without it, a corrupt one, or one whose graph outputs another size than the
+metadata or NaN is refused at load with the path in the message.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 
 from ..foundation.errors import UserError
 from .embedder import Embedder
-from .model_meta import check_model_file, parse_props
+from .model_meta import check_model_file, read_model_info
 
 # Preference order when the caller does not choose; CPU is always last.
 _DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -94,8 +96,10 @@ class OrtEmbedder(Embedder):
         if self.path.suffix in (".pt", ".pth", ".ckpt"):
             raise UserError(f"{path}: looks like a torch checkpoint; use backend='torch', or export it "
                             "first with 'distilvpr export --checkpoint CKPT --out MODEL.onnx'")
+        # The metadata is read from the file and its weights digest recomputed (model_meta),
+        # not taken from the session: copied metadata on other weights is refused here.
+        info = read_model_info(path)
         self.session = open_session(path, intra_op_threads, providers)
-        info = parse_props(self.session.get_modelmeta().custom_metadata_map, str(path))
         super().__init__(info.contract, info.fingerprint, max_batch)
         self.precision = info.precision
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
@@ -108,6 +112,25 @@ class OrtEmbedder(Embedder):
             raise UserError(f"{path}: input shape {shape} disagrees with the metadata input_size "
                             f"{list(self.contract.input_size)} [W, H]")
         self.providers = self.session.get_providers()
+        self._probe(path)
+
+    def _probe(self, path: str | Path) -> None:
+        """One forward pass of a blank image: the output must be float [1, descriptor_dim]
+        and finite, or every query would fail later (a graph whose output size differs
+        from its metadata, weights that make NaN)."""
+        want = self.contract.descriptor_dim
+        static = self.session.get_outputs()[0].shape
+        if isinstance(static[-1], int) and static[-1] != want:
+            raise UserError(f"{path}: the graph outputs {static[-1]} values per image but the "
+                            f"metadata says descriptor_dim {want}; re-export the model")
+        x = np.zeros((1, 3, self.contract.height, self.contract.width), np.float32)
+        out = np.asarray(self._forward(x))
+        if out.shape != (1, want):
+            raise UserError(f"{path}: the graph outputs shape {list(out.shape)} for one image, the "
+                            f"metadata says [1, {want}]; re-export the model")
+        if not np.isfinite(out).all():
+            raise UserError(f"{path}: the model outputs NaN or inf for a blank image; its weights "
+                            "are broken, re-export it from a good checkpoint")
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: x})[0]

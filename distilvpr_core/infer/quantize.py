@@ -19,7 +19,7 @@ import numpy as np
 from ..foundation.atomic import write_bytes_atomic
 from ..foundation.errors import UserError
 from .tensorrt.calibration import CalibrationSource, iter_batches
-from .model_meta import ModelInfo, load_onnx_proto, parse_props
+from .model_meta import ModelInfo, check_weights, load_onnx_proto, parse_props, seal_model
 
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
 
@@ -38,6 +38,7 @@ def quantize_int8(fp32_path: str | Path, out: str | Path, calib: CalibrationSour
         raise UserError(f"calibration method {method!r} unknown; valid: {list(CALIBRATE_METHODS)}")
     proto = load_onnx_proto(fp32_path)
     info = parse_props({p.key: p.value for p in proto.metadata_props}, str(fp32_path))
+    check_weights(proto, info, str(fp32_path))
     if info.precision != "fp32":
         raise UserError(f"{fp32_path}: is already {info.precision}; quantise the fp32 export")
     input_name = proto.graph.input[0].name
@@ -59,9 +60,7 @@ def quantize_int8(fp32_path: str | Path, out: str | Path, calib: CalibrationSour
                         per_channel=True, calibrate_method=methods[method],
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         qproto = onnx.load(str(q))
-    del qproto.metadata_props[:]
-    for key, value in ModelInfo(info.contract, info.fingerprint, "int8").to_props().items():
-        qproto.metadata_props.add(key=key, value=value)
+    seal_model(qproto, ModelInfo(info.contract, info.fingerprint, "int8"))
     return write_bytes_atomic(out, qproto.SerializeToString())
 
 

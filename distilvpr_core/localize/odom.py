@@ -7,7 +7,17 @@ nearest to the frame's, if it is within ``timeout_s``.  Poses are float64
 
 A pose is taken only when it is finite and every value is within
 :data:`MAX_ABS`: a finite 1e308 would overflow the gate's distance (numpy
-prints an overflow warning per frame) and no robot is 1e9 m from its origin.
+prints an overflow warning per frame) and no robot is 1e9 m from its origin;
+and only when the prior map would take it (unit quaternion,
+mapdb/invariants.py), since online mapping adds it to the map.
+
+Time can jump: a bag that restarts goes back by its length, and one message
+stamped in 2038 is far ahead of every other.  Keeping the newest ``size``
+stamps would then evict each new real pose at once (it is the oldest), so
+no frame would find odometry again.  A pose stamped more than
+:data:`RESTART_S` before the newest buffered one therefore starts the buffer
+over: after a restart the new timeline is kept, and after a future-stamped
+message the next real one drops it.
 """
 from __future__ import annotations
 
@@ -15,19 +25,31 @@ import bisect
 
 import numpy as np
 
+from ..mapdb.invariants import MAX_POSITION_M, QUAT_NORM_TOL
+
 
 #: Largest accepted |value| of a pose component (metres for x y z; a
 #: quaternion component is <= 1).  Squares stay far from float64 overflow.
-MAX_ABS = 1e9
+MAX_ABS = MAX_POSITION_M
+#: A pose this many seconds older than the newest buffered one means time went
+#: back (bag restart, or the newest was stamped in the future): start over.
+#: Out-of-order delivery is milliseconds; a bag is longer than this.
+RESTART_S = 5.0
 
 
 def plausible(pose: np.ndarray) -> bool:
-    """True for a finite float64 [7] pose whose values are all within :data:`MAX_ABS`."""
+    """True for a finite float64 [7] pose whose values are all within :data:`MAX_ABS`
+    (= the map's position bound) and whose quaternion has unit norm within the map's
+    tolerance (mapdb/invariants.py): online mapping must never hand ``PriorMap.add``
+    a pose it refuses (an all-zero orientation is no rotation)."""
     with np.errstate(all="ignore"):  # the check itself must not warn on 1e308
-        return bool(np.all(np.isfinite(pose)) and np.all(np.abs(pose) <= MAX_ABS))
+        return bool(np.all(np.isfinite(pose)) and np.all(np.abs(pose) <= MAX_ABS)
+                    and abs(float(np.linalg.norm(pose[3:])) - 1.0) <= QUAT_NORM_TOL)
 
 
 class OdomBuffer:
+    """The newest ``size`` odometry poses by stamp (see the module docstring)."""
+
     def __init__(self, size: int = 500) -> None:
         self.size = size
         self._stamps: list[int] = []
@@ -35,10 +57,13 @@ class OdomBuffer:
 
     def add(self, stamp_ns: int, pose: np.ndarray) -> bool:
         """Insert in stamp order (out-of-order messages are fine); keeps the newest
-        ``size``.  False (nothing stored) for a pose that is not :func:`plausible`."""
+        ``size``; a stamp :data:`RESTART_S` before the newest starts over.  False
+        (nothing stored) for a pose that is not :func:`plausible`."""
         pose = np.asarray(pose, np.float64)
         if not plausible(pose):
             return False
+        if self._stamps and stamp_ns < self._stamps[-1] - RESTART_S * 1e9:
+            self.clear()
         i = bisect.bisect_right(self._stamps, stamp_ns)
         self._stamps.insert(i, stamp_ns)
         self._poses.insert(i, np.asarray(pose, np.float64))
@@ -56,6 +81,11 @@ class OdomBuffer:
         if abs(self._stamps[best] - stamp_ns) > timeout_s * 1e9:
             return None
         return self._poses[best]
+
+    def clear(self) -> None:
+        """Forget every pose."""
+        self._stamps.clear()
+        self._poses.clear()
 
     def __len__(self) -> int:
         return len(self._stamps)

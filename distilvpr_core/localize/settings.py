@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..foundation.errors import UserError
+from ..foundation.errors import UserError, short_repr
+from ..foundation.safe_yaml import load_yaml, read_yaml_file
 from ..infer import BACKENDS
 
 
@@ -163,11 +164,11 @@ def check(name: str, value: Any) -> str | None:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         ok_type = True
     if not ok_type:
-        return f"parameter '{name}': expected {kind.__name__}, got {type(value).__name__} {value!r}"
+        return f"parameter '{name}': expected {kind.__name__}, got {type(value).__name__} {short_repr(value)}"
     if spec.choices is not None and value not in spec.choices:
-        return f"parameter '{name}': expected one of {list(spec.choices)}, got {value!r}"
+        return f"parameter '{name}': expected one of {list(spec.choices)}, got {short_repr(value)}"
     if spec.lo is not None and not (spec.lo <= value <= spec.hi):
-        return f"parameter '{name}': expected a value in [{spec.lo}, {spec.hi}], got {value!r}"
+        return f"parameter '{name}': expected a value in [{spec.lo}, {spec.hi}], got {short_repr(value)}"
     return None
 
 
@@ -182,27 +183,30 @@ def check_required(settings: LocalizerSettings) -> None:
 def read_params_file(path: str | Path) -> dict[str, Any]:
     """``name -> value`` of a ROS 2 params file: every section's ``ros__parameters``
     merged in file order (``/**`` and node-name sections alike)."""
-    import yaml
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: cannot read the params file ({exc})") from None
+    data = read_yaml_file(path, f"{path} (params file)") or {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a params file is a mapping of node names to sections, got "
+                        f"{type(data).__name__}; see config/localize.yaml")
     values: dict[str, Any] = {}
-    for section in data.values() if isinstance(data, dict) else ():
-        values.update((section or {}).get("ros__parameters", {}) or {})
+    for name, section in data.items():
+        params = section.get("ros__parameters") if isinstance(section, dict) else section
+        if params is not None and not isinstance(params, dict):
+            raise UserError(f"{path}: section {short_repr(name)} must be a mapping holding "
+                            "'ros__parameters: {name: value, ...}', got "
+                            f"{type(params).__name__} {short_repr(params)}; see config/localize.yaml")
+        values.update(params or {})
     return values
 
 
 def parse_overrides(texts: Iterable[str], flag: str = "--node-param") -> dict[str, Any]:
     """``["top_k:=10", ...]`` -> ``{"top_k": 10}``; values are YAML, as ROS reads ``-p``."""
-    import yaml
     out: dict[str, Any] = {}
     for text in texts:
         name, sep, value = text.partition(":=")
         if not sep or not name:
-            raise UserError(f"{flag} {text!r}: expected NAME:=VALUE, e.g. top_k:=10")
-        out[name] = yaml.safe_load(value) if value != "" else ""
+            raise UserError(f"{flag} {text[:80]!r}: expected NAME:=VALUE, e.g. top_k:=10")
+        out[name] = load_yaml(value, f"{flag} {name[:80]}") if value != "" else ""
     return out
 
 

@@ -142,4 +142,29 @@ class IVFPQIndex(DescriptorIndex):
     @classmethod
     def read(cls, directory: Path, dim: int, params: dict[str, Any], n: int) -> "IVFPQIndex":
         index = read_faiss(directory / INDEX_FILE, faiss.IndexIVFPQ, "an IVF-PQ")
+        _check_ivf_ids(index, n, directory / INDEX_FILE)
         return cls(dim, params, index, RowBuffer.load(directory / VECTORS_FILE, dim, n))
+
+
+def _damaged(path: Path, what: str) -> UserError:
+    return UserError(f"{path}: {what}; the index is damaged (or was edited), rebuild the map")
+
+
+def _check_ivf_ids(index: Any, n: int, path: Path) -> None:
+    """Every row id 0..n-1 exactly once across the inverted lists: an id >= n would make
+    every search index past the raw rows (IndexError), a missing one loses a keyframe."""
+    invlists = faiss.extract_index_ivf(index).invlists
+    seen = np.zeros(n, np.int64)
+    for lst in range(invlists.nlist):
+        size = int(invlists.list_size(lst))
+        if size == 0:
+            continue
+        ids = np.array(faiss.rev_swig_ptr(invlists.get_ids(lst), size), np.int64)
+        if ids.min() < 0 or ids.max() >= n:
+            raise _damaged(path, f"inverted list {lst} holds row id {int(ids.max()) if ids.max() >= n else int(ids.min())}, "
+                                 f"outside 0..{n - 1}")
+        np.add.at(seen, ids, 1)
+    if n and not np.all(seen == 1):
+        raise _damaged(path, f"row {int(np.argmax(seen != 1))} appears {int(seen[np.argmax(seen != 1)])} "
+                             "times in the inverted lists (expected once)")
+

@@ -146,14 +146,20 @@ def _verify(args: argparse.Namespace) -> int:
     from ..foundation.contract import check_contract
     from .priormap import PriorMap
     from .schema import V1_NOTE, read_schema
-    from .storage import remove_stale_partials, writer_lock
+    from .storage import LockUnavailable, remove_stale_partials, writer_lock
     path = Path(args.map)
     try:
+        if not path.is_dir():  # nothing to clean, and verify must create nothing
+            raise UserError(f"{path}: map directory not found")
         with writer_lock(path, clean=False):
             # Holding the lock proves no live writer owns the partials.
             for p, size in remove_stale_partials(path):
                 print(f"removed {p} ({size / 1e6:.1f} MB): left by a writer that died mid-save")
+    except LockUnavailable as exc:  # read-only storage: verify reads, it need not lock
+        print(f"note: {exc}; stale temporary directories were not looked for")
     except UserError as exc:
+        if not path.is_dir():
+            raise
         print(f"note: {exc}; its temporary directory is left alone")
     fp = dim = contract = None
     if args.model:
@@ -205,10 +211,11 @@ def _query(args: argparse.Namespace) -> int:
         queries, names = emb.embed(images), list(args.image)
         emb.close()
     else:
-        try:
-            queries = np.load(args.descriptors, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"--descriptors {args.descriptors}: cannot be read as .npy ({exc})") from None
+        from ..foundation.safe_files import read_npy
+        queries = read_npy(args.descriptors, what=f"--descriptors {args.descriptors}",
+                           check=lambda dt, shape: None if dt.kind == "f" and len(shape) in (1, 2) else
+                           f"expected float [Q, D] or [D] descriptors, got {dt.name} {list(shape)}",
+                           follow_symlinks=True, max_bytes=1 << 30)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
         names = [f"{args.descriptors}[{i}]" for i in range(len(queries))]
     center = None

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..foundation.errors import UserError
 from ..features.orb import Features, Intrinsics
+from .invariants import check_number
 from .rows import GrowableArray
 from .schema import FileEntry, load_npy, save_npy
 
@@ -36,16 +37,25 @@ DESC_BYTES = 32
 FILES = {"keypoints": "features_keypoints.npy", "descriptors": "features_descriptors.npy",
          "counts": "features_counts.npy"}
 CAMERA_KEYS = ("fx", "fy", "cx", "cy", "width", "height")
+#: Largest image side, pixels, and focal length per pixel of that side (a 0.06 degree
+#: field of view): bounds that no camera reaches and that keep projections finite.
+MAX_IMAGE_SIDE = 1 << 16
+MAX_FOCAL_PER_SIDE = 1000
+MAX_FEATURES = 100_000
 
 
 def check_intrinsics(cam: Intrinsics, where: str) -> Intrinsics:
     """``cam`` if it is a usable pinhole camera, else UserError naming ``where``."""
+    if not (1 <= cam.width <= MAX_IMAGE_SIDE and 1 <= cam.height <= MAX_IMAGE_SIDE):
+        raise UserError(f"{where}: camera size {cam.width}x{cam.height} must be 1..{MAX_IMAGE_SIDE} "
+                        "pixels per side")
     vals = [cam.fx, cam.fy, cam.cx, cam.cy]
-    if not all(np.isfinite(v) for v in vals) or cam.fx <= 0 or cam.fy <= 0:
+    f_max = MAX_FOCAL_PER_SIDE * max(cam.width, cam.height)
+    if not all(np.isfinite(v) for v in vals) or not (0 < cam.fx <= f_max and 0 < cam.fy <= f_max) \
+            or not (0 <= cam.cx <= cam.width and 0 <= cam.cy <= cam.height):
         raise UserError(f"{where}: camera intrinsics fx={cam.fx} fy={cam.fy} cx={cam.cx} cy={cam.cy} "
-                        "are not a valid pinhole camera (fx, fy > 0, all finite)")
-    if cam.width < 1 or cam.height < 1:
-        raise UserError(f"{where}: camera size {cam.width}x{cam.height} must be positive")
+                        f"are not a valid pinhole camera for {cam.width}x{cam.height} images "
+                        f"(0 < fx, fy <= {f_max:g}; principal point inside the image; all finite)")
     return cam
 
 
@@ -133,14 +143,20 @@ class FeatureStore:
             raise UserError(f"{where}: kind {meta.get('kind')!r} is not supported (only {KIND!r}); "
                             "rebuild the map with this distilvpr")
         try:
-            cam_d = meta["camera"]
-            cam = Intrinsics(*(float(cam_d[k]) for k in CAMERA_KEYS[:4]),
-                             int(cam_d["width"]), int(cam_d["height"]))
-            f = int(meta["max_per_keyframe"])
-            names = {key: str(meta["files"][key]) for key in FILES}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{where}: missing or invalid entry {exc}; the map is damaged, "
-                            "rebuild it") from None
+            cam_d, files = meta["camera"], meta["files"]
+            # JSON numbers only: float("80") would take a string, float(1e300) a useless camera.
+            size = [int(check_number(cam_d[k], f"{where}: camera.{k}", 1, MAX_IMAGE_SIDE, True))
+                    for k in CAMERA_KEYS[4:]]
+            cam = Intrinsics(*(float(check_number(cam_d[k], f"{where}: camera.{k}", 0, float("inf")))
+                               for k in CAMERA_KEYS[:4]), *size)
+            f = int(check_number(meta["max_per_keyframe"], f"{where}: max_per_keyframe", 5,
+                                 MAX_FEATURES, True))
+            names = {key: files[key] for key in FILES}
+            if not all(isinstance(v, str) for v in names.values()):
+                raise TypeError(f"files {names}")
+        except (KeyError, TypeError) as exc:
+            raise UserError(f"{where}: missing or invalid entry {str(exc)[:120]}; the map is "
+                            "damaged, rebuild it") from None
         for key, name in names.items():
             if name not in listed:
                 raise UserError(f"{where}: file {name} ({key}) is not listed in \"files\", so its "
@@ -150,9 +166,12 @@ class FeatureStore:
         counts = load_npy(directory / names["counts"], np.int32, (n,))
         if n and (counts.min() < 0 or counts.max() > f):
             raise UserError(f"{directory / names['counts']}: counts outside 0..{f}; the map is damaged")
-        if not np.all(np.isfinite(kp)):
-            raise UserError(f"{directory / names['keypoints']}: keypoints contain NaN or inf; "
-                            "the map is damaged")
+        inside = np.isfinite(kp).all(axis=(1, 2)) & (kp >= 0).all(axis=(1, 2)) \
+            & (kp[..., 0] <= cam.width).all(axis=1) & (kp[..., 1] <= cam.height).all(axis=1)
+        if not inside.all():
+            raise UserError(f"{directory / names['keypoints']}: keyframe {int(np.argmin(inside))} has "
+                            f"keypoints that are NaN, inf or outside the {cam.width}x{cam.height} "
+                            "image; the map is damaged")
         return cls(check_intrinsics(cam, where), f, (kp, desc, counts))
 
 

@@ -2,8 +2,8 @@
 
 Three kinds behind one small interface, chosen by name through ``INDEX_TYPES``:
 
-* ``flat``  exact.  Rows are a plain float32 matrix (``vectors.npy``, mapped
-  from disk on load); one query runs FAISS's SIMD inner-product kernel on it,
+* ``flat``  exact.  Rows are a plain float32 matrix (``vectors.npy``, read
+  into memory on load); one query runs FAISS's SIMD inner-product kernel on it,
   a batch runs numpy's sgemm (exact.py); both beat FAISS's IndexFlatIP.search
   on the same rows in ``distilvpr bench map`` (docs/map.md).
 * ``hnsw``  FAISS ``IndexHNSWFlat``: graph search, full rows kept (exact scores).

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..foundation.errors import UserError
 from .filters import allowed_rows, check_filter_args
+from .invariants import check_frames, check_poses, check_stamps
 from .index import DescriptorIndex, new_index, resolve_params
 from .rows import GrowableArray, unit_rows
 from .schema import MapSchema, read_schema
@@ -201,8 +202,12 @@ class PriorMap:
         stamps = self._column(stamps_ns, np.int64, (n,), "stamps_ns", "iu")
         frames = self._column(frame_index, np.int64, (n,), "frame_index", "iu")
         poses = self._column(poses, np.float64, (n, 7), "poses", "fiu")
-        if not np.all(np.isfinite(poses)):
-            raise UserError("add(poses): poses contain NaN or inf")
+        fix = "pass finite poses with unit quaternions and sane stamps"
+        check_poses(poses, "add(poses)", fix)   # the checks load runs too (invariants.py)
+        check_stamps(stamps, "add(stamps_ns)", fix)
+        check_frames(frames, "add(frame_index)", fix)
+        poses = poses.copy()
+        poses[:, 3:] /= np.linalg.norm(poses[:, 3:], axis=1, keepdims=True)
         per_row = [source] * n if isinstance(source, str) else list(source)
         if len(per_row) != n or not all(isinstance(s, str) and s for s in per_row):
             raise UserError(f"add(source): expected a non-empty string or {n} of them, got {source!r:.80}")

@@ -1,9 +1,11 @@
-"""A growable float32 [N, D] row matrix that can start as a read-only file mapping.
+"""A growable float32 [N, D] row matrix, started empty or from a loaded map's rows.
 
-A loaded map maps ``vectors.npy`` (``np.load(mmap_mode="r")``): loading costs
-no copy and the pages are shared with the page cache.  The first ``append``
-copies the rows into an owned buffer that grows by doubling, so online adds
-of one keyframe at a time stay O(1) amortised.  Views handed out earlier keep
+A loaded map reads ``vectors.npy`` into memory (not a file mapping: a map
+truncated or rewritten under a running node must neither kill it with
+SIGBUS nor change the rows whose checksums were verified at load; the cost
+is in docs/map.md).  The first ``append`` copies the rows into an owned
+buffer that grows by doubling, so online adds of one keyframe at a time
+stay O(1) amortised.  Views handed out earlier keep
 their buffer alive (numpy reference counting), so they never dangle.
 """
 from __future__ import annotations
@@ -14,15 +16,16 @@ from typing import Any
 import numpy as np
 
 from ..foundation.errors import UserError
-from .schema import FileEntry, save_npy
+from .invariants import NORM_TOL, row_norms
+from .schema import FileEntry, load_npy, save_npy
 
 
 class GrowableArray:
     """A column of ``dtype`` [N, *trail] with amortised O(1) append (capacity doubles).
 
     :meth:`view` is the first N rows; like any view it may go stale after
-    the next append (read it again).  A wrapped array (a loaded map, maybe a
-    read-only file mapping) is never written: the first append copies it.
+    the next append (read it again).  A wrapped array (a loaded map) is never
+    written: the first append copies it.
     """
 
     def __init__(self, dtype: Any, trail: tuple[int, ...] = (), rows: np.ndarray | None = None):
@@ -35,7 +38,7 @@ class GrowableArray:
         return self._n
 
     def view(self) -> np.ndarray:
-        """The rows so far, C-contiguous; read-only while file-mapped."""
+        """The rows so far, C-contiguous."""
         return self._buf[:self._n]
 
     def append(self, x: np.ndarray) -> None:
@@ -62,23 +65,14 @@ class RowBuffer(GrowableArray):
 
     @classmethod
     def load(cls, path: Path, dim: int, n: int) -> "RowBuffer":
-        """Map ``path`` (float32 [n, dim] .npy) read-only; UserError on a wrong shape/dtype."""
-        try:
-            rows = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise UserError(f"{path}: cannot be read as .npy ({exc}); the map is damaged") from None
-        if rows.dtype != np.float32 or rows.shape != (n, dim) or not rows.flags.c_contiguous:
-            raise UserError(f"{path}: expected float32 [{n}, {dim}] (from schema.json), got "
-                            f"{rows.dtype} {list(rows.shape)}; the map is damaged, rebuild it")
-        return cls(dim, rows)
-
-
-#: Rows whose norms are all within this of 1 are taken as already normalised.
-NORM_TOL = 1e-3
+        """Read ``path`` (float32 [n, dim] .npy) into memory; UserError naming the file
+        on a wrong shape/dtype or a truncated file (the rows' norms: storage.load_map)."""
+        return cls(dim, load_npy(path, np.float32, (n, dim)))
 
 
 def unit_rows(x: Any, dim: int, what: str) -> np.ndarray:
-    """float32 C-contiguous [N, D] with unit rows; rejects wrong shapes and non-finite values."""
+    """float32 C-contiguous [N, D] with unit rows; rejects wrong shapes, non-finite
+    values and zero or denormal rows (invariants.row_norms, the check ``load`` runs too)."""
     x = np.asarray(x)
     if x.ndim == 1:
         x = x[None]
@@ -86,12 +80,11 @@ def unit_rows(x: Any, dim: int, what: str) -> np.ndarray:
         raise UserError(f"{what}: expected float32 [N, {dim}] descriptors, got shape {x.shape}")
     if x.dtype.kind != "f":
         raise UserError(f"{what}: expected floating point descriptors, got dtype {x.dtype}")
+    norms = row_norms(x, f"{what}: descriptor", "pass finite descriptors with a direction")
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.all(np.isfinite(x)):
-        raise UserError(f"{what}: descriptors contain NaN or inf")
-    norms = np.linalg.norm(x, axis=1)
-    if np.any(norms < 1e-12):
-        raise UserError(f"{what}: descriptor row {int(np.argmin(norms))} has zero norm")
     if np.all(np.abs(norms - 1) < NORM_TOL):
         return x  # the Embedder already normalises; avoid a copy of large maps
-    return np.ascontiguousarray(x / norms[:, None], dtype=np.float32)
+    out = np.ascontiguousarray(x / norms[:, None].astype(np.float32), dtype=np.float32)
+    if x.dtype == np.float32 and not np.isfinite(out).all():  # pragma: no cover - norms are > 1e-12
+        raise UserError(f"{what}: descriptors cannot be normalised in float32")
+    return out

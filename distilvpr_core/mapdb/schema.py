@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..foundation.errors import UserError
+from ..foundation.safe_files import open_regular, read_bytes, read_npy
 from .schema_fields import _files, _int, _keys, _obj, _preprocessing, _str
 
 FORMAT = "distilvpr-map"
@@ -33,6 +34,7 @@ SCHEMA_FILE = "schema.json"
 DIGEST_KEY = "schema_sha256"
 METRIC = "inner_product"
 _HASH_CHUNK = 16 << 20  # 16 MiB: large reads keep hashlib near memory speed
+_MAX_SCHEMA_BYTES = 16 << 20  # a schema lists a few files: anything larger is not one
 _REQUIRED = ("format", "format_version", "dim", "metric", "index", "model_fingerprint",
              "preprocessing", "counts", "created_at", "faiss_version", "files")
 _OPTIONAL = ("features",)
@@ -164,13 +166,20 @@ def seal(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def file_entry(path: Path) -> FileEntry:
-    """sha256 and size of ``path`` (read in 16 MiB chunks)."""
+    """sha256 and size of ``path`` (read in 16 MiB chunks); a symlink or a file that is
+    not regular is a UserError (foundation.safe_files.open_regular)."""
     h = hashlib.sha256()
     size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            h.update(chunk)
-            size += len(chunk)
+    fd = open_regular(path)
+    try:
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
     return FileEntry(sha256=h.hexdigest(), bytes=size)
 
 
@@ -200,18 +209,12 @@ def save_npy(path: Path, array: Any) -> FileEntry:
     return FileEntry(sha256=w.sha.hexdigest(), bytes=w.size)
 
 
-def load_npy(path: Path, dtype: Any, shape: tuple[int, ...]) -> Any:
-    """``np.load`` (no pickle) of a map array that must have ``dtype`` and ``shape`` (as
-    schema.json's counts imply); UserError naming the file otherwise."""
-    import numpy as np
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise UserError(f"{path}: cannot be read as .npy ({exc}); the map is damaged") from None
-    if arr.dtype != np.dtype(dtype) or arr.shape != shape:
-        raise UserError(f"{path}: expected {np.dtype(dtype).name} {list(shape)} (from schema.json), "
-                        f"got {arr.dtype.name} {list(arr.shape)}; the map is damaged")
-    return arr
+def load_npy(path: Path, dtype: Any, shape: tuple[int, ...] | None, **kw: Any) -> Any:
+    """A map array read into memory (no pickle, no mmap) that must have ``dtype`` and
+    ``shape`` (as schema.json's counts imply; None = any, with ``check`` in ``kw``);
+    a symlink, a truncated or garbage file, or a wrong header is a UserError naming
+    the file, raised before any allocation (foundation.safe_files.read_npy)."""
+    return read_npy(path, dtype, shape, fix="the map is damaged, rebuild or restore it", **kw)
 
 
 def read_schema(directory: Path) -> MapSchema:
@@ -219,13 +222,9 @@ def read_schema(directory: Path) -> MapSchema:
     path = directory / SCHEMA_FILE
     if not directory.is_dir():
         raise UserError(f"{directory}: map directory not found")
-    if not path.is_file():
+    if not path.is_file() and not path.is_symlink():
         raise UserError(f"{path}: missing; {directory} is not a distilvpr map directory")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot be read ({exc})") from None
-    return parse_schema(raw, str(path))
+    return parse_schema(read_bytes(path, _MAX_SCHEMA_BYTES), str(path))
 
 
 def parse_schema(raw: bytes, where: str) -> MapSchema:
@@ -262,6 +261,9 @@ def verify_files(directory: Path, schema: MapSchema, checksums: bool = True) -> 
     """
     for name, entry in sorted(schema.files.items()):
         path = directory / name
+        if path.is_symlink():
+            raise UserError(f"{path}: is a symbolic link; a map holds its own files (a link may "
+                            "point outside the map or at a special file), copy the file in place")
         if not path.is_file():
             raise UserError(f"{path}: listed in {SCHEMA_FILE} but missing; the map is "
                             "incomplete, rebuild or restore it")
