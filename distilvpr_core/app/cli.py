@@ -17,7 +17,9 @@ from types import ModuleType
 from typing import Callable, Sequence
 
 from .. import __version__
+from ..foundation.config import add_config_args  # noqa: F401 (subcommand modules use it from here)
 from ..foundation.errors import UserError
+from ..foundation.missing_deps import install_hint, missing_extra
 
 # name -> (module, one-line help).  Order is the order shown in --help; the
 # subcommands that need ROS (replay-eval) come from plugins.subcommands().
@@ -25,21 +27,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("distilvpr_core.app.demo", "run the end-to-end demo: synth town -> distil -> export -> map -> node replay -> table"),
     "doctor": ("distilvpr_core.app.doctor", "check the Python/ROS/GPU environment and print what is found"),
     "synth": ("distilvpr_core.sim.cli", "generate the synthetic town: native dataset, rosbag2 per traversal, Oxford export, difficulty report"),
-    "distil": ("distilvpr_core.train.pipeline", "train teacher -> cache teacher embeddings -> distil the camera-only student -> evaluate"),
-    "eval": ("distilvpr_core.evaluation.vpr", "evaluate a checkpoint with the VPR protocol (Recall@N, Recall@1%) on a dataset"),
+    "distil": ("distilvpr_core.train.cli", "train teacher -> cache teacher embeddings -> distil the camera-only student -> evaluate"),
+    "eval": ("distilvpr_core.evaluation.cli", "evaluate a checkpoint with the VPR protocol (Recall@N, Recall@1%) on a dataset"),
     "export": ("distilvpr_core.export.cli", "export a student checkpoint to ONNX (+ optional INT8)"),
     "build-engine": ("distilvpr_core.export.engine_cli", "build or reuse a TensorRT 10 engine for an exported ONNX"),
     "map": ("distilvpr_core.mapdb.cli", "prior map: build from a dataset or rosbag, info, verify, merge, query"),
     "bench": ("distilvpr_core.bench.cli", "speed benchmarks: embedder backends (default), map search, node latency, distillation step"),
 }
-
-
-def add_config_args(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
-    """The ``--config FILE`` and repeatable ``--set KEY.PATH=VALUE`` flags."""
-    parser.add_argument("--config", default=default_config, metavar="FILE",
-                        help="YAML config file" + (f" (default: {default_config})" if default_config else ""))
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value, e.g. --set train.epochs=3 (repeatable)")
 
 
 def build_parser(only: str | None = None, argv_hint: list[str] | None = None) -> argparse.ArgumentParser:
@@ -97,9 +91,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _invoke(prog: str, run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a subcommand: user errors become one line and exit 2, Ctrl-C exit 130."""
+    """Run a subcommand: user errors and a missing training-only module
+    (torch, onnx, trimesh) become one line and exit 2, Ctrl-C exit 130."""
     try:
         return int(run(args) or 0)
+    except ModuleNotFoundError as exc:
+        # A robot with the run-time keys only: say what to install, in one line.
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        print(f"{prog}: error: {install_hint(missing, prog)}", file=sys.stderr)
+        return 2
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
