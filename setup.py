@@ -24,6 +24,9 @@ setup(
         ("share/distilvpr_core", ["package.xml"]),
         ("share/distilvpr_ros/launch", glob("launch/*.launch.py")),
         ("share/distilvpr_ros/config", glob("config/*.yaml") + glob("config/*.xml")),
+        # The core resolves `--config NAME` here (foundation/config.py), as it
+        # never names the ROS package.
+        ("share/distilvpr_core/config", glob("config/*.yaml")),
         ("lib/distilvpr_core", ["scripts/distil"]),
     ],
     python_requires=">=3.10",

@@ -13,7 +13,7 @@ HELP = "prior map: build from a dataset or rosbag, info, verify, merge, query"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..app.cli import add_config_args
+    from ..foundation.config import add_config_args
     sub = parser.add_subparsers(dest="map_command", metavar="ACTION")
 
     b = sub.add_parser("build", help="embed keyframes of dataset traversals and/or bags into a new map",
