@@ -27,6 +27,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float64MultiArray, Header
 from std_srvs.srv import SetBool, Trigger
@@ -68,9 +69,9 @@ class Localizer(Node):
         # machine) is buffered before the frame asks for it.
         self.create_subscription(Odometry, "odom", self._on_odom, qos_profile_sensor_data)
         if s.compressed:
-            self.sub_image = self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos)
+            self.sub_image = self.create_subscription(CompressedImage, "image/compressed", _with_info(self._on_image), qos)
         else:
-            self.sub_image = self.create_subscription(Image, "image", self._on_image, qos)
+            self.sub_image = self.create_subscription(Image, "image", _with_info(self._on_image), qos)
         self.pub_candidates = self.create_publisher(PointCloud2, "~/candidates", 10)
         self.pub_loop = self.create_publisher(Float64MultiArray, "~/loop_closure", 10)
         self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "~/match_pose", 10)
@@ -122,14 +123,14 @@ class Localizer(Node):
             return
         self.stats.counts["odom_received"] += 1
 
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, msg: Image | CompressedImage, info: dict | None) -> None:
         t_in = time.perf_counter()
         self.stats.counts["frames_received"] += 1
         stamp_ns = outputs.stamp_to_ns(msg.header.stamp)
         if self.session_start_ns is None:
             self.session_start_ns = stamp_ns  # loop_closure_scope: session starts here
         self.stats.queue_delay.add((self.get_clock().now().nanoseconds - stamp_ns) * 1e-9)
-        self.stats.image_arrived(stamp_ns)
+        self.stats.image_arrived(*_sequence(info))
         try:
             frame = self.engine.process(msg, stamp_ns)
         except BadImage as exc:
@@ -260,6 +261,23 @@ class Localizer(Node):
         resp.success = result.successful
         resp.message = f"online_mapping = {self.p.online_mapping}" if result.successful else result.reason
         return resp
+
+
+def _with_info(callback: Any) -> Any:
+    """``callback(msg, info)`` as rclpy wants it: rclpy passes rmw's message info
+    (publication sequence numbers, for the skipped-frame count) to two-argument
+    callbacks since Iron; Humble's gets ``info=None``."""
+    if hasattr(Subscription, "CallbackType"):
+        return callback
+    return lambda msg: callback(msg, None)
+
+
+def _sequence(info: dict | None) -> tuple[int | None, bytes]:
+    """(publication sequence number, publisher gid) of a message info, (None, b'') if unknown."""
+    if not info:
+        return None, b""
+    gid = info.get("publisher_gid") or {}
+    return info.get("publication_sequence_number"), bytes(gid.get("data", b""))
 
 
 def _type_name(cls: type) -> str:
