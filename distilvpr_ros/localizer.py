@@ -12,9 +12,10 @@ config/localize.yaml -p map_path:=MAP -p model_path:=MODEL``.
 """
 from __future__ import annotations
 
+import re
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import rclpy
@@ -27,7 +28,10 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from rclpy.subscription import Subscription
+from rclpy.publisher import Publisher
+from rclpy.service import Service
+from rclpy.subscription import RCLError, Subscription
+from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float64MultiArray, Header
 from std_srvs.srv import SetBool, Trigger
@@ -39,19 +43,45 @@ from distilvpr_core.localize import settings as settings_mod
 from distilvpr_core.localize.engine import LocalizationEngine
 from distilvpr_core.localize.geometry import relative_covariance
 from distilvpr_core.localize.resources import load_model_and_map
+from distilvpr_core.localize.settings import LocalizerSettings
 
 from . import health, outputs, params
 from .candidates_table import candidate_rows, to_pointcloud2
 from .node_stats import NodeStats, OncePerKindLogger
+from .ros_logging import forward_core_logs, stop_forwarding
 
 
 CLOCK_WAIT_S = 5.0  # use_sim_time: warn once if no /clock arrived after this many wall seconds
 
 
-class Localizer(Node):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__("localizer", **kwargs)
-        self.p = s = params.declare_all(self)
+class LocalizerMixin:
+    """The localizer's wiring, shared by :class:`Localizer` and the managed
+    :class:`distilvpr_ros.lifecycle_localizer.LifecycleLocalizer`.
+
+    The steps are the lifecycle's: :meth:`_declare` (construction: parameters,
+    core logs to the ROS logger), :meth:`_load` (configure: map, model,
+    engine), :meth:`_open` (activate: subscriptions, publishers, services,
+    timers), :meth:`_close` (deactivate: those again) and :meth:`_free`
+    (cleanup: model and map).  The plain node runs the first three at once.
+    Mixed into an rclpy ``Node`` or ``LifecycleNode``.
+    """
+
+    embedder: Any = None
+    map: Any = None
+    engine: LocalizationEngine | None = None
+    #: Parameters the node declares itself beyond the settings (valid in a params file).
+    EXTRA_PARAMS: tuple[str, ...] = ()
+
+    def _declare(self) -> None:
+        self._log_handler = forward_core_logs(self.get_logger())
+        self.p = params.declare_all(self, extra=self.EXTRA_PARAMS)
+        self._io: list[Any] = []   # what _open created and _close destroys
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _load(self) -> None:
+        """Load model and map; UserError naming the parameter or file when one is wrong."""
+        self.p = LocalizerSettings.from_values({n: self.get_parameter(n).value for n in settings_mod.SPECS})
+        s = self.p
         settings_mod.check_required(s)
         self.embedder, self.map = load_model_and_map(s.map_path, s.model_path, s.backend,
                                                      s.engine_cache_dir, s.intra_op_threads)
@@ -60,16 +90,18 @@ class Localizer(Node):
         self._warned: set[str] = set()
         self.log_bad = OncePerKindLogger(self.get_logger().warning, s.log_throttle_s)
         self.engine = LocalizationEngine(self.embedder, self.map, s)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
 
+    def _open(self) -> None:
+        s = self.p
         qos = QoSProfile(depth=s.queue_depth, reliability=qos_profile_sensor_data.reliability,
                          history=qos_profile_sensor_data.history, durability=qos_profile_sensor_data.durability)
         # Odometry first: rclpy's executor runs the ready subscriptions of one wait in creation
         # order, so a pose that arrives together with its frame (a busy node, a loaded
         # machine) is buffered before the frame asks for it.
-        self.create_subscription(Odometry, "odom", self._on_odom, qos_profile_sensor_data)
+        self._io.append(self.create_subscription(Odometry, "odom", self._on_odom, qos_profile_sensor_data))
         if s.compressed:
-            self.sub_image = self.create_subscription(CompressedImage, "image/compressed", _with_info(self._on_image), qos)
+            self.sub_image = self.create_subscription(CompressedImage, "image/compressed",
+                                                      _with_info(self._on_image), qos)
         else:
             self.sub_image = self.create_subscription(Image, "image", _with_info(self._on_image), qos)
         self.pub_candidates = self.create_publisher(PointCloud2, "~/candidates", 10)
@@ -78,24 +110,44 @@ class Localizer(Node):
         self.pub_relative = self.create_publisher(PoseWithCovarianceStamped, "~/relative_pose", 10)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_service(Trigger, "~/save_map", self._on_save_map)
-        self.create_service(SetBool, "~/set_mapping", self._on_set_mapping)
+        self._io += [self.sub_image, self.pub_candidates, self.pub_loop, self.pub_pose, self.pub_relative,
+                     self.pub_markers, self.pub_diag,
+                     self.create_service(Trigger, "~/save_map", self._on_save_map),
+                     self.create_service(SetBool, "~/set_mapping", self._on_set_mapping)]
         # Steady clock: with use_sim_time and no /clock a ROS-time timer never
         # fires, and /diagnostics is where that problem must show.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_timer(s.diagnostics_period_s, self._publish_diagnostics, clock=steady)
+        self._io.append(self.create_timer(s.diagnostics_period_s, self._publish_diagnostics, clock=steady))
         self.sim_time = bool(self.get_parameter("use_sim_time").value)
         if self.sim_time:
             self._clock_check = self.create_timer(CLOCK_WAIT_S, self._check_clock, clock=steady)
+            self._io.append(self._clock_check)
+        self.stats.started = time.monotonic()  # "no image for N s" counts from here
         self.get_logger().info(f"ready: map {s.map_path} ({len(self.map)} keyframes), model "
                                f"{s.model_path} on {self.embedder.backend}, "
-                               f"{'compressed ' if s.compressed else ''}images")
+                               f"{'compressed ' if s.compressed else ''}images on {self.sub_image.topic_name}")
 
-    def destroy_node(self) -> None:
+    def _close(self) -> None:
+        destroy = {Subscription: self.destroy_subscription, Publisher: self.destroy_publisher,
+                   Service: self.destroy_service, Timer: self.destroy_timer}
+        for entity in reversed(self._io):
+            for kind, fn in destroy.items():
+                if isinstance(entity, kind):
+                    fn(entity)
+                    break
+        self._io.clear()
+
+    def _free(self) -> None:
         # Sessions and GPU memory go back even when spinning ended on an error.
-        if getattr(self, "embedder", None) is not None:
+        if self.embedder is not None:
             self.embedder.close()
-        super().destroy_node()
+        self.embedder = self.map = self.engine = None
+
+    def _stop_log_forwarding(self) -> None:
+        if getattr(self, "_log_handler", None) is not None:
+            stop_forwarding(self._log_handler)
+            self._log_handler = None
+
 
     # -- parameters ---------------------------------------------------------
     def _on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
@@ -109,8 +161,9 @@ class Localizer(Node):
             self.p = self.p.replace(**ours)
         except UserError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        self.engine.configure(self.p)
-        self.log_bad.period_s = self.p.log_throttle_s
+        if self.engine is not None:  # a lifecycle node reads them again on configure
+            self.engine.configure(self.p)
+            self.log_bad.period_s = self.p.log_throttle_s
         return SetParametersResult(successful=True)
 
     # -- inputs ------------------------------------------------------------
@@ -263,6 +316,26 @@ class Localizer(Node):
         return resp
 
 
+class Localizer(LocalizerMixin, Node):
+    """The plain (unmanaged) node: configured and active from construction."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("localizer", **kwargs)
+        try:
+            self._declare()
+            self._load()
+            self._open()
+        except BaseException:
+            self._free()
+            self._stop_log_forwarding()
+            raise
+
+    def destroy_node(self) -> None:
+        self._free()
+        self._stop_log_forwarding()
+        super().destroy_node()
+
+
 def _with_info(callback: Any) -> Any:
     """``callback(msg, info)`` as rclpy wants it: rclpy passes rmw's message info
     (publication sequence numbers, for the skipped-frame count) to two-argument
@@ -285,17 +358,33 @@ def _type_name(cls: type) -> str:
     return f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``localizer`` / ``python -m distilvpr_ros.localizer``; exit code."""
-    rclpy.init(args=argv)
+#: Exit codes of the node processes (docs/node.md): 0 a requested stop, 1 a bug
+#: (with its traceback), EXIT_CONFIG a configuration error (bad parameter,
+#: params file, map or model), printed as one line.  The launch file backs
+#: off when respawning after it (launch_args.respawn_delay_after).
+EXIT_CONFIG = 2
+
+
+def _rcl_message(exc: BaseException) -> str:
+    """rcl's error without its C source locations (``, at /project/src/parse.c:435``)."""
+    return re.sub(r",? at [^,]*\.c:\d+", "", str(exc)).strip()
+
+
+def run_node(make_node: Callable[[], Any], argv: Sequence[str] | None = None, name: str = "localizer") -> int:
+    """init, build the node, spin, clean exit; the exit code (see :data:`EXIT_CONFIG`)."""
+    try:
+        rclpy.init(args=argv)
+    except RCLError as exc:  # rcl could not parse a -p value or a params file
+        print(f"{name}: error: {_rcl_message(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
     node = None
     try:
-        node = Localizer()
+        node = make_node()
         rclpy.spin(node)
     except UserError as exc:
         # Start-up mistake: one line naming the parameter or file, no traceback.
-        rclpy.logging.get_logger("localizer").fatal(str(exc))
-        return 2
+        rclpy.logging.get_logger(name).fatal(str(exc))
+        return EXIT_CONFIG
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RuntimeError:
@@ -309,6 +398,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``localizer`` / ``python -m distilvpr_ros.localizer``; exit code."""
+    return run_node(Localizer, argv)
 
 
 if __name__ == "__main__":

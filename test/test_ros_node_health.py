@@ -117,6 +117,8 @@ def test_empty_map_errors_type_conflict_and_latency_warn(assets, ros, tmp_path):
         ros.destroy_publisher(image)
         assert proc.stop() == 0
     assert "Traceback" not in proc.output()
+    # An empty map is not a map to rebuild.
+    assert "the map is empty" in proc.output() and "rebuild the map" not in proc.output()
 
 
 def test_save_map_into_an_unwritable_place_fails_clearly(assets, ros, tmp_path):
