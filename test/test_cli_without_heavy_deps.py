@@ -54,7 +54,7 @@ def test_blocker_hides_torch(hidden_env: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("argv", [[name] for name in all_subcommands()]
                          + [["bench", t] for t in ("embedder", "map", "node", "distill", "sim")]
-                         + [["map", a] for a in ("build", "info", "verify", "merge", "query")])
+                         + [["map", a] for a in ("build", "info", "verify", "merge", "query", "init")])
 def test_help_without_heavy_modules(hidden_env: dict[str, str], argv: list[str]) -> None:
     res = _cli(hidden_env, *argv, "--help")
     assert res.returncode == 0, res.stderr[-2000:]
