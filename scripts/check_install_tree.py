@@ -58,7 +58,8 @@ def main() -> int:
         check(core_cfg.is_file(), f"share/distilvpr_core/config/{cfg} (--config NAME)")
     check((Path(get_package_share_directory("distilvpr_core")) / "package.xml").is_file(),
           "share/distilvpr_core/package.xml")
-    for exe in ("localizer", "replay_eval", "distilvpr"):
+    check((share / "config" / "distilvpr.rviz").is_file(), "share/distilvpr_ros/config/distilvpr.rviz (rviz:=true)")
+    for exe in ("localizer", "lifecycle_localizer", "replay_eval", "distilvpr"):
         path = ros_prefix / "lib" / "distilvpr_ros" / exe
         check(path.is_file() and os.access(path, os.X_OK), f"lib/distilvpr_ros/{exe} (ros2 run distilvpr_ros {exe})")
     # The ROS subcommands reach `distilvpr` through the distilvpr.plugins entry point.
