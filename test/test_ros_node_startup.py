@@ -137,6 +137,7 @@ def test_ready_line_names_the_resolved_topic_and_core_logs_reach_rosout(assets, 
     # The test map has no local features: the engine's warning about it goes through
     # Python logging; it must reach /rosout as the node's own WARN.
     from rcl_interfaces.msg import Log
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
     from distilvpr_ros.replay.node_process import local_ros_client, spin_until
     shared = tmp_path / "shared.yaml"   # a /** section may hold other nodes' parameters
@@ -146,7 +147,11 @@ def test_ready_line_names_the_resolved_topic_and_core_logs_reach_rosout(assets, 
     args += ["--params-file", str(shared)]
     got = []
     with local_ros_client("rosout_listener") as ros:
-        sub = ros.create_subscription(Log, "/rosout", got.append, 100)
+        # /rosout keeps its last messages (transient local, as rcl publishes it): a line
+        # logged before discovery matched this subscription still arrives.
+        rosout_qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        sub = ros.create_subscription(Log, "/rosout", got.append, rosout_qos)
         with LocalizerProcess(args, tmp_path / "node.log") as proc:
             spin_until(ros, lambda: any(m.name == "robot1.localizer" and "ready:" in m.msg for m in got), 60,
                        "ready on /rosout", proc)
