@@ -1,7 +1,7 @@
 """The managed (lifecycle) ``localizer``, as nav2's nodes are.
 
 Same parameters, topics and services as :mod:`distilvpr_ros.localizer`, and
-the same code (:class:`~distilvpr_ros.localizer.LocalizerMixin`), run
+the same code (:class:`~distilvpr_ros.localizer_wiring.LocalizerMixin`), run
 transition by transition:
 
 * configure: read the parameters, load the model and the map (a wrong one
@@ -29,7 +29,8 @@ from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 
 from distilvpr_core.foundation.errors import UserError
 
-from .localizer import LocalizerMixin, run_node
+from .localizer import run_node
+from .localizer_wiring import LocalizerMixin
 
 
 class LifecycleLocalizer(LocalizerMixin, LifecycleNode):
