@@ -10,8 +10,10 @@ config/localize.yaml -p map_path:=MAP -p model_path:=MODEL``.
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
+import tempfile
 from typing import Any, Callable, Sequence
 
 import rclpy
@@ -56,10 +58,30 @@ def _rcl_message(exc: BaseException) -> str:
     return re.sub(r",? at [^,]*\.c:\d+", "", str(exc)).strip()
 
 
+def _init(argv: Sequence[str] | None) -> None:
+    """``rclpy.init``; when it fails, rcl's own "Failed to parse global
+    arguments" log line (written to fd 2 by C code) is dropped, so the user
+    sees one line: the RCLError's, which says more."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    ok = False
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            rclpy.init(args=argv)
+            ok = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if ok:  # anything rcl said on a good start is kept
+                held.seek(0)
+                os.write(2, held.read())
+
+
 def run_node(make_node: Callable[[], Any], argv: Sequence[str] | None = None, name: str = "localizer") -> int:
     """init, build the node, spin, clean exit; the exit code (see :data:`EXIT_CONFIG`)."""
     try:
-        rclpy.init(args=argv)
+        _init(argv)
     except RCLError as exc:  # rcl could not parse a -p value or a params file
         print(f"{name}: error: {_rcl_message(exc)}", file=sys.stderr)
         return EXIT_CONFIG

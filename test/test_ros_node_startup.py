@@ -117,8 +117,8 @@ def test_what_rcl_cannot_parse_is_one_line_and_exit_2(assets, tmp_path, given, s
     args = launch_args.node_arguments({"map": str(assets["main"].map), "model": str(assets["main"].model)})
     rc, out = _run_args(tmp_path, args + given)
     assert rc == 2, out
-    (line,) = [ln for ln in out.splitlines() if ln.startswith("localizer: error:")]
-    assert said in line and "/project/src" not in line
+    (line,) = out.strip().splitlines()  # one line, nothing else
+    assert line.startswith("localizer: error:") and said in line and "/project/src" not in line
 
 
 @pytest.mark.parametrize("section", ["localizer", "/localizer", "/**/localizer"])
