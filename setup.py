@@ -23,7 +23,10 @@ setup(
         ("share/distilvpr_ros", ["package.xml"]),
         ("share/distilvpr_core", ["package.xml"]),
         ("share/distilvpr_ros/launch", glob("launch/*.launch.py")),
-        ("share/distilvpr_ros/config", glob("config/*.yaml") + glob("config/*.xml")),
+        ("share/distilvpr_ros/config", glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz")),
+        # The core resolves `--config NAME` here (foundation/config.py), as it
+        # never names the ROS package.
+        ("share/distilvpr_core/config", glob("config/*.yaml")),
         ("lib/distilvpr_core", ["scripts/distil"]),
     ],
     python_requires=">=3.10",
@@ -55,6 +58,7 @@ setup(
         "console_scripts": [
             "distilvpr = distilvpr_core.app.cli:main",
             "localizer = distilvpr_ros.localizer:main",
+            "lifecycle_localizer = distilvpr_ros.lifecycle_localizer:main",
             "replay_eval = distilvpr_ros.replay.replay_eval:main",
         ],
         # The ROS subcommands of `distilvpr` (replay-eval, bench node): the

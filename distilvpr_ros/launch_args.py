@@ -58,11 +58,25 @@ LAUNCH_ARGS: tuple[LaunchArg, ...] = (
     LaunchArg("params_file", "", "YAML parameters file ('' = the installed config/localize.yaml); "
               "launch arguments given on the command line override it"),
     LaunchArg("log_level", "info", "node log level: debug, info, warn, error or fatal"),
-    LaunchArg("respawn", "false", "true: restart the node whenever it exits (after respawn_delay); "
+    LaunchArg("respawn", "false", "true: restart the node whenever it exits (after respawn_delay; "
+              "doubled after each configuration error, exit code 2, up to 60 s); "
               "false: a node that exits with an error (e.g. code 2, a bad parameter) ends the "
               "launch with a non-zero exit code"),
-    LaunchArg("respawn_delay", "2.0", "seconds to wait before a respawn"),
+    LaunchArg("respawn_delay", "2.0", "seconds to wait before a respawn (the first one after a "
+              "configuration error)"),
+    LaunchArg("lifecycle", "false", "true: start the managed (lifecycle) node: configure loads map and "
+              "model, activate opens the topics (ros2 lifecycle set /localizer ...)"),
+    LaunchArg("autostart", "true", "with lifecycle:=true: configure and activate at start, as nav2's "
+              "autostart; false: wait for a lifecycle manager"),
+    LaunchArg("rviz", "false", "true: also start rviz2 with the package's view (camera, candidates, "
+              "loop-closure link, matched keyframe, metric pose)"),
+    LaunchArg("rviz_config", "", "rviz2 config file ('' = the installed config/distilvpr.rviz)"),
 )
+
+#: Exit code of the node on a configuration error (localizer.EXIT_CONFIG; docs/node.md).
+EXIT_CONFIG = 2
+#: Longest wait between respawns after configuration errors, seconds.
+RESPAWN_MAX_DELAY_S = 60.0
 
 BY_NAME: dict[str, LaunchArg] = {a.name: a for a in LAUNCH_ARGS}
 #: Arguments that take true/false.
@@ -85,6 +99,19 @@ def parse_delay(text: str) -> float:
     if not value >= 0.0:
         raise ValueError(f"launch argument respawn_delay:={text!r}: expected seconds >= 0")
     return value
+
+
+def respawn_after(returncode: int | None, config_failures: int, delay_s: float) -> tuple[float, int]:
+    """(seconds to wait before the next start, configuration failures so far).
+
+    A configuration error (exit :data:`EXIT_CONFIG`) will not fix itself:
+    each one in a row doubles the wait (``delay_s``, 2x, 4x, ... up to
+    :data:`RESPAWN_MAX_DELAY_S`) instead of restarting every ``delay_s``
+    forever.  Any other exit (a crash) restarts after ``delay_s`` and resets
+    the count."""
+    if returncode != EXIT_CONFIG:
+        return delay_s, 0
+    return min(delay_s * 2.0 ** config_failures, max(RESPAWN_MAX_DELAY_S, delay_s)), config_failures + 1
 
 
 def overrides(values: dict[str, str]) -> dict[str, object]:

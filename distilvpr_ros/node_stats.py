@@ -85,13 +85,15 @@ class NodeStats:
         self.start_rss = rss_bytes()
         self.started = time.monotonic()
         self.last_image: float | None = None  # time.monotonic() of the last image callback
-        self.drops = DropEstimator()          # camera frames that never reached the callback
+        self.drops = DropEstimator()          # camera frames the node skipped
         self.consecutive_failures = 0         # frames in a row the engine raised on
         self.last_failure = ""
 
-    def image_arrived(self, stamp_ns: int) -> None:
+    def image_arrived(self, sequence: int | None = None, publisher: bytes = b"") -> None:
+        """An image reached the callback; ``sequence``/``publisher``: its publication
+        sequence number and publisher gid from rmw's message info (None: unknown)."""
         self.last_image = time.monotonic()
-        self.drops.add(stamp_ns)
+        self.drops.add(sequence, publisher)
 
     def since_last_image_s(self) -> float:
         """Seconds since the last image (since start when none arrived yet)."""
@@ -112,6 +114,7 @@ class NodeStats:
             out[f"{name}_p99_ms"] = f"{win.percentile_ms(99):.3f}"
         out["process_p95_ms"] = f"{self.process.percentile_ms(95):.3f}"
         out["frames_missed_fraction"] = f"{self.drops.fraction():.3f}"
+        out["frames_skipped"] = str(self.drops.skipped())
         out["seconds_since_image"] = f"{self.since_last_image_s():.1f}"
         rss = rss_bytes()
         out["rss_mb"] = f"{rss / 2**20:.1f}"

@@ -22,15 +22,25 @@ from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.localize.settings import SPECS, LocalizerSettings, check
 
 
-def declare_all(node: Any, argv: Sequence[str] | None = None) -> LocalizerSettings:
+#: Parameters every rclpy node has, valid in a params file beside the settings.
+ROS_BUILTIN = frozenset({"use_sim_time", "start_type_description_service"})
+
+
+def declare_all(node: Any, argv: Sequence[str] | None = None, extra: Sequence[str] = ()) -> LocalizerSettings:
     """Declare every setting as a parameter of ``node`` with its descriptor;
     return the values as settings.
 
     Raises UserError naming the parameter when an override has the wrong type
     or is out of range (rclpy rejects it while declaring; ``-p`` overrides in
     ``argv``, default ``sys.argv``, are checked first by :func:`check_cli_overrides`).
+    A params-file section for this node with a key that is no parameter of
+    it (``top_kk``) is a UserError naming the closest valid name
+    (:func:`check_params_files`); ``extra``: the node's own parameters beyond
+    the settings (the lifecycle node's ``autostart``).
     """
-    check_cli_overrides(sys.argv if argv is None else argv, node.get_name())
+    argv = sys.argv if argv is None else argv
+    check_cli_overrides(argv, node.get_name())
+    check_params_files(argv, node.get_name(), node.get_fully_qualified_name(), extra)
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
     from rclpy.exceptions import ParameterException
 
@@ -96,3 +106,55 @@ def check_cli_overrides(argv: Sequence[str], node_name: str = "localizer") -> No
         why = check(name, value)
         if why:
             raise UserError(f"{why} (from -p {name}:={raw})")
+
+
+def params_files(argv: Sequence[str]) -> list[str]:
+    """Paths given with ``--params-file`` in the ``--ros-args`` sections of ``argv``."""
+    out, in_ros = [], False
+    for i, arg in enumerate(argv):
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--":
+            in_ros = False
+        elif in_ros and arg == "--params-file" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+    return out
+
+
+def _flatten(values: Any, prefix: str = "") -> list[str]:
+    # Nested mappings are dotted names in ROS 2 (qos_overrides./image.subscription.depth).
+    if not isinstance(values, dict):
+        return [prefix]
+    return [n for k, v in values.items() for n in _flatten(v, f"{prefix}{k}.")]
+
+
+def check_params_files(argv: Sequence[str], node_name: str, fqn: str, extra: Sequence[str] = ()) -> None:
+    """UserError naming the file, the key and the closest valid name for the
+    first key of a params-file section for this node (``localizer:``,
+    ``/localizer:``, ``/ns/localizer:``, ``/**/localizer:``) that is no
+    parameter of it; rcl would silently ignore it.  Sections for every node
+    (``/**:``) may hold other nodes' parameters and are not checked."""
+    import difflib
+
+    import yaml
+    mine = {node_name, "/" + node_name, fqn, fqn.lstrip("/"), "/**/" + node_name}
+    valid = set(SPECS) | ROS_BUILTIN | set(extra)
+    for path in params_files(argv):
+        try:
+            with open(path) as fh:
+                data = yaml.safe_load(fh)
+        except (OSError, yaml.YAMLError):
+            continue  # rcl has already parsed it; it reports its own errors
+        if not isinstance(data, dict):
+            continue
+        for section, body in data.items():
+            if str(section) not in mine or not isinstance(body, dict):
+                continue
+            names = _flatten(body.get("ros__parameters") or {})
+            for name in (n[:-1] for n in names):
+                if name in valid or name.startswith("qos_overrides."):
+                    continue
+                close = difflib.get_close_matches(name, sorted(valid), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else f"; valid: {', '.join(sorted(valid))}"
+                raise UserError(f"{path}: section '{section}': '{name}' is not a parameter of "
+                                f"{fqn}{hint}")

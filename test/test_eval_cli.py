@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from distilvpr_core.evaluation import vpr as eval_cmd
+from distilvpr_core.evaluation import cli as eval_cmd
 from distilvpr_core.data import native
 from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.foundation.contract import PreprocessContract

@@ -22,7 +22,8 @@ MODULE_KEYS = {
     "rclpy": "rclpy", "rcl_interfaces": "rcl_interfaces", "builtin_interfaces": "builtin_interfaces",
     "sensor_msgs": "sensor_msgs", "std_msgs": "std_msgs", "geometry_msgs": "geometry_msgs",
     "nav_msgs": "nav_msgs", "visualization_msgs": "visualization_msgs", "diagnostic_msgs": "diagnostic_msgs",
-    "std_srvs": "std_srvs", "ament_index_python": "ament_index_python", "launch": "launch",
+    "std_srvs": "std_srvs", "lifecycle_msgs": "lifecycle_msgs", "ament_index_python": "ament_index_python",
+    "launch": "launch",
     "launch_ros": "launch_ros", "numpy": "python3-numpy", "yaml": "python3-yaml", "PIL": "python3-pil",
     "tqdm": "python3-tqdm", "matplotlib": "python3-matplotlib", "faiss": "python3-faiss",
     "onnxruntime": "python3-onnxruntime-pip", "rosbags": "python3-rosbags-pip",
@@ -119,3 +120,36 @@ def test_rosdep_sees_training_keys_only_when_asked(repo_root):
     assert not wanted[False] & TRAINING_KEYS
     assert wanted[True] - wanted[False] == TRAINING_KEYS
     assert {"python3-faiss", "python3-onnxruntime-pip", "python3-rosbags-pip", "rcl_interfaces"} <= wanted[False]
+
+
+def test_install_hints_name_the_declared_training_keys(manifest):
+    # The one line a robot without torch/trimesh prints names a key package.xml declares.
+    from distilvpr_core.foundation.missing_deps import EXTRAS
+    conditional = {key for _, key, condition in manifest if condition}
+    for module, (key, _pip) in EXTRAS.items():
+        if key is not None:
+            assert key in conditional and MODULE_KEYS.get(module, key) == key, module
+        else:
+            assert module in NO_KEY, module
+
+
+def test_distil_executable_runs_the_interpreter_that_built_the_package(repo_root, tmp_path):
+    # The install layout `ros2 run distilvpr_core distil` sees: lib/distilvpr_core/distil beside
+    # lib/distilvpr_ros/distilvpr (a console script whose shebang setuptools wrote).  With no
+    # python3 on PATH at all, distil must still reach that console script.
+    (tmp_path / "lib" / "distilvpr_core").mkdir(parents=True)
+    (tmp_path / "lib" / "distilvpr_ros").mkdir(parents=True)
+    console = tmp_path / "lib" / "distilvpr_ros" / "distilvpr"
+    console.write_text('#!/bin/sh\nprintf "%s|" "$@"\n')
+    console.chmod(0o755)
+    for how in ("copy", "symlink"):  # colcon build, and colcon build --symlink-install
+        exe = tmp_path / "lib" / "distilvpr_core" / "distil"
+        exe.unlink(missing_ok=True)
+        if how == "copy":
+            exe.write_bytes((repo_root / "scripts" / "distil").read_bytes())
+            exe.chmod(0o755)
+        else:
+            exe.symlink_to(repo_root / "scripts" / "distil")
+        res = subprocess.run([str(exe), "--config", "a b.yaml"], env={"PATH": str(tmp_path / "nowhere")},
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0 and res.stdout == "distil|--config|a b.yaml|", (how, res.stderr)

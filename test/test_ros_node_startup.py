@@ -90,3 +90,78 @@ def test_required_parameters(assets, tmp_path):
     finally:
         proc.stop()
     assert rc == 2 and "parameter 'map_path' is required" in proc.output()
+
+
+def _run_args(tmp_path, args, timeout_s=60):
+    proc = LocalizerProcess(args, tmp_path / "node.log")
+    try:
+        rc = proc.proc.wait(timeout_s)
+    finally:
+        proc.stop()
+    out = proc.output()
+    assert "Traceback" not in out and "RCLError" not in out, out
+    return rc, out
+
+
+@pytest.mark.parametrize("given, said", [
+    (["-p", "top_k:=[1,a]"], "Couldn't parse parameter override rule: '-p top_k:=[1,a]'"),
+    (["--params-file", "BAD"], "Couldn't parse params file"),
+    (["--params-file", "MISSING"], "Couldn't parse params file: '--params-file MISSING'"),
+])
+def test_what_rcl_cannot_parse_is_one_line_and_exit_2(assets, tmp_path, given, said):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('localizer:\n  ros__parameters:\n    top_k: [1, "a"\n')
+    subst = {"BAD": str(bad), "MISSING": str(tmp_path / "missing.yaml")}
+    given = [subst.get(a, a) for a in given]
+    said = said.replace("MISSING", subst["MISSING"])
+    args = launch_args.node_arguments({"map": str(assets["main"].map), "model": str(assets["main"].model)})
+    rc, out = _run_args(tmp_path, args + given)
+    assert rc == 2, out
+    (line,) = out.strip().splitlines()  # one line, nothing else
+    assert line.startswith("localizer: error:") and said in line and "/project/src" not in line
+
+
+@pytest.mark.parametrize("section", ["localizer", "/localizer", "/**/localizer"])
+def test_misspelled_params_file_key_names_it_and_the_closest_name(assets, tmp_path, section):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(f"{section}:\n  ros__parameters:\n    top_k: 3\n    scor_threshold: 0.5\n")
+    args = launch_args.node_arguments({"map": str(assets["main"].map), "model": str(assets["main"].model),
+                                       "params_file": str(typo)})
+    rc, out = _run_args(tmp_path, args)
+    assert rc == 2, out
+    assert f"{typo}: section '{section}': 'scor_threshold' is not a parameter of /localizer; " \
+           "did you mean 'score_threshold'?" in out
+
+
+def test_ready_line_names_the_resolved_topic_and_core_logs_reach_rosout(assets, tmp_path):
+    # The test map has no local features: the engine's warning about it goes through
+    # Python logging; it must reach /rosout as the node's own WARN.
+    from rcl_interfaces.msg import Log
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from distilvpr_ros.replay.node_process import local_ros_client, spin_until
+    shared = tmp_path / "shared.yaml"   # a /** section may hold other nodes' parameters
+    shared.write_text("/**:\n  ros__parameters:\n    some_other_nodes_param: 1\n")
+    args = launch_args.node_arguments({"map": str(assets["main"].map), "model": str(assets["main"].model),
+                                       "image_topic": "/cam/rgb", "namespace": "robot1"})
+    args += ["--params-file", str(shared)]
+    got = []
+    with local_ros_client("rosout_listener") as ros:
+        # /rosout keeps its last messages (transient local, as rcl publishes it): a line
+        # logged before discovery matched this subscription still arrives.
+        rosout_qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        sub = ros.create_subscription(Log, "/rosout", got.append, rosout_qos)
+        with LocalizerProcess(args, tmp_path / "node.log") as proc:
+            spin_until(ros, lambda: any(m.name == "robot1.localizer" and "ready:" in m.msg for m in got), 60,
+                       "ready on /rosout", proc)
+            out = proc.output()
+        ros.destroy_subscription(sub)
+    ready = next(m.msg for m in got if "ready:" in m.msg)
+    assert ready.endswith("images on /cam/rgb"), ready
+    warn = [m for m in got if "no local features" in m.msg]
+    assert len(warn) == 1 and warn[0].level == Log.WARN and warn[0].name == "robot1.localizer"
+    assert "rebuild the map" in warn[0].msg  # the map has keyframes: rebuilding is the fix
+    # Printed once, in the ROS format, not as a bare Python logging line.
+    lines = [ln for ln in out.splitlines() if "no local features" in ln]
+    assert len(lines) == 1 and lines[0].startswith("[WARN]") and "[robot1.localizer]" in lines[0], out

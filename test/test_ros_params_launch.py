@@ -101,7 +101,8 @@ def test_node_arguments_match_launch_semantics(repo_root):
 HUMBLE_API = {
     "launch": {"LaunchDescription"},
     "launch.actions": {"DeclareLaunchArgument", "OpaqueFunction", "GroupAction", "SetEnvironmentVariable",
-                       "IncludeLaunchDescription", "LogInfo", "RegisterEventHandler", "EmitEvent"},
+                       "IncludeLaunchDescription", "LogInfo", "RegisterEventHandler", "EmitEvent",
+                       "TimerAction"},
     "launch.event_handlers": {"OnProcessExit"},
     "launch.events": {"Shutdown"},
     "launch.substitutions": {"LaunchConfiguration", "PythonExpression", "TextSubstitution"},
@@ -110,7 +111,7 @@ HUMBLE_API = {
     "launch_ros.parameter_descriptions": {"ParameterValue", "ParameterFile"},
     "ament_index_python.packages": {"get_package_share_directory"},
     "distilvpr_ros.launch_args": {"LAUNCH_ARGS", "node_failed", "overrides", "parse_bool", "parse_delay",
-                                  "remappings"},
+                                  "remappings", "respawn_after"},
     "os": None,
 }
 HUMBLE_NODE_KWARGS = {"package", "executable", "name", "namespace", "exec_name", "parameters", "remappings",
@@ -176,9 +177,18 @@ def _run_launch_file(repo_root, monkeypatch, **given):
         def __init__(self, reason):
             self.reason = reason
 
+    class LogInfo:
+        def __init__(self, msg):
+            self.msg = msg
+
+    class TimerAction:
+        def __init__(self, period, actions):
+            self.period, self.actions = period, actions
+
     fakes = {"launch": {"LaunchDescription": LaunchDescription},
              "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument, "OpaqueFunction": OpaqueFunction,
-                                "RegisterEventHandler": RegisterEventHandler, "EmitEvent": EmitEvent},
+                                "RegisterEventHandler": RegisterEventHandler, "EmitEvent": EmitEvent,
+                                "LogInfo": LogInfo, "TimerAction": TimerAction},
              "launch.event_handlers": {"OnProcessExit": OnProcessExit},
              "launch.events": {"Shutdown": Shutdown},
              "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration},
@@ -195,7 +205,8 @@ def _run_launch_file(repo_root, monkeypatch, **given):
     context.update(given)
     opaque = [e for e in ld.entities if isinstance(e, OpaqueFunction)]
     assert len(opaque) == 1
-    opaque[0].function(context)
+    returned = opaque[0].function(context)
+    assert [a for a in returned if isinstance(a, dict)] == nodes  # every Node is launched
     return declared, nodes, handlers
 
 
@@ -209,7 +220,8 @@ def test_launch_file_declares_the_table_and_starts_the_node_like_node_arguments(
     assert node["parameters"] == ["/share/distilvpr_ros/config/localize.yaml", {}]
     assert node["remappings"] == [("image", "image"), ("image/compressed", "image/compressed")]
     assert node["arguments"] == ["--ros-args", "--log-level", "info"]
-    assert node["respawn"] is False and node["respawn_delay"] == 2.0
+    # No tty emulation: redirected logs and journald get no ANSI colour codes.
+    assert not node.get("emulate_tty") and "respawn" not in node
     (handler,) = handlers  # no respawn: the node's failure ends the launch
     assert handler.target_action is node
 
@@ -241,8 +253,11 @@ def test_launch_remaps_every_topic_sets_sim_time_and_respawns(repo_root, monkeyp
         ("~/loop_closure", "/lio_loop/loop_closure_detection"), ("~/match_pose", "/vpr/pose"),
         ("~/markers", "/vpr/markers"), ("/diagnostics", "/vpr/diagnostics")}
     assert node["parameters"][1] == {"use_sim_time": True, "loop_closure_scope": "session"}
-    assert node["respawn"] is True and node["respawn_delay"] == 0.5
-    assert handlers == []  # respawn: an exit is not the end of the launch
+    (handler,) = handlers  # respawn: an exit starts the node again, later
+    running = types.SimpleNamespace(is_shutdown=False)
+    log, timer = handler.on_exit(types.SimpleNamespace(returncode=-11), running)
+    assert timer.period == 0.5 and "code -11" in log.msg  # a crash: respawn_delay
+    assert timer.actions[0]["remappings"] == node["remappings"]
     args = launch_args.node_arguments(given)
     for src, dst in node["remappings"][2:]:
         assert f"{src}:={dst}" in args
@@ -294,3 +309,38 @@ def test_cli_overrides_are_type_checked_as_rclpy_would():
     with pytest.raises(UserError, match=r"write 1.0, not 1"):
         check_cli_overrides(["p", "--ros-args", "-p", "min_interval_s:=1"])
     check_cli_overrides(["p", "--ros-args", "-p", "use_sim_time:=true", "-p", "map_frame:=odom"])
+
+
+def test_respawn_backs_off_on_configuration_errors(repo_root, monkeypatch):
+    # A permanent configuration error (exit 2) restarted the node every 1.8 s forever.
+    _, nodes, handlers = _run_launch_file(repo_root, monkeypatch, respawn="true", respawn_delay="1.0")
+    running = types.SimpleNamespace(is_shutdown=False)
+    periods = []
+    handler = handlers[-1]
+    for _ in range(9):
+        _, timer = handler.on_exit(types.SimpleNamespace(returncode=2), running)
+        periods.append(timer.period)
+        handler = handlers[-1]     # the restarted node's exit handler (made with the timer's actions)
+    assert periods == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+    _, timer = handler.on_exit(types.SimpleNamespace(returncode=1), running)
+    assert timer.period == 1.0    # a crash restarts at once and resets the back-off
+    assert handler.on_exit(types.SimpleNamespace(returncode=2), types.SimpleNamespace(is_shutdown=True)) is None
+    assert launch_args.respawn_after(0, 3, 2.0) == (2.0, 0)
+    assert launch_args.respawn_after(2, 0, 2.0) == (2.0, 1)
+
+
+def test_lifecycle_and_rviz_arguments(repo_root, monkeypatch):
+    _, nodes, _ = _run_launch_file(repo_root, monkeypatch, lifecycle="true")
+    (node,) = nodes
+    assert node["executable"] == "lifecycle_localizer" and node["parameters"][1] == {"autostart": True}
+    _, nodes, _ = _run_launch_file(repo_root, monkeypatch, lifecycle="true", autostart="false", rviz="true")
+    node, rviz = nodes
+    assert node["parameters"][1] == {"autostart": False}
+    assert rviz["executable"] == "rviz2" and rviz["arguments"] == ["-d", "/share/distilvpr_ros/config/distilvpr.rviz"]
+    view = yaml.safe_load((repo_root / "config" / "distilvpr.rviz").read_text())
+    topics = {d["Topic"]["Value"] for d in view["Visualization Manager"]["Displays"] if "Topic" in d}
+    assert topics == {"/image", "/localizer/markers", "/localizer/candidates", "/localizer/match_pose",
+                      "/localizer/pose"}
+    assert view["Visualization Manager"]["Global Options"]["Fixed Frame"] == "map"  # map_frame's default
+    _, nodes, _ = _run_launch_file(repo_root, monkeypatch)
+    assert [n["executable"] for n in nodes] == ["localizer"]

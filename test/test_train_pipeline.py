@@ -178,7 +178,7 @@ def test_torchrun_two_processes_share_the_epoch(tiny_root, tmp_path, repo_root):
     import subprocess
     import sys
     script = tmp_path / "ddp_run.py"
-    script.write_text("import argparse, sys\nfrom distilvpr_core.train import pipeline as train\n"
+    script.write_text("import argparse, sys\nfrom distilvpr_core.train import cli as train\n"
                       "p = argparse.ArgumentParser(); train.add_arguments(p)\n"
                       "sys.exit(train.run(p.parse_args(sys.argv[1:])))\n")
     sets = tiny_config(tiny_root, tmp_path / "runs", **{"run.stages": "[teacher, cache, student]"})

@@ -1,4 +1,4 @@
-"""VPR evaluation of a model over dataset traversals, and the ``eval`` subcommand.
+"""VPR evaluation of a model over dataset traversals (the ``eval`` subcommand is :mod:`.cli`).
 
 ``distilvpr eval --checkpoint runs/.../student_best.pt --set data.root=...``
 embeds every test traversal with the checkpoint (student, teacher, or the
@@ -11,12 +11,8 @@ pickles), exactly those are used, as in the reference protocol.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import functools
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -24,15 +20,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..foundation.atomic import write_text_atomic
-from ..foundation.config import load_config, read_yaml, spec
-from ..data.datasets import DataConfig, FrameIndex, PlaceDataset, collate, select
-from ..data.traversals import open_traversals
+from ..foundation.config import spec
+from ..data.datasets import DataConfig, FrameIndex, PlaceDataset, collate
 from ..foundation.contract import PreprocessContract
+from . import BRANCHES
 from .recall import RecallResult, evaluate_runs
 
-HELP = "evaluate a checkpoint: Recall@N / Recall@1% over every ordered pair of test traversals"
-BRANCHES = ("auto", "student", "teacher", "teacher_image")
 
 
 @dataclass
@@ -120,67 +113,3 @@ def evaluate_model(model: nn.Module, branch: str, traversals: Sequence[Any], dat
                         query_indices=queries, true_neighbours=true)
     return dataclasses.replace(res, run_names=tuple(t.name for t in traversals))
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..foundation.cli_args import add_config_args
-    parser.add_argument("--checkpoint", required=True, metavar="PT",
-                        help="student or teacher checkpoint (.pt) written by 'distilvpr distil'")
-    parser.add_argument("--branch", default="auto", choices=BRANCHES,
-                        help="what to evaluate: auto = the checkpoint's model; teacher_image = "
-                             "the teacher's camera branch alone")
-    parser.add_argument("--role", default="test", choices=("train", "val", "test"),
-                        help="which traversals of the dataset to evaluate on (default: test)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
-    parser.add_argument("--output", metavar="JSON", help="also write the results to this JSON file")
-    add_config_args(parser, None)
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..models import load_student, load_teacher, read_checkpoint
-    from ..models.checkpoint import checkpoint_contract
-    from ..models.config import TeacherConfig
-    from ..models.lidar import lidar_encoder_spec
-    # A distil config may be passed as is: only its data and eval sections matter here.
-    sections = {k: v for k, v in read_yaml(args.config).items() if k in ("data", "eval")} \
-        if args.config else {}
-    cfg = load_config(EvalCommandConfig, None, args.overrides, data=sections)
-    ckpt = read_checkpoint(args.checkpoint)
-    kind = ckpt["kind"]
-    branch = args.branch if args.branch != "auto" else kind
-    if (branch == "student") != (kind == "student"):
-        from ..foundation.errors import UserError
-        raise UserError(f"--branch {branch} does not fit a {kind} checkpoint ({args.checkpoint})")
-    # Evaluate with the preprocessing the model was trained with, not the data config's.
-    contract = checkpoint_contract(ckpt, args.checkpoint)
-    if sections.get("data") or any(o.startswith("data.") for o in args.overrides or ()):
-        said = (tuple(cfg.data.input_size), cfg.data.resize)
-    else:
-        said = (contract.input_size, contract.resize)
-    if said != (contract.input_size, contract.resize):
-        print(f"note: using the checkpoint's preprocessing {list(contract.input_size)} {contract.resize} "
-              f"(the data config says {list(cfg.data.input_size)} {cfg.data.resize})")
-    cfg.data.input_size, cfg.data.resize = contract.input_size, contract.resize
-    model, model_cfg = load_student(args.checkpoint) if kind == "student" else load_teacher(args.checkpoint)
-    prepare = None
-    if branch == "teacher":
-        tcfg = load_config(TeacherConfig, data=dict(model_cfg, pretrained="none"))
-        prepare = functools.partial(lidar_encoder_spec(tcfg.lidar_encoder).prepare, cfg=tcfg)
-    device = torch.device(args.device)
-    travs = select(open_traversals(cfg.data), args.role, f"{cfg.data.root}")
-    if len(travs) < 2:
-        from ..foundation.errors import UserError
-        raise UserError(f"{cfg.data.root}: evaluation needs >= 2 traversals with role {args.role!r}, "
-                        f"found {[t.name for t in travs]}")
-    res = evaluate_model(model.to(device), branch, travs, cfg.data, cfg.eval, device, prepare,
-                         progress="embed", contract=contract)
-    out = {"checkpoint": str(args.checkpoint), "branch": branch, "role": args.role,
-           "traversals": [t.name for t in travs], **res.to_dict(),
-           "recall_at": [round(float(v), 4) for v in res.recall_at]}
-    print(f"{branch} on {len(travs)} {args.role} traversals ({res.pairs} pairs, {res.queries} queries): "
-          f"R@1 {res.r1:.2f}  R@5 {res.recall_at[min(4, len(res.recall_at) - 1)]:.2f}  "
-          f"R@1% {res.recall_1pct:.2f}")
-    for pair, r1 in out.get("R@1 by pair", {}).items():
-        print(f"  {pair:40s} R@1 {r1:6.2f}")
-    if args.output:
-        write_text_atomic(Path(args.output), json.dumps(out, indent=2) + "\n")
-    return 0

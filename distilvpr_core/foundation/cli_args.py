@@ -1,8 +1,9 @@
-"""What every subcommand module shares: the config flags and the one-line-error run.
+"""What every subcommand module shares: the one-line-error run, and running on its own.
 
-A subcommand module (``HELP``, ``add_arguments(parser)``, ``run(args)``) imports
-these instead of the ``distilvpr`` CLI itself, so the CLI stays on top of the
-house and a module can also run on its own (``standalone_main``).
+A subcommand module (``HELP``, ``add_arguments(parser)``, ``run(args)``) takes its
+flags helper from ``foundation.config.add_config_args`` and these, never the
+``distilvpr`` CLI itself: the CLI stays on top of the house, and a module can
+also run on its own (``standalone_main``).
 """
 from __future__ import annotations
 
@@ -12,20 +13,21 @@ from types import ModuleType
 from typing import Callable, Sequence
 
 from .errors import UserError
-
-
-def add_config_args(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
-    """The ``--config FILE`` and repeatable ``--set KEY.PATH=VALUE`` flags."""
-    parser.add_argument("--config", default=default_config, metavar="FILE",
-                        help="YAML config file" + (f" (default: {default_config})" if default_config else ""))
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value, e.g. --set train.epochs=3 (repeatable)")
+from .missing_deps import install_hint, missing_extra
 
 
 def invoke(prog: str, run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a subcommand: user errors become one line and exit 2, Ctrl-C exit 130."""
+    """Run a subcommand: user errors and a missing training-only module (torch, onnx,
+    trimesh) become one line and exit 2, Ctrl-C exit 130."""
     try:
         return int(run(args) or 0)
+    except ModuleNotFoundError as exc:
+        # A robot with the run-time keys only: say what to install, in one line.
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        print(f"{prog}: error: {install_hint(missing, prog)}", file=sys.stderr)
+        return 2
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -18,7 +18,9 @@ Example::
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import sys
 import types
 import typing
 from pathlib import Path
@@ -188,11 +190,65 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return result
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with errors that name the file."""
+#: The package whose share directory holds the installed ``config/*.yaml``
+#: (setup.py installs them into ``share/distilvpr_core/config``).
+CONFIG_PACKAGE = "distilvpr_core"
+
+
+def config_dirs() -> list[Path]:
+    """Where a config given by name is looked for, in order: the source
+    checkout's ``config/`` (edits take effect without a rebuild), then the
+    installed ``share/distilvpr_core/config`` (ament index of a colcon
+    workspace, then this interpreter's prefix, where pip puts data files)."""
+    dirs = [Path(__file__).resolve().parents[2] / "config"]
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:  # pip install without ROS
+        pass
+    else:
+        try:
+            dirs.append(Path(get_package_share_directory(CONFIG_PACKAGE)) / "config")
+        except (PackageNotFoundError, ValueError, LookupError):
+            pass
+    dirs.append(Path(sys.prefix) / "share" / CONFIG_PACKAGE / "config")
+    out: list[Path] = []
+    for d in dirs:
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def find_config(path: str | Path) -> Path:
+    """The file ``path`` names: itself when it exists, else, for a bare name
+    (``distil_synth``, ``distil_synth.yaml``) or ``config/NAME``, the first
+    :func:`config_dirs` entry that has it.  So ``--config config/distil_synth.yaml``
+    works outside the source tree too.  ConfigError lists where it looked."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+    if path.is_file():
+        return path
+    looked = [str(path.resolve())]
+    if path.parent in (Path("."), Path("config")) and path.name not in ("", ".", ".."):
+        name = path.name if path.suffix in (".yaml", ".yml") else path.name + ".yaml"
+        for d in config_dirs():
+            if (d / name).is_file():
+                return d / name
+            looked.append(str(d / name))
+    raise ConfigError(f"{path}: config file not found; looked for {', '.join(looked)}")
+
+
+def add_config_args(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
+    """The ``--config FILE`` and repeatable ``--set KEY.PATH=VALUE`` flags."""
+    parser.add_argument("--config", default=default_config, metavar="FILE",
+                        help="YAML config file, or the name of an installed one (e.g. distil_synth)"
+                             + (f" (default: {default_config})" if default_config else ""))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set train.epochs=3 (repeatable)")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping (``path`` resolved by :func:`find_config`), with
+    errors that name the file."""
+    path = find_config(path)
     try:
         data = read_yaml_file(path) or {}
     except UserError as exc:
@@ -209,6 +265,8 @@ def load_config(cls: type[T], path: str | Path | None = None,
     Raises :class:`ConfigError` naming the file and key path on any mistake.
     """
     overrides = list(overrides)
+    if data is None and path is not None:
+        path = find_config(path)
     base = dict(data) if data is not None else (read_yaml(path) if path is not None else {})
     source = str(path) if path is not None else "<config>"
     if overrides:

@@ -115,9 +115,13 @@ class LocalizationEngine:
         self.sequence.configure(settings.sequence_n, settings.sequence_tolerance_m)
         if settings.verify and not self.verifier.available and not self._warned:
             self._warned = True  # once: the node logs it at start-up, not per frame
-            log.warning("the map has no local features (built with --no-features or before "
-                        "verification existed): geometric verification is off; rebuild the map "
-                        "with 'distilvpr map build' to enable it")
+            if len(self.map) == 0:  # nothing to rebuild: say what is true
+                log.warning("the map is empty (no keyframes, no local features): geometric "
+                            "verification is off")
+            else:
+                log.warning("the map has no local features (built with --no-features or before "
+                            "verification existed): geometric verification is off; rebuild the map "
+                            "with 'distilvpr map build' to enable it")
 
     @property
     def verifying(self) -> bool:

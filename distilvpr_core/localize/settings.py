@@ -110,7 +110,7 @@ class LocalizerSettings:
     latency_budget_ms: float = _s(500.0, "/diagnostics WARN when the p95 of callback-to-published "
                                   "time exceeds this, milliseconds", lo=0.0, hi=1.0e6)
     max_drop_fraction: float = _s(0.5, "/diagnostics WARN when more than this fraction of camera "
-                                  "frames never reached the node (estimated from stamp gaps)",
+                                  "frames never reached the node (counted from publication sequence numbers)",
                                   lo=0.0, hi=1.0)
     log_throttle_s: float = _s(30.0, "a kind of bad message is logged at most once per this period",
                                lo=0.0, hi=1.0e6)

@@ -1,4 +1,4 @@
-"""`distilvpr map build|info|verify|merge|query`: make, inspect and search prior maps."""
+"""`distilvpr map init|build|info|verify|merge|query`: make, inspect and search prior maps."""
 from __future__ import annotations
 
 import argparse
@@ -9,12 +9,28 @@ import numpy as np
 
 from ..foundation.errors import UserError
 
-HELP = "prior map: build from a dataset or rosbag, info, verify, merge, query"
+HELP = "prior map: init (empty), build from a dataset or rosbag, info, verify, merge, query"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..foundation.cli_args import add_config_args
+    from ..foundation.config import add_config_args
     sub = parser.add_subparsers(dest="map_command", metavar="ACTION")
+
+    n = sub.add_parser("init", help="create an empty map for a model (the first map of a SLAM session)",
+                       description="Write an empty map whose descriptor size, model fingerprint and "
+                                   "preprocessing are the model's, for the localizer's online mapping "
+                                   "(online_mapping:=true, then ~/save_map).")
+    n.add_argument("out", help="map directory to write")
+    n.add_argument("--model", required=True, help="student .onnx (or .pt with --backend torch)")
+    n.add_argument("--backend", default="onnxruntime", help="embedder backend: onnxruntime | torch | tensorrt")
+    n.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], default="flat",
+                   help="index type (default: flat, exact)")
+    n.add_argument("--camera", metavar="FX,FY,CX,CY,WIDTH,HEIGHT",
+                   help="intrinsics of the robot's camera (pixels): keyframes added online then store "
+                        "local features, so later loop closures are verified geometrically")
+    n.add_argument("--features-max", type=int, default=300,
+                   help="ORB features stored per keyframe with --camera (default 300)")
+    n.add_argument("--overwrite", action="store_true", help="replace an existing map at OUT")
 
     b = sub.add_parser("build", help="embed keyframes of dataset traversals and/or bags into a new map",
                        description="Select keyframes (by distance/time), embed them with the student "
@@ -69,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    actions = {"build": _build, "info": _info, "verify": _verify, "merge": _merge, "query": _query}
+    actions = {"init": _init, "build": _build, "info": _info, "verify": _verify, "merge": _merge, "query": _query}
     if args.map_command not in actions:
         raise UserError(f"choose an action: {', '.join(actions)} (see 'distilvpr map --help')")
     return actions[args.map_command](args)
@@ -82,13 +98,50 @@ def _embedder(model: str, backend: str):
     return load_embedder(model, backend=backend)
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse a bad --out before any expensive work."""
+def _check_out(out: Path, overwrite: bool, flag: str = "--out ") -> None:
+    """Refuse a bad output path (given as ``flag``) before any expensive work."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not (out / "schema.json").is_file():
-            raise UserError(f"--out {out}: exists and is not an empty directory or a map; choose another path")
+            raise UserError(f"{flag}{out}: exists and is not an empty directory or a map; choose another path")
         if not overwrite:
-            raise UserError(f"--out {out}: a map exists already; pass --overwrite to replace it")
+            raise UserError(f"{flag}{out}: a map exists already; pass --overwrite to replace it")
+
+
+def _camera(text: str):
+    """``--camera fx,fy,cx,cy,width,height`` -> Intrinsics (UserError naming the flag)."""
+    from ..features.orb import Intrinsics
+    from .features import CAMERA_KEYS, check_intrinsics
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) != len(CAMERA_KEYS):
+            raise ValueError(f"{len(parts)} values")
+        cam = Intrinsics(*(float(p) for p in parts[:4]), int(parts[4]), int(parts[5]))
+    except ValueError as exc:
+        raise UserError(f"--camera {text!r}: expected {','.join(CAMERA_KEYS)} (numbers; width and "
+                        f"height integers), e.g. 525,525,319.5,239.5,640,480 ({exc})") from None
+    return check_intrinsics(cam, f"--camera {text!r}")
+
+
+def _init(args: argparse.Namespace) -> int:
+    from .features import FeatureStore
+    from .priormap import PriorMap
+    out = Path(args.out)
+    _check_out(out, args.overwrite, flag="")
+    camera = _camera(args.camera) if args.camera else None
+    if camera is not None and not 5 <= args.features_max <= 2000:
+        raise UserError(f"--features-max {args.features_max}: expected 5..2000")
+    emb = _embedder(args.model, args.backend)
+    try:
+        m = PriorMap.create(emb.dim, emb.fingerprint, emb.contract, index=args.index)
+    finally:
+        emb.close()
+    if camera is not None:
+        m.attach_features(FeatureStore(camera, args.features_max))
+    m.save(out, overwrite=args.overwrite)
+    print(f"wrote {out}: empty map, dim {m.dim}, index {m.index_type}, model {m.fingerprint[:16]}, "
+          + (f"features for a {camera.width}x{camera.height} camera" if camera else "no features")
+          + "; start the localizer with online_mapping:=true and save with ~/save_map")
+    return 0
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ DEFAULT_CONFIG = "config/synth_town.yaml"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``distilvpr synth``."""
-    from ..foundation.cli_args import add_config_args
+    from ..foundation.config import add_config_args
     add_config_args(parser, DEFAULT_CONFIG)
     parser.add_argument("--out", required=True, metavar="DIR", help="output dataset directory (created)")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it exists and is not empty")

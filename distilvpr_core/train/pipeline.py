@@ -1,4 +1,4 @@
-"""Training stages from one config, and the ``distil`` subcommand.
+"""Training stages from one config (the ``distil`` subcommand's flags are in :mod:`.cli`).
 
 Stages (``run.stages``, in this order): ``teacher`` trains the camera+LiDAR
 teacher with the batch-hard triplet loss; ``cache`` embeds the training set
@@ -13,7 +13,6 @@ rank 0 writes files and evaluates.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -36,8 +35,6 @@ from .config import STAGES, DistilRunConfig, RunConfig, StageConfig, TaskConfig 
 from .eval_stage import lidar_prepare as _lidar_prepare, stage_eval  # noqa: F401 (stage_eval re-export)
 from .loop import embedding_spread, place_masks  # noqa: F401 (re-export)
 from .loop import NonFiniteLoss, NullWriter, RunContext, state_bytes, train_stage, write_json  # noqa: F401
-
-HELP = "train teacher -> cache teacher embeddings -> distil the camera-only student -> evaluate"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -277,14 +274,3 @@ def _run_stages(cfg: DistilRunConfig, argv: list[str] | None) -> Path:
         writer.close()
     return run_dir
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..foundation.cli_args import add_config_args
-    add_config_args(parser, "config/distil_synth.yaml")
-
-
-def run(args: argparse.Namespace) -> int:
-    import sys
-    cfg = load_config(DistilRunConfig, args.config, args.overrides)
-    run_pipeline(cfg, list(sys.argv))
-    return 0

@@ -61,11 +61,12 @@ def local_ros_client(name: str) -> Iterator[Any]:
 
 
 class LocalizerProcess:
-    """``python -m distilvpr_ros.localizer`` with ``ros_args`` (everything after
-    ``--ros-args``); stdout+stderr go to ``log_path``.  Use as a context
+    """``python -m distilvpr_ros.localizer`` (or ``module``, e.g. the lifecycle
+    node) with ``ros_args`` (everything after ``--ros-args``); stdout+stderr go to ``log_path``.  Use as a context
     manager: the process is always stopped with SIGINT (then SIGKILL)."""
 
-    def __init__(self, ros_args: Sequence[str], log_path: str | Path, cwd: str | Path | None = None) -> None:
+    def __init__(self, ros_args: Sequence[str], log_path: str | Path, cwd: str | Path | None = None,
+                 module: str = "distilvpr_ros.localizer") -> None:
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
@@ -76,7 +77,7 @@ class LocalizerProcess:
         # The child imports this same distilvpr_ros, whatever its working directory.
         source_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH", "")) if p)
-        self.proc = subprocess.Popen([sys.executable, "-m", "distilvpr_ros.localizer", *args],
+        self.proc = subprocess.Popen([sys.executable, "-m", module, *args],
                                      stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=env,
                                      start_new_session=True)
         self.returncode: int | None = None
