@@ -29,7 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("distilvpr_core.evaluation.cli", "evaluate a checkpoint: Recall@N / Recall@1% over every ordered pair of test traversals"),
     "export": ("distilvpr_core.export.cli", "export a student checkpoint to ONNX (opset>=17, dynamic batch, contract in metadata), optional INT8"),
     "build-engine": ("distilvpr_core.export.engine_cli", "build (or reuse from the cache) a TensorRT 10 engine for an exported ONNX student"),
-    "map": ("distilvpr_core.mapdb.cli", "prior map: build from a dataset or rosbag, info, verify, merge, query"),
+    "map": ("distilvpr_core.mapdb.cli", "prior map: init (empty), build from a dataset or rosbag, info, verify, merge, query"),
     "bench": ("distilvpr_core.bench.cli", "speed benchmarks: embedder backends (default), map search, node latency, distillation step"),
 }
 
