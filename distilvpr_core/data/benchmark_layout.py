@@ -31,6 +31,7 @@ import numpy as np
 
 from ..foundation.errors import UserError
 from .benchmark_pickles import read_evaluation_sets, read_lidar2image, read_training_tuples
+from .eval_sets import attach_queries, run_of
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,6 @@ class LayoutSpec:
     l2i_in_image_root: bool                       # Oxford: next to the images; Boreas: in root
     image_dirs: Callable[[Path, str], list[Path]]  # (image_root, run) -> candidate image folders
     read_cloud: Callable[[Path], np.ndarray]       # scan path -> float32 [P, 4] x y z intensity
-
-
-def run_of(relpath: str) -> str:
-    """Run folder of a scan path ``.../<run>/<scan dir>/<ts>.<ext>``."""
-    parts = Path(relpath).parts
-    return parts[-3] if len(parts) >= 3 else ""
 
 
 def check_relpath(rel: str, source: Path) -> None:
@@ -188,7 +183,6 @@ def open_benchmark(spec: LayoutSpec, root: str | Path, image_root: str | Path = 
 
 
 def _open_evaluation(b: _Builder, root: Path) -> list[BenchmarkRun]:
-    from .eval_sets import attach_queries
     db_path = root / b.spec.eval_database
     q_path = root / b.spec.eval_query
     if not db_path.is_file():

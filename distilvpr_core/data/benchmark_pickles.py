@@ -29,8 +29,9 @@ import numpy as np
 
 from ..foundation.errors import UserError, short_repr
 from ..foundation.safe_files import open_regular
+from .training_tuple import TrainingTuple
 
-_TUPLE_MODULES = {"distilvpr_core.data.oxford_format", "datasets.oxford", "datasets.base_datasets",
+_TUPLE_MODULES = {"distilvpr_core.data.training_tuple", "distilvpr_core.data.oxford_format", "datasets.oxford", "datasets.base_datasets",
                   "datasets.pointnetvlad.pnv_raw", "__main__", "generating_queries.generate_training_tuples_baseline",
                   "generate_training_tuples_baseline", "datasets.boreas", "misc.utils"}
 _NUMPY = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -39,15 +40,10 @@ _NUMPY = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", 
           ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
 
-def _training_tuple_class() -> type:
-    from .oxford_format import TrainingTuple  # lazy: oxford_format imports this module
-    return TrainingTuple
-
-
 def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     # Protocol 0/1 pickles of plain classes go through copyreg._reconstructor; the
     # real one calls base.__new__/base.__init__ with attacker-chosen arguments.
-    if cls is _training_tuple_class() and base is object and state is None:
+    if cls is TrainingTuple and base is object and state is None:
         return copyreg._reconstructor(cls, base, state)
     raise pickle.UnpicklingError(f"copyreg._reconstructor({getattr(cls, '__name__', cls)!r}, "
                                  f"{getattr(base, '__name__', base)!r}, ...) is not allowed")
@@ -58,7 +54,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if name == "TrainingTuple" and module in _TUPLE_MODULES:
-            return _training_tuple_class()
+            return TrainingTuple
         if (module, name) in _NUMPY:
             return super().find_class(module, name)
         if (module, name) == ("copyreg", "_reconstructor"):
@@ -94,7 +90,7 @@ def read_training_tuples(path: str | Path) -> dict[int, Any]:
     """``{id: TrainingTuple}`` from a ``*training_queries*`` / ``*test_queries*`` pickle, checked:
     ids match keys, ``rel_scan_filepath`` is a str, ``position`` float [2] (northing, easting)."""
     data = load_pickle(path)
-    tt = _training_tuple_class()
+    tt = TrainingTuple
     if not isinstance(data, dict) or not all(isinstance(v, tt) for v in data.values()):
         raise UserError(f"{path}: expected a dict {{id: TrainingTuple}}, got {type(data).__name__}")
     for k, v in data.items():

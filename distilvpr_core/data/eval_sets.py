@@ -15,7 +15,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..foundation.errors import UserError
-from .benchmark_layout import run_of as _run_of
+
+
+def run_of(relpath: str) -> str:
+    """Run folder of a scan path ``.../<run>/<scan dir>/<ts>.<ext>``."""
+    parts = Path(relpath).parts
+    return parts[-3] if len(parts) >= 3 else ""
 
 
 def attach_queries(tests: Sequence[Any], query_sets: list[dict[int, dict[Any, Any]]],
@@ -23,7 +28,7 @@ def attach_queries(tests: Sequence[Any], query_sets: list[dict[int, dict[Any, An
     """Set ``query_indices`` int64 [Q] and ``true_neighbours`` {m: [Q int64 arrays]} on
     each evaluation traversal ``tests[n]`` (``tests[n].eval_set == n``)."""
     if len(query_sets) != len(tests):
-        extra = [sorted({_run_of(e["query"]) for e in s.values()}) for s in query_sets[len(tests):]]
+        extra = [sorted({run_of(e["query"]) for e in s.values()}) for s in query_sets[len(tests):]]
         raise UserError(f"{q_path}: {len(query_sets)} runs, but {db_path.name} has {len(tests)}"
                         + (f"; run(s) {extra} of the query pickle are absent from the database pickle"
                            if extra else "")
@@ -34,9 +39,9 @@ def attach_queries(tests: Sequence[Any], query_sets: list[dict[int, dict[Any, An
         lists: dict[int, list[np.ndarray]] = {m: [] for m in range(len(tests)) if m != n}
         for k in range(len(qset)):
             e = qset[k]
-            if _run_of(e["query"]) != trav.run:
+            if run_of(e["query"]) != trav.run:
                 raise UserError(f"{q_path}: run {n} query {k} ({e['query']}) is from run "
-                                f"{_run_of(e['query'])}, but run {n} of {db_path.name} is {trav.run}")
+                                f"{run_of(e['query'])}, but run {n} of {db_path.name} is {trav.run}")
             if e["query"] not in index:
                 raise UserError(f"{q_path}: run {n} query {k} ({e['query']}) is absent from the database "
                                 f"frames of run {trav.run} in {db_path.name}; regenerate both pickles together")

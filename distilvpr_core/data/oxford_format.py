@@ -35,36 +35,14 @@ import numpy as np
 
 from ..foundation.errors import UserError
 # The readers live in benchmark_pickles (shared with Boreas); re-exported here.
+from .benchmark_layout import LayoutSpec
 from .benchmark_pickles import load_pickle, read_evaluation_sets, read_training_tuples  # noqa: F401
+from .training_tuple import TrainingTuple
 
 SUBMAP_DIR = "pointcloud_20m_10overlap"
 LOCATIONS_CSV = "pointcloud_locations_20m_10overlap.csv"
 POINTS = 4096
 POSITIVE_M, NON_NEGATIVE_M, EVAL_TRUE_M = 10.0, 50.0, 25.0
-
-
-class TrainingTuple:
-    """One query of a training/validation set (field names as in MinkLoc++).
-
-    ``id`` int, ``timestamp`` int (us), ``rel_scan_filepath`` str relative to
-    the export root, ``positives`` / ``non_negatives`` sorted int64 arrays of
-    ids (non-negatives include the query and its positives), ``position``
-    float64 [2] (northing, easting) in metres.
-    """
-
-    def __init__(self, id: int, timestamp: int, rel_scan_filepath: str, positives: np.ndarray,
-                 non_negatives: np.ndarray, position: np.ndarray) -> None:
-        assert position.shape == (2,)
-        self.id = id
-        self.timestamp = timestamp
-        self.rel_scan_filepath = rel_scan_filepath
-        self.positives = positives
-        self.non_negatives = non_negatives
-        self.position = position
-
-    def __repr__(self) -> str:
-        return (f"TrainingTuple(id={self.id}, timestamp={self.timestamp}, rel_scan_filepath={self.rel_scan_filepath!r}, "
-                f"positives={len(self.positives)}, non_negatives={len(self.non_negatives)})")
 
 
 # ------------------------------------------------------------------ writing
@@ -202,9 +180,8 @@ def _image_dirs(image_root: Path, run: str) -> list[Path]:
     return [image_root / run, image_root / "images4lidar" / run]
 
 
-def oxford_layout() -> Any:
+def oxford_layout() -> LayoutSpec:
     """The :class:`~.benchmark_layout.LayoutSpec` of the Oxford RobotCar benchmark."""
-    from .benchmark_layout import LayoutSpec
     return LayoutSpec(name="oxford", train_pickle="training_queries_baseline.pickle",
                       val_pickle="test_queries_baseline.pickle",
                       eval_database="oxford_evaluation_database.pickle",

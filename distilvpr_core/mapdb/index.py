@@ -19,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..foundation.errors import UserError
 from .ann import HNSWIndex, IVFPQIndex
 from .index_base import INDEX_FILE, VECTORS_FILE, DescriptorIndex

@@ -22,12 +22,13 @@ import faiss
 import numpy as np
 
 from ..foundation.errors import UserError
+from .features import FeatureStore
 from .filters import allowed_rows, check_filter_args
-from .invariants import check_frames, check_poses, check_stamps
+from .invariants import check_frames, check_poses, check_stamps, check_unit_rows
 from .index import DescriptorIndex, new_index, resolve_params
 from .rows import GrowableArray, unit_rows
-from .schema import MapSchema, read_schema
-from .storage import COLUMNS, load_map, save_map
+from .schema import MapSchema
+from .storage import COLUMNS, MapArrays, read_map, write_map
 
 
 def _column(attr: str) -> property:
@@ -66,7 +67,7 @@ class PriorMap:
         self._source_names: list[str] = []
         self._files: dict[str, Any] = {}  # checksums as last saved or loaded
         self.removed_partials: list[tuple[Path, int]] = []  # by the last save (storage.py)
-        self._features: Any = None  # mapdb.features.FeatureStore, or None without features
+        self._features: FeatureStore | None = None  # local features, or None without them
 
     _ids = _column("_ids")
     _stamps = _column("_stamps")
@@ -168,7 +169,7 @@ class PriorMap:
         """Local features (:class:`.features.FeatureStore`, row = keyframe id), or None."""
         return self._features
 
-    def attach_features(self, store: Any) -> None:
+    def attach_features(self, store: FeatureStore) -> None:
         """Use ``store`` (one row per keyframe, in id order; None = none) as the features."""
         if store is not None and len(store) != len(self):
             raise UserError(f"features: {len(store)} rows for a map of {len(self)} keyframes")
@@ -286,7 +287,18 @@ class PriorMap:
         An existing *map* at ``path`` is replaced when ``overwrite``; any other
         non-empty directory is refused.  A crash leaves the old map intact.
         """
-        return save_map(self, path, overwrite)
+        fix = "the map in memory was changed behind add(); nothing was written"
+        check_unit_rows(self._index.vectors(), "save: descriptors", fix)
+        check_poses(self._poses, "save: poses", fix)
+        check_stamps(self._stamps, "save: stamps", fix)
+        arrays = MapArrays(index=self._index, source_names=list(self._source_names),
+                           columns={name: self._cols[attr].view() for name, (attr, _, _) in COLUMNS.items()})
+        features = self._features
+        files, removed = write_map(path, arrays, self._schema,
+                                   features.write if features is not None else None, overwrite)
+        self._files = dict(files)
+        self.removed_partials = removed
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | Path, expect_fingerprint: str | None = None,
@@ -297,8 +309,14 @@ class PriorMap:
         array shapes and dtypes against the counts, and (when given) the model
         fingerprint and descriptor dim; any mismatch raises UserError naming both.
         """
-        m = load_map(cls, path, expect_fingerprint, expect_dim, verify_checksums)
-        if (meta := read_schema(Path(path)).features) is not None:  # checksummed by load_map
-            from .features import FeatureStore
-            m._features = FeatureStore.load(Path(path), meta, len(m), m.schema.files)
+        arrays = read_map(path, expect_fingerprint, expect_dim, verify_checksums)
+        schema = arrays.schema
+        assert schema is not None  # read_map always returns the schema it verified against
+        m = cls(schema.dim, schema.model_fingerprint, schema.preprocessing, arrays.index, schema.created_at)
+        m._cols = {attr: GrowableArray(dtype, trail, arrays.columns[name])
+                   for name, (attr, dtype, trail) in COLUMNS.items()}
+        m._source_names = list(arrays.source_names)
+        m._files = dict(schema.files)
+        if schema.features is not None:  # its files were checksummed by read_map
+            m._features = FeatureStore.load(Path(path), schema.features, len(m), schema.files)
         return m

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 from ..foundation.errors import UserError
 from ..foundation.safe_files import open_regular, read_bytes, read_npy
-from .schema_fields import _files, _int, _keys, _obj, _preprocessing, _str
+from .schema_fields import FileEntry, _files, _int, _keys, _obj, _preprocessing, _str
 
 FORMAT = "distilvpr-map"
 FORMAT_VERSION = 2
@@ -41,14 +41,6 @@ _OPTIONAL = ("features",)
 V1_NOTE = ("format version 1: schema.json has no checksum of its own, so a damaged schema.json "
            "is only caught where it breaks a check (and a damaged recorded checksum is blamed on "
            "the data file); re-save the map to upgrade it to version 2")
-
-
-@dataclasses.dataclass(frozen=True)
-class FileEntry:
-    """Size (bytes) and sha256 hex digest of one file of a map directory."""
-
-    sha256: str
-    bytes: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,11 +5,20 @@ of the first value that is missing, unknown or of the wrong type.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
 
 from ..foundation.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class FileEntry:
+    """Size (bytes) and sha256 hex digest of one file of a map directory."""
+
+    sha256: str
+    bytes: int
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -61,7 +70,6 @@ def _preprocessing(value: Any, where: str) -> dict[str, Any]:
 
 
 def _files(value: Any, where: str) -> dict[str, Any]:
-    from .schema import FileEntry
     out = {}
     for name, entry in _obj(value, where, "files").items():
         if not name or name != Path(name).name or name.startswith("."):

@@ -11,6 +11,7 @@ died, since no live writer can own them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -19,16 +20,15 @@ import re
 import shutil
 import stat
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..foundation.atomic import atomic_directory
 from ..foundation.errors import UserError
-from .index import read_index, resolve_params
-from .rows import GrowableArray
+from .index import DescriptorIndex, read_index, resolve_params
 from .invariants import check_frames, check_poses, check_stamps, check_unit_rows
-from .schema import SCHEMA_FILE, load_npy, read_schema, save_npy, verify_files
+from .schema import SCHEMA_FILE, MapSchema, load_npy, read_schema, save_npy, verify_files
 
 _log = logging.getLogger(__name__)
 _PID_FIELD = 21  # bytes of the lock file's pid field: 20 digits and a newline
@@ -43,41 +43,57 @@ COLUMNS = {  # file -> (attribute, dtype, trailing shape)
 }
 
 
-def save_map(self: Any, path: str | Path, overwrite: bool = True) -> Path:
-    """Write the map directory atomically (temp dir + rename); returns the path.
+@dataclasses.dataclass(frozen=True)
+class MapArrays:
+    """What a map directory holds, as arrays: what :func:`write_map` writes and
+    :func:`read_map` returns.  PriorMap builds itself from it and checks nothing
+    here is changed behind its back.
 
-    An existing *map* at ``path`` is replaced when ``overwrite``; any other
-    non-empty directory is refused.  A crash leaves the old map intact.  The
-    existence check runs with the writer lock held, so of two writers racing
-    to a new path without ``overwrite`` the second is refused instead of
-    silently replacing the first one's map.
+    ``columns``: file name (:data:`COLUMNS`) -> array [N, ...] of that file's dtype;
+    ``source_names``: the source of each ``source_idx`` value; ``index``: the
+    descriptor index (its rows are the vectors); ``schema``: the parsed schema.json
+    (None when writing: the writer builds it from the files' checksums).
+    """
+
+    index: DescriptorIndex
+    columns: Mapping[str, np.ndarray]
+    source_names: Sequence[str]
+    schema: MapSchema | None = None
+
+
+def write_map(path: str | Path, arrays: MapArrays, schema_for: Callable[[dict[str, Any]], MapSchema],
+              extra_files: Callable[[Path], dict[str, Any]] | None = None,
+              overwrite: bool = True) -> tuple[dict[str, Any], list[tuple[Path, int]]]:
+    """Write a map directory atomically (temp dir + rename).
+
+    Returns (file name -> checksum entry, partial directories of dead writers removed).
+    ``schema_for(files)`` makes schema.json from the written files' entries;
+    ``extra_files(tmp)`` writes more files (local features) and returns their entries.
+    An existing *map* at ``path`` is replaced when ``overwrite``; any other non-empty
+    directory is refused.  A crash leaves the old map intact.  The existence check runs
+    with the writer lock held, so of two writers racing to a new path without
+    ``overwrite`` the second is refused instead of silently replacing the first one's map.
     """
     path = Path(path)
-    fix = "the map in memory was changed behind add(); nothing was written"
-    check_unit_rows(self._index.vectors(), "save: descriptors", fix)
-    check_poses(self._poses, "save: poses", fix)
-    check_stamps(self._stamps, "save: stamps", fix)
     try:
         with writer_lock(path) as removed:
             _check_target(path, overwrite)
             with atomic_directory(path, overwrite=True) as tmp:
-                files = self._index.write(tmp)
-                for name, (attr, dtype, _) in COLUMNS.items():
-                    files[name] = save_npy(tmp / name, getattr(self, attr).astype(dtype, copy=False))
+                files = arrays.index.write(tmp)
+                for name, (_, dtype, _) in COLUMNS.items():
+                    files[name] = save_npy(tmp / name, np.asarray(arrays.columns[name]).astype(dtype, copy=False))
                 files["source_names.npy"] = save_npy(
-                    tmp / "source_names.npy", np.asarray(self._source_names, dtype=str).reshape(-1))
-                if getattr(self, "_features", None) is not None:  # local features (mapdb/features.py)
-                    files.update(self._features.write(tmp))
-                text = json.dumps(self._schema(files).to_dict(), indent=2) + "\n"
+                    tmp / "source_names.npy", np.asarray(list(arrays.source_names), dtype=str).reshape(-1))
+                if extra_files is not None:
+                    files.update(extra_files(tmp))
+                text = json.dumps(schema_for(files).to_dict(), indent=2) + "\n"
                 with open(tmp / SCHEMA_FILE, "w") as fh:
                     fh.write(text)
                     fh.flush()
                     os.fsync(fh.fileno())
     except FileExistsError as exc:
         raise UserError(str(exc)) from None
-    self._files = dict(files)
-    self.removed_partials = removed
-    return path
+    return files, removed
 
 
 def _check_target(path: Path, overwrite: bool) -> None:
@@ -151,13 +167,14 @@ def remove_stale_partials(path: Path) -> list[tuple[Path, int]]:
 
 
 
-def load_map(cls: Any, path: str | Path, expect_fingerprint: str | None = None,
-         expect_dim: int | None = None, verify_checksums: bool = True) -> Any:
-    """Load and verify a map directory.
+def read_map(path: str | Path, expect_fingerprint: str | None = None,
+             expect_dim: int | None = None, verify_checksums: bool = True) -> MapArrays:
+    """Read and verify a map directory's arrays.
 
     Checks schema version, every file's size and sha256, array shapes and
-    dtypes against the counts, and (when given) the model fingerprint and
-    descriptor dim; any mismatch raises UserError naming both values.
+    dtypes against the counts, the invariants ``add`` enforces, and (when
+    given) the model fingerprint and descriptor dim; any mismatch raises
+    UserError naming both values.
     """
     path = Path(path)
     schema = read_schema(path)
@@ -177,25 +194,23 @@ def load_map(cls: Any, path: str | Path, expect_fingerprint: str | None = None,
     verify_files(path, schema, checksums=verify_checksums)
     n = schema.keyframes
     index = read_index(schema.index_type, path, schema.dim, dict(schema.index_params), n)
-    m = cls(schema.dim, schema.model_fingerprint, schema.preprocessing, index, schema.created_at)
-    for name, (attr, dtype, trail) in COLUMNS.items():
-        m._cols[attr] = GrowableArray(dtype, trail, load_npy(path / name, dtype, (n, *trail)))
+    columns = {name: load_npy(path / name, dtype, (n, *trail)) for name, (_, dtype, trail) in COLUMNS.items()}
     names = load_npy(path / "source_names.npy", None, (schema.sources,),
                      check=lambda dt, shape: None if dt.kind == "U" else f"expected strings, got {dt.name}")
-    m._source_names = [str(s) for s in names]
-    m._files = dict(schema.files)
-    check_map_content(m, path, n, schema.sources,
-                      "vectors.npy" if "vectors.npy" in schema.files else "index.faiss")
-    return m
+    arrays = MapArrays(index=index, columns=columns, source_names=[str(s) for s in names], schema=schema)
+    check_map_content(arrays, path, "vectors.npy" if "vectors.npy" in schema.files else "index.faiss")
+    return arrays
 
 
-def check_map_content(m: Any, path: Path, n: int, sources: int, vectors_file: str) -> None:
-    """The invariants ``add`` enforces (mapdb/invariants.py), on a loaded map's arrays."""
-    check_unit_rows(m._index.vectors(), str(path / vectors_file), _DAMAGED)
-    check_poses(m._poses, str(path / "poses.npy"), _DAMAGED)
-    check_stamps(m._stamps, str(path / "stamps_ns.npy"), _DAMAGED)
-    check_frames(m._frames, str(path / "frame_index.npy"), _DAMAGED)
-    if not np.array_equal(m._ids, np.arange(n)):
+def check_map_content(arrays: MapArrays, path: Path, vectors_file: str) -> None:
+    """The invariants ``add`` enforces (mapdb/invariants.py), on a map's arrays."""
+    cols, n, sources = arrays.columns, len(arrays.columns["ids.npy"]), len(arrays.source_names)
+    check_unit_rows(arrays.index.vectors(), str(path / vectors_file), _DAMAGED)
+    check_poses(cols["poses.npy"], str(path / "poses.npy"), _DAMAGED)
+    check_stamps(cols["stamps_ns.npy"], str(path / "stamps_ns.npy"), _DAMAGED)
+    check_frames(cols["frame_index.npy"], str(path / "frame_index.npy"), _DAMAGED)
+    if not np.array_equal(cols["ids.npy"], np.arange(n)):
         raise UserError(f"{path / 'ids.npy'}: ids must be 0..{n - 1} in order; {_DAMAGED}")
-    if n and (m._source_idx.min() < 0 or m._source_idx.max() >= sources):
+    src = cols["source_index.npy"]
+    if n and (src.min() < 0 or src.max() >= sources):
         raise UserError(f"{path / 'source_index.npy'}: values outside 0..{sources - 1}; {_DAMAGED}")
