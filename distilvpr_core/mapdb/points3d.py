@@ -33,8 +33,11 @@ def camera_points(scan_xyz: np.ndarray, T_base_lidar: np.ndarray, T_base_camera:
 
 
 def keypoint_depths(keypoints: np.ndarray, cam_pts: np.ndarray, cam: Intrinsics,
-                    radius_px: float = RADIUS_PX, max_spread: float = MAX_SPREAD) -> np.ndarray:
-    """float64 [F] depth (m, along the optical axis) of each keypoint float [F, 2]; NaN: none."""
+                    radius_px: float | None = None, max_spread: float | None = None) -> np.ndarray:
+    """float64 [F] depth (m, along the optical axis) of each keypoint float [F, 2]; NaN: none.
+    ``radius_px`` / ``max_spread``: None = the module's :data:`RADIUS_PX` / :data:`MAX_SPREAD`."""
+    radius_px = RADIUS_PX if radius_px is None else radius_px
+    max_spread = MAX_SPREAD if max_spread is None else max_spread
     kp = np.asarray(keypoints, np.float64).reshape(-1, 2)
     out = np.full(len(kp), np.nan)
     z = cam_pts[:, 2]
