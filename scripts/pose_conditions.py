@@ -9,9 +9,10 @@ Two rows per drive and kind:
 
 * ``engine``: the full localizer (student retrieval -> verification -> PnP -> pose
   consistency), what the node publishes;
-* ``oracle``: the same verifier and PnP on the ``--oracle-k`` map keyframes nearest to
-  the ground truth (perfect retrieval): what the local features alone can do, so a gap
-  between the rows is the retrieval's share.
+* ``oracle``: the same verifier, PnP and pose-consistency check on the ``--oracle-k``
+  map keyframes nearest to the ground truth (perfect retrieval), over the drive's frames
+  within 5 m of a keyframe: what the local features alone can do, so a gap between the
+  rows is the retrieval's share.
 
     python scripts/pose_conditions.py --dataset DIR --map-traversal train_noon \\
         --queries val_dawn test_noon --model student.onnx --features orb sift --out OUT
@@ -35,9 +36,12 @@ from distilvpr_core.foundation.atomic import write_bytes_atomic, write_text_atom
 
 
 def _oracle(engine, frames, map_xyz: np.ndarray, k: int, s) -> list:
-    """Outcomes of the verifier + PnP on the k keyframes nearest the truth (no retrieval)."""
+    """Outcomes of the verifier + PnP on the k keyframes nearest the truth (no retrieval),
+    then the same pose-consistency check against the drive's odometry as the engine's."""
     from distilvpr_core.localize.geometry import passes
+    from distilvpr_core.localize.pose_consistency import PoseConsistency
     from distilvpr_core.loopeval.outcome import QueryOutcome
+    check = PoseConsistency(s.pose_consistency_n, s.pose_consistency_m, s.pose_consistency_deg)
     out = []
     for f in frames:
         d = np.linalg.norm(map_xyz - f.position[None], axis=1)
@@ -45,9 +49,11 @@ def _oracle(engine, frames, map_xyz: np.ndarray, k: int, s) -> list:
         t0 = time.perf_counter()
         checks, _ = engine.verifier.check(f.image, ids, s)
         ok = passes(checks, s)
+        pose = checks.pose if ok else None
+        consistent = check.update(pose, f.odom)
         stage = {"match_rank": 0, "raw_score": float("nan"), "inliers": -1, "verified": ok,
                  "verify_s": time.perf_counter() - t0, "embed_s": 0.0, "verify_ran": True,
-                 "pose": checks.pose if ok else None, "localized": ok and checks.pose is not None}
+                 "pose": pose, "localized": pose is not None and consistent is not False}
         out.append(QueryOutcome(f.stamp_ns, f.position, True, ids, np.ones(len(ids), np.float32),
                                 map_xyz[ids], accepted=stage["localized"], stage=stage,
                                 orientation=f.orientation))

@@ -171,7 +171,7 @@ def test_map_cli_build_info_verify_query_merge(synth, student, tmp_path, capsys)
 
 def test_bag_camera_info_and_dataset_camera_give_the_same_features(synth, embedder):
     """Intrinsics come from the bag's CameraInfo or the dataset's camera model; both
-    paths store identical ORB features (same images, same extractor)."""
+    paths store identical local features (same images, same extractor)."""
     cfg = MapBuildConfig()
     bag = synth / "bags" / "train_noon"
     from_bag = build_map([bag_stream(bag, "/camera/image_raw", "/ground_truth/pose", 0.05,

@@ -127,7 +127,7 @@ def _span(a: Any, b: Any) -> str:
 
 
 def build_map(streams: list[FrameStream], embedder: Any, cfg: MapBuildConfig,
-              progress: bool = True, features_max: int = 0, features_kind: str = "orb",
+              progress: bool = True, features_max: int = 0, features_kind: str = "sift",
               points: bool = True) -> PriorMap:
     """Select keyframes from each stream, embed them with ``embedder`` and index them.
 

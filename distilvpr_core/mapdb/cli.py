@@ -35,10 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--features-max", type=int, default=300,
                    help="local features stored per keyframe (default 300: about 12 KB with orb, "
                         "42 KB with sift, plus 3.5 KB of 3D points with depth)")
-    b.add_argument("--features", default="orb", choices=["orb", "sift"],
-                   help="local feature kind stored for verification and metric pose: orb (default, "
-                        "fast) or sift (RootSIFT on a CLAHE-normalised image); the localizer must use "
-                        "the same kind")
+    b.add_argument("--features", default="sift", choices=["orb", "sift"],
+                   help="local feature kind stored for verification and metric pose: sift (default: "
+                        "RootSIFT on a CLAHE-normalised image, chosen on a validation drive) or orb "
+                        "(cheaper fallback); the localizer uses the map's kind")
     b.add_argument("--no-points", action="store_true",
                    help="store no 3D points of the features even when the dataset has LiDAR "
                         "(no metric pose; essential-matrix verification only)")

@@ -66,7 +66,7 @@ class FeatureStore:
     [7] camera pose on base_link when the store keeps 3D points, else None.
     """
 
-    def __init__(self, camera: Intrinsics, max_per_keyframe: int, kind: str = registry.DEFAULT,
+    def __init__(self, camera: Intrinsics, max_per_keyframe: int, kind: str = "orb",
                  arrays: tuple[np.ndarray, ...] | None = None,
                  T_base_camera: np.ndarray | None = None):
         f = int(max_per_keyframe)
