@@ -52,6 +52,9 @@ LAUNCH_ARGS: tuple[LaunchArg, ...] = (
     _from_setting("loop_closure_scope", "loop_closure_scope"),
     _topic("match_pose_topic", "~/match_pose", "the accepted match pose "
            "(geometry_msgs/PoseWithCovarianceStamped)"),
+    _topic("pose_topic", "~/pose", "the metric robot pose of each localized frame "
+           "(geometry_msgs/PoseWithCovarianceStamped, map frame)"),
+    _from_setting("publish_tf", "publish_tf"),
     _topic("markers_topic", "~/markers", "the RViz markers (visualization_msgs/MarkerArray)"),
     _topic("diagnostics_topic", "/diagnostics", "the node's health (diagnostic_msgs/DiagnosticArray)"),
     LaunchArg("namespace", "", "namespace of the node (its topics are relative)"),

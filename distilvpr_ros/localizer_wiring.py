@@ -38,7 +38,7 @@ from distilvpr_core.data.images import BadImage
 from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.localize import settings as settings_mod
 from distilvpr_core.localize.engine import LocalizationEngine
-from distilvpr_core.localize.geometry import relative_covariance
+from distilvpr_core.localize.geometry import metric_relative, relative_covariance
 from distilvpr_core.localize.resources import load_model_and_map
 from distilvpr_core.localize.settings import LocalizerSettings
 
@@ -105,9 +105,14 @@ class LocalizerMixin:
         self.pub_loop = self.create_publisher(Float64MultiArray, "~/loop_closure", 10)
         self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "~/match_pose", 10)
         self.pub_relative = self.create_publisher(PoseWithCovarianceStamped, "~/relative_pose", 10)
+        self.pub_robot = self.create_publisher(PoseWithCovarianceStamped, "~/pose", 10)
+        # /tf only when asked: tf2_msgs is not in the PyPI wheels (UserError naming it, exit 2).
+        self.pub_tf = (self.create_publisher(outputs.tf_message_type(), "/tf", 100)
+                       if s.publish_tf else None)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._io += [self.sub_image, self.pub_candidates, self.pub_loop, self.pub_pose, self.pub_relative,
+                     self.pub_robot, *([self.pub_tf] if self.pub_tf is not None else []),
                      self.pub_markers, self.pub_diag,
                      self.create_service(Trigger, "~/save_map", self._on_save_map),
                      self.create_service(SetBool, "~/set_mapping", self._on_set_mapping)]
@@ -226,6 +231,8 @@ class LocalizerMixin:
             self.pub_pose.publish(outputs.match_pose(header, res.poses[0], float(res.scores[0]),
                                                      p.match_sigma_m, p.match_sigma_rad))
             self._publish_relative(stamp, res)
+            if res.localized:
+                self._publish_robot_pose(header, res, odom)
         else:
             self.stats.counts[f"rejected_{res.reject}"] += 1
         self.pub_candidates.publish(to_pointcloud2(
@@ -236,13 +243,26 @@ class LocalizerMixin:
     def _publish_relative(self, stamp: Any, res: Any) -> None:
         # Only a match that passed verification has a relative pose; an unverified
         # closure is never published here (res.verified is False without verification).
+        header = Header(stamp=stamp, frame_id=f"keyframe_{int(res.ids[0])}")
+        if res.localized:  # metric: PnP against the keyframe's 3D points
+            R, t, cov = metric_relative(res.checks, res.poses[0], self.map.features.T_base_camera)
+            self.pub_relative.publish(outputs.relative_pose(header, R, t, cov))
+            self.stats.counts["relative_poses"] += 1
+            return
         v = res.checks.result if (res.verified and res.checks is not None) else None
         if v is None or v.rotation is None:
             return
         cov = relative_covariance(v, self.p.relative_scale_sigma_m)
-        header = Header(stamp=stamp, frame_id=f"keyframe_{int(res.ids[0])}")
         self.pub_relative.publish(outputs.relative_pose(header, v.rotation, v.direction, cov))
         self.stats.counts["relative_poses"] += 1
+
+    def _publish_robot_pose(self, header: Header, res: Any, odom: np.ndarray | None) -> None:
+        self.pub_robot.publish(outputs.robot_pose(header, res.pose, res.pose_cov))
+        self.stats.counts["poses"] += 1
+        if self.pub_tf is not None and self.p.publish_tf and odom is not None:
+            msg = outputs.tf_message_type()()
+            msg.transforms = [outputs.map_to_odom(header, self.p.odom_frame, res.pose, odom)]
+            self.pub_tf.publish(msg)
 
     def _publish_diagnostics(self) -> None:
         values = self.stats.snapshot()

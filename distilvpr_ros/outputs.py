@@ -1,4 +1,5 @@
-"""Output messages of the localizer: loop closure, match pose, markers, diagnostics.
+"""Output messages of the localizer: loop closure, match pose, robot pose, map->odom,
+markers, diagnostics.
 
 Builders only; the node owns the publishers.  Poses are float64 [7]
 (x y z qx qy qz qw) in the map frame; stamps are nanoseconds since the epoch.
@@ -64,11 +65,55 @@ def match_pose(header: Any, pose: np.ndarray, score: float, sigma_m: float, sigm
     return msg
 
 
+def robot_pose(header: Any, pose: np.ndarray, covariance: np.ndarray) -> Any:
+    """geometry_msgs/PoseWithCovarianceStamped of the metric robot pose (base_link in
+    ``header.frame_id``, the map frame) from PnP: ``pose`` float64 [7], ``covariance``
+    float64 [6, 6] (x y z roll pitch yaw about the map axes)."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    msg = PoseWithCovarianceStamped()
+    msg.header = header
+    p = msg.pose.pose
+    p.position.x, p.position.y, p.position.z = (float(v) for v in pose[:3])
+    p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (float(v) for v in pose[3:7])
+    msg.pose.covariance = [float(v) for v in np.asarray(covariance, np.float64).ravel()]
+    return msg
+
+
+def map_to_odom(header: Any, odom_frame: str, pose_map_base: np.ndarray, pose_odom_base: np.ndarray) -> Any:
+    """geometry_msgs/TransformStamped map -> odom (``header.frame_id`` the map frame,
+    child ``odom_frame``) that makes odometry's base_link land on the metric pose:
+    ``T_map_odom = T_map_base @ inv(T_odom_base)``, as AMCL broadcasts it."""
+    from geometry_msgs.msg import TransformStamped
+    from distilvpr_core.features.rotations import matrix_to_pose
+    from distilvpr_core.localize.pose_consistency import map_to_odom as transform
+    t = matrix_to_pose(transform(pose_map_base, pose_odom_base))
+    msg = TransformStamped()
+    msg.header, msg.child_frame_id = header, odom_frame
+    tr = msg.transform
+    tr.translation.x, tr.translation.y, tr.translation.z = (float(v) for v in t[:3])
+    tr.rotation.x, tr.rotation.y, tr.rotation.z, tr.rotation.w = (float(v) for v in t[3:7])
+    return msg
+
+
+def tf_message_type() -> Any:
+    """tf2_msgs/TFMessage, or UserError naming the missing package (the PyPI ROS wheels
+    have no tf2_msgs; a ROS installation has)."""
+    try:
+        from tf2_msgs.msg import TFMessage
+    except ImportError:
+        from distilvpr_core.foundation.errors import UserError
+        raise UserError("parameter 'publish_tf' is true but tf2_msgs is not installed (the PyPI ROS "
+                        "wheels do not include it; install ROS tf2_msgs, e.g. apt install "
+                        "ros-<distro>-tf2-msgs, or set publish_tf:=false)") from None
+    return TFMessage
+
+
 def relative_pose(header: Any, rotation: np.ndarray, direction: np.ndarray, covariance: np.ndarray) -> Any:
     """geometry_msgs/PoseWithCovarianceStamped of the query camera in the matched
     keyframe's camera (optical) frame: orientation from ``rotation`` float64 [3, 3],
-    position the unit translation ``direction`` [3] (1 m nominal; the scale is
-    unknown, ``covariance`` [6, 6] is large along it, see localize/geometry.py)."""
+    position ``direction`` [3]: metres with a metric (PnP) match, else the unit
+    translation direction (1 m nominal; the scale is unknown, ``covariance``
+    [6, 6] is large along it, see localize/geometry.py)."""
     from geometry_msgs.msg import PoseWithCovarianceStamped
     from distilvpr_core.localize.geometry import rotation_to_quat
     msg = PoseWithCovarianceStamped()

@@ -60,6 +60,16 @@ def test_recommendation_is_the_highest_recall_at_precision_099(tmp_path):
         "stage"] == "geometric" == result["metrics"]["stages"]["recommended"]["stage"]
 
 
+def test_a_metric_map_recommends_pnp_min_inliers():
+    # With 3D points the geometric score is the PnP inlier count; its setting is pnp_min_inliers.
+    s = LocalizerSettings(score_threshold=0.5, pnp_min_inliers=6)
+    outs = [outcome(0, 0.0, [0], [0.9], 40), outcome(1, 100.0, [0], [0.95], 7),
+            outcome(2, 200.0, [2], [0.8], 25), outcome(3, 100.0, [1], [0.6], 12)]
+    m = stage_metrics(outs, np.ones(4, bool), 25.0, s, metric=True)
+    assert m["stages"]["geometric"]["operating_point"]["threshold"] == 6
+    assert m["recommended"]["params"] == {"verify": True, "score_threshold": 0.5, "pnp_min_inliers": 12}
+
+
 def test_sequence_stage_passes_only_where_odometry_and_map_steps_agree():
     s = LocalizerSettings(sequence_tolerance_m=5.0, sequence_min_score=1.0)
     outs = [outcome(0, 0.0, [0], [0.9], 30, odom_x=0.0), outcome(1, 100.0, [1], [0.9], 30, odom_x=100.0),

@@ -171,7 +171,7 @@ def test_map_cli_build_info_verify_query_merge(synth, student, tmp_path, capsys)
 
 def test_bag_camera_info_and_dataset_camera_give_the_same_features(synth, embedder):
     """Intrinsics come from the bag's CameraInfo or the dataset's camera model; both
-    paths store identical ORB features (same images, same extractor)."""
+    paths store identical local features (same images, same extractor)."""
     cfg = MapBuildConfig()
     bag = synth / "bags" / "train_noon"
     from_bag = build_map([bag_stream(bag, "/camera/image_raw", "/ground_truth/pose", 0.05,
@@ -193,3 +193,37 @@ def test_cli_refuses_a_bag_without_camera_info_unless_no_features(student, tmp_p
     assert not (tmp_path / "m1").exists()
     assert run_cli(*args[1:], "--out", str(tmp_path / "m2"), "--no-features") == 0
     assert PriorMap.load(tmp_path / "m2").features is None
+
+
+def test_dataset_map_stores_each_features_lidar_point_in_the_map_frame(synth, embedder, tmp_path):
+    """A dataset with LiDAR and extrinsics gives every feature a map-frame 3D point (NaN
+    without depth) that projects back onto its keypoint through the keyframe's true pose;
+    a bag (no scans in the stream) keeps features without points."""
+    import json
+    from distilvpr_core.features.rotations import pose_to_matrix
+    cfg = MapBuildConfig()
+    m = build_map([dataset_stream(synth, "train_noon")], embedder, cfg, progress=False,
+                  features_max=200, features_kind="sift")
+    store = m.features
+    assert store.kind == "sift" and store.has_points
+    cam_json = json.loads((synth / "dataset.json").read_text())["camera"]
+    np.testing.assert_allclose(store.T_base_camera, cam_json["T_base_camera"])
+    finite = total = 0
+    for kid in range(len(m)):
+        f, pts = store.get(kid), store.points(kid)
+        ok = np.isfinite(pts[:, 0])
+        finite, total = finite + ok.sum(), total + len(ok)
+        T = np.linalg.inv(pose_to_matrix(m.poses[kid]) @ pose_to_matrix(store.T_base_camera))
+        pc = pts[ok] @ T[:3, :3].T + T[:3, 3]
+        c = store.camera
+        uv = np.c_[c.fx * pc[:, 0] / pc[:, 2] + c.cx, c.fy * pc[:, 1] / pc[:, 2] + c.cy]
+        np.testing.assert_allclose(uv, f.keypoints[ok], atol=1e-2)
+        assert np.all(pc[:, 2] > 0)
+    assert 0.2 < finite / total < 1.0, finite / total       # sky and far facades have no return
+    m.save(tmp_path / "m")
+    again = PriorMap.load(tmp_path / "m").features
+    assert again.kind == "sift" and np.array_equal(again.points(3), store.points(3), equal_nan=True)
+    bag = synth / "bags" / "train_noon"
+    from_bag = build_map([bag_stream(bag, "/camera/image_raw", "/ground_truth/pose", 0.05,
+                                     "/camera/camera_info")], embedder, cfg, progress=False, features_max=50)
+    assert from_bag.features is not None and not from_bag.features.has_points

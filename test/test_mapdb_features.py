@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from distilvpr_core.foundation.errors import UserError
-from distilvpr_core.features import orb as V
+from distilvpr_core.features import orb, two_view, types
 from distilvpr_core.mapdb import PriorMap
 from distilvpr_core.mapdb.build import FrameStream, feature_camera
 from distilvpr_core.mapdb.features import (FILES, FeatureStore, intrinsics_from_camera_info,
@@ -15,7 +15,7 @@ from distilvpr_core.mapdb.features import (FILES, FeatureStore, intrinsics_from_
 
 from two_plane_scene import H, K, W, render
 
-CAM = V.Intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], W, H)
+CAM = types.Intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], W, H)
 DIM = 16
 
 
@@ -27,7 +27,7 @@ def _map_with_features(n: int = 3, limit: int = 300) -> PriorMap:
     m.add(rng.normal(size=(n, DIM)).astype(np.float32), np.arange(n) * 10**9, poses, "test", np.arange(n))
     store = FeatureStore(CAM, limit)
     for i in range(n):
-        store.append(V.extract(render(i), limit))
+        store.append(orb.extract(render(i), limit))
     m.attach_features(store)
     return m
 
@@ -85,7 +85,7 @@ def test_online_adds_keep_feature_rows_equal_to_keyframe_ids():
     kid = int(m.add(np.ones((1, DIM), np.float32), np.array([5]), np.array([[0, 0, 0, 0, 0, 0, 1.0]]),
                     "online", np.array([0]))[0])
     assert len(m.features) == len(m) == 3 and len(m.features.get(kid)) == 0
-    m.features.set(kid, V.extract(render(5), 300))
+    m.features.set(kid, orb.extract(render(5), 300))
     assert len(m.features.get(kid)) > 0
 
 
@@ -93,7 +93,7 @@ def test_missing_intrinsics_at_build_name_the_input_and_the_way_out():
     streams = [FrameStream("bags/no_camera_info", 1, iter(()), None)]
     with pytest.raises(UserError, match=r"no camera intrinsics for bags/no_camera_info.*--no-features"):
         feature_camera(streams)
-    other = V.Intrinsics(1.0, 1.0, 0.5, 0.5, 2, 2)
+    other = types.Intrinsics(1.0, 1.0, 0.5, 0.5, 2, 2)
     with pytest.raises(UserError, match="different camera intrinsics"):
         feature_camera([FrameStream("a", 1, iter(()), CAM), FrameStream("b", 1, iter(()), other)])
     assert feature_camera([FrameStream("a", 1, iter(()), CAM)]) == CAM
@@ -102,7 +102,7 @@ def test_missing_intrinsics_at_build_name_the_input_and_the_way_out():
 def test_intrinsics_sources_are_checked():
     cam = intrinsics_from_dataset({"fx": 80.0, "fy": 80.0, "cx": 79.5, "cy": 59.5, "width": 160,
                                    "height": 120, "model": "pinhole", "distortion": "none"}, "ds")
-    assert cam == V.Intrinsics(80.0, 80.0, 79.5, 59.5, 160, 120)
+    assert cam == types.Intrinsics(80.0, 80.0, 79.5, 59.5, 160, 120)
     with pytest.raises(UserError, match="--no-features"):
         intrinsics_from_dataset({"width": 160, "height": 120}, "ds")
     with pytest.raises(UserError, match="uncalibrated"):

@@ -62,10 +62,23 @@ def rotation_error_deg(R_est: np.ndarray, R_true: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(R_est.T @ R_true) - 1) / 2, -1, 1))))
 
 
-def build_scene_map(emb, out, features: bool = True):
-    """A prior map (real FAISS, with real ORB features unless ``features`` is False) of
-    views A of scenes ``SEEDS``, keyframe i at x = 10 i m, embedded with ``emb``; saved to ``out``."""
-    from distilvpr_core.features import orb as V
+def scene_points(keypoints: np.ndarray) -> np.ndarray:
+    """float64 [F, 3] exact 3D points (camera A frame) of pixels float [F, 2] of view A."""
+    kp = np.asarray(keypoints, np.float64).reshape(-1, 2)
+    d = (np.linalg.inv(K) @ np.c_[kp, np.ones(len(kp))].T).T
+    z = np.where(d[:, 0] < 0, PLANES[0][0], PLANES[1][0])
+    return d * z[:, None]
+
+
+IDENTITY_MOUNT = np.array([0.0, 0, 0, 0, 0, 0, 1])
+
+
+def build_scene_map(emb, out, features: bool = True, kind: str = "orb", points: bool = False):
+    """A prior map (real FAISS, with real local features of ``kind`` unless ``features`` is
+    False) of views A of scenes ``SEEDS``, keyframe i at x = 10 i m, embedded with ``emb``;
+    saved to ``out``.  ``points``: store each feature's exact 3D point in the map frame
+    (the camera is base_link: identity mounting, so map = camera A frame + (10 i, 0, 0))."""
+    from distilvpr_core.features import registry, types
     from distilvpr_core.mapdb import PriorMap
     from distilvpr_core.mapdb.features import FeatureStore
     images = [render(s) for s in SEEDS]
@@ -75,8 +88,10 @@ def build_scene_map(emb, out, features: bool = True):
     m.add(emb.embed(images), np.arange(len(SEEDS), dtype=np.int64) * 10**9 + 1_600_000_000 * 10**9,
           poses, "scenes", np.arange(len(SEEDS)))
     if features:
-        store = FeatureStore(V.Intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], W, H), 300)
-        for im in images:
-            store.append(V.extract(im, 300))
+        store = FeatureStore(types.Intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], W, H), 300, kind,
+                             T_base_camera=IDENTITY_MOUNT if points else None)
+        for i, im in enumerate(images):
+            f = registry.extract(kind, im, 300)
+            store.append(f, scene_points(f.keypoints) + poses[i, :3] if points else None)
         m.attach_features(store)
     return m.save(out)

@@ -9,8 +9,10 @@ returns :class:`FrameResult`; the node turns that into messages.
 Order per frame: O(1) message check, odometry lookup, keyframe gate (a gated
 frame is never decoded), decode, embed, search the PriorMap (excluding the
 most recent keyframes), score threshold, temporal consistency, sequence
-score, geometric verification of the top candidates (:mod:`.geometry`), and
-with online mapping the query is added to the map at its odometry pose.
+score, geometric verification of the top candidates (:mod:`.geometry`; with
+a map that stores 3D points this gives the robot's metric pose by PnP, which
+must then agree with the odometry, :mod:`.pose_consistency`), and with
+online mapping the query is added to the map at its odometry pose.
 Verification may promote a lower-ranked candidate: the results' arrays put
 the match first (see :class:`QueryResult`).
 """
@@ -28,6 +30,7 @@ from ..data import images
 from .filters import ConsistencyFilter, KeyframeGate, SequenceScore
 from .geometry import CandidateChecks, GeometricVerifier, passes
 from .odom import OdomBuffer
+from .pose_consistency import PoseConsistency
 from .settings import LocalizerSettings
 
 log = logging.getLogger("distilvpr.localize")
@@ -42,11 +45,16 @@ class QueryResult:
     candidate geometric verification chose (``match_rank`` in retrieval
     order) is moved to the front.  ``accepted`` says whether that match
     passed every enabled stage; otherwise ``reject`` is ``"empty"``,
-    ``"score"``, ``"consistency"``, ``"sequence"`` or ``"geometry"``.
+    ``"score"``, ``"consistency"``, ``"sequence"``, ``"geometry"`` or
+    ``"pose_consistency"``.
     ``raw_score``: retrieval top-1 cosine; ``sequence_score`` in [0, 1] or NaN
     (off / not enough history); ``checks``: verification of the candidates
     (retrieval order) or None when it did not run; ``verified``: the match
-    passed verification (never True without it).  ``embed_s``, ``search_s``,
+    passed verification (never True without it).  ``pose`` float64 [7] and
+    ``pose_cov`` float64 [6, 6] (x y z roll pitch yaw): base_link in the map
+    frame from PnP on the match (metric maps; None otherwise or when PnP found
+    none); ``pose_consistent``: the pose consistency stage's verdict (None: not
+    checked, no odometry or no metric map).  ``embed_s``, ``search_s``,
     ``verify_s`` are wall-clock seconds; ``added_id`` is the new keyframe id
     with online mapping, else -1.
     """
@@ -65,6 +73,14 @@ class QueryResult:
     checks: CandidateChecks | None = None
     verified: bool = False
     verify_s: float = 0.0
+    pose: np.ndarray | None = None
+    pose_cov: np.ndarray | None = None
+    pose_consistent: bool | None = None
+
+    @property
+    def localized(self) -> bool:
+        """Accepted with a metric pose: what ~/pose publishes."""
+        return bool(self.accepted and self.pose is not None)
 
 
 @dataclass
@@ -100,6 +116,7 @@ class LocalizationEngine:
         self.consistency = ConsistencyFilter()
         self.sequence = SequenceScore()
         self.verifier = GeometricVerifier(prior_map)
+        self.pose_check = PoseConsistency()
         self.odom = OdomBuffer()
         self._frame = 0
         # Frames far above the model input are refused before decoding (data/images.py).
@@ -113,6 +130,11 @@ class LocalizationEngine:
         self.gate.min_interval_s, self.gate.min_distance_m = settings.min_interval_s, settings.min_distance_m
         self.consistency.configure(settings.consistency_n, settings.consistency_radius_m)
         self.sequence.configure(settings.sequence_n, settings.sequence_tolerance_m)
+        self.pose_check.configure(settings.pose_consistency_n, settings.pose_consistency_m,
+                                  settings.pose_consistency_deg)
+        if self.verifier.available and settings.local_features != "map":
+            from ..features.registry import check_same_kind
+            check_same_kind(settings.local_features, self.map.features.kind, "local_features")
         if settings.verify and not self.verifier.available and not self._warned:
             self._warned = True  # once: the node logs it at start-up, not per frame
             if len(self.map) == 0:  # nothing to rebuild: say what is true
@@ -180,6 +202,8 @@ class LocalizationEngine:
             # Below the threshold the query is rejected whatever the geometry says.
             checks, qf = self.verifier.check(rgb, ids, s)
         verified = passes(checks, s)
+        pose = checks.pose if (checks is not None and verified) else None
+        pose_ok = self.pose_check.update(pose, odom_pose) if self.verifier.metric else None
         if len(ids) == 0:
             reject = "empty"
         elif scores[0] < s.score_threshold:
@@ -194,6 +218,8 @@ class LocalizationEngine:
         match = checks.best if (checks is not None and checks.best >= 0) else 0
         if reject is None and self.verifying and not (verified and scores[match] >= s.score_threshold):
             reject = "geometry"
+        if reject is None and self.verifying and pose_ok is False:
+            reject = "pose_consistency"  # the PnP pose disagrees with the odometry
         order = np.r_[match, np.delete(np.arange(len(ids)), match)].astype(np.int64) if len(ids) else ids
         verify_s = time.perf_counter() - t3
         added = -1
@@ -203,9 +229,10 @@ class LocalizationEngine:
                                      np.array([self._frame], np.int64))[0])
             store = self.map.features
             if store is not None and tuple(rgb.shape[:2]) == (store.camera.height, store.camera.width):
-                from ..features.orb import extract  # the new keyframe can be verified against later
-                store.set(added, qf if qf is not None else extract(rgb, s.verify_max_features))
+                # The new keyframe can be verified against later (no depth: no 3D points).
+                store.set(added, qf if qf is not None else self.verifier.extract(rgb, s.verify_max_features))
         self._frame += 1
         return QueryResult(ids[order], scores[order], poses[order], stamps[order], reject is None, reject,
                            t1 - t0, t2 - t1, added, match, float(scores[0]) if len(ids) else float("nan"),
-                           seq, checks, bool(verified), verify_s)
+                           seq, checks, bool(verified), verify_s, pose,
+                           None if pose is None else checks.pose_cov, pose_ok)

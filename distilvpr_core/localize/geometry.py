@@ -1,10 +1,18 @@
-"""Geometric verification of a query's top candidates against the map's features.
+"""Geometric verification of a query's top candidates against the map's features,
+and the metric pose when the map has the features' 3D points.
 
 :class:`GeometricVerifier` is the engine's verification stage: it extracts
-the query's ORB features once, verifies the best ``verify_top_k`` candidates
-(:func:`.verify.verify` with the map's intrinsics), picks the one with the
-most inliers, and turns its rotation and translation direction into a
-relative pose with covariance (see :func:`relative_covariance`).
+the query's local features once (the map's kind, features/registry.py),
+screens the best ``verify_top_k`` candidates with a fundamental-matrix RANSAC
+(:func:`features.two_view.verify`), and then
+
+* map with 3D points: PnP with RANSAC on each screened candidate's 2D-3D
+  matches (:func:`features.pnp.solve`); the candidate with most PnP inliers
+  is the match, and its pose is the robot's metric pose in the map frame
+  with a covariance from the inlier geometry;
+* map without points: the essential matrix of the candidate with most
+  screened inliers gives the rotation and the unit translation direction
+  (:func:`relative_covariance`).
 """
 from __future__ import annotations
 
@@ -14,7 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..features import orb as V
+from ..features import pnp, registry, two_view
+from ..features.rotations import pose_to_matrix, rotation_to_quat  # noqa: F401  (re-exported)
+from ..features.types import Features
 
 log = logging.getLogger("distilvpr.localize")
 
@@ -24,20 +34,31 @@ class CandidateChecks:
     """Verification of one query's candidates (retrieval order).
 
     inliers int64 [K] (-1: not verified; the fundamental-matrix inliers, except
-    at ``best``: the essential-matrix inliers in front of both cameras),
-    ratios float64 [K]; ``best`` is the rank with most fundamental-matrix
-    inliers (ties: better rank), -1 when no candidate had 5;
-    ``result`` its :class:`.verify.Verification`; ``query_features`` how many
-    the query had; ``seconds`` wall time of extraction + verification;
-    ``why`` says why nothing could be verified (image size not the map camera's).
+    at ``best``: the essential-matrix inliers in front of both cameras, or
+    with a metric map the PnP inliers), ratios float64 [K]; ``best`` is the
+    chosen rank (most inliers, ties: better rank), -1 when no candidate had
+    5; ``result`` its :class:`two_view.Verification`; ``query_features`` how
+    many the query had; ``seconds`` wall time of extraction + verification;
+    ``why`` says why nothing could be verified (image size not the map
+    camera's).  Metric maps: ``pnp`` the best candidate's
+    :class:`pnp.PnPResult`, ``pose`` float64 [7] base_link in the map frame
+    and ``pose_cov`` float64 [6, 6] (x y z roll pitch yaw), None without a pose.
     """
     inliers: np.ndarray
     ratios: np.ndarray
     best: int
-    result: V.Verification | None
+    result: two_view.Verification | None
     query_features: int
     seconds: float
     why: str = ""  # why nothing could be verified, if so
+    pnp: pnp.PnPResult | None = None
+    pose: np.ndarray | None = None
+    pose_cov: np.ndarray | None = None
+
+    @property
+    def metric(self) -> bool:
+        """Whether the chosen candidate gave a metric (PnP) pose."""
+        return self.pose is not None
 
 
 class GeometricVerifier:
@@ -50,7 +71,16 @@ class GeometricVerifier:
     def available(self) -> bool:
         return self.map.features is not None
 
-    def check(self, rgb: np.ndarray, ids: np.ndarray, settings) -> tuple[CandidateChecks, V.Features | None]:
+    @property
+    def metric(self) -> bool:
+        """Whether the map's features have 3D points (PnP poses)."""
+        return self.available and self.map.features.has_points
+
+    def extract(self, rgb: np.ndarray, max_features: int) -> Features:
+        """The query's features, of the map's kind."""
+        return registry.extract(self.map.features.kind, rgb, max_features)
+
+    def check(self, rgb: np.ndarray, ids: np.ndarray, settings) -> tuple[CandidateChecks, Features | None]:
         """Verify the first ``settings.verify_top_k`` of ``ids`` (keyframe ids, retrieval order)."""
         t0 = time.perf_counter()
         store = self.map.features
@@ -63,7 +93,7 @@ class GeometricVerifier:
             return CandidateChecks(inliers, ratios, -1, None, 0, time.perf_counter() - t0,
                                    f"image {rgb.shape[1]}x{rgb.shape[0]}, map camera "
                                    f"{cam.width}x{cam.height}"), None
-        qf = V.extract(rgb, settings.verify_max_features)
+        qf = self.extract(rgb, settings.verify_max_features)
         best, screened = -1, {}
         # Screen the candidates with the cheap fundamental-matrix step (stopping at
         # a clear match), then recover the pose (and the cheirality-checked inlier
@@ -72,18 +102,44 @@ class GeometricVerifier:
             kid = int(ids[rank])
             if kid >= len(store):
                 continue
-            res = screened[rank] = V.verify(qf, store.get(kid), cam, ransac_px=px, seed=kid, pose=False)
+            res = screened[rank] = two_view.verify(qf, store.get(kid), cam, ransac_px=px, seed=kid, pose=False)
             inliers[rank], ratios[rank] = res.inliers, res.ratio
             if res.inliers >= 5 and (best < 0 or res.inliers > inliers[best]):
                 best = rank
             if res.inliers >= 2 * settings.verify_min_inliers:
                 break  # a clear geometric match: screening lower ranks only costs time
+        if store.has_points:
+            return self._metric(qf, ids, screened, inliers, ratios, settings, t0), qf
         best_res = None
         if best >= 0:
             cv2_seed(int(ids[best]))
-            best_res = V.recover_pose(screened[best], cam, px)
+            best_res = two_view.recover_pose(screened[best], cam, px)
             inliers[best], ratios[best] = best_res.inliers, best_res.ratio
         return CandidateChecks(inliers, ratios, best, best_res, len(qf), time.perf_counter() - t0), qf
+
+    def _metric(self, qf: Features, ids: np.ndarray, screened: dict, inliers: np.ndarray,
+                ratios: np.ndarray, settings, t0: float) -> CandidateChecks:
+        """PnP on every screened candidate; the one with most PnP inliers is the match."""
+        store = self.map.features
+        best, best_pnp = -1, None
+        for rank, res in screened.items():
+            kid = int(ids[rank])
+            pairs = res.extra.get("pairs")
+            if pairs is None or len(pairs) < 6:
+                continue
+            pts3d = store.points(kid)[pairs[:, 1]]
+            r = pnp.solve(qf.keypoints[pairs[:, 0]], pts3d, store.camera, settings.pnp_ransac_px,
+                          seed=kid)
+            inliers[rank] = r.inliers
+            ratios[rank] = r.inliers / max(len(pairs), 1)
+            if r.ok and (best_pnp is None or r.inliers > best_pnp.inliers):
+                best, best_pnp = rank, r
+        pose = cov = None
+        if best_pnp is not None:
+            T_cam_base = np.linalg.inv(pose_to_matrix(store.T_base_camera))
+            pose, cov = pnp.body_pose(best_pnp, T_cam_base)
+        return CandidateChecks(inliers, ratios, best, screened.get(best), len(qf),
+                               time.perf_counter() - t0, pnp=best_pnp, pose=pose, pose_cov=cov)
 
 
 def cv2_seed(seed: int) -> None:
@@ -92,14 +148,17 @@ def cv2_seed(seed: int) -> None:
 
 
 def passes(checks: CandidateChecks | None, settings) -> bool:
-    """Whether the best verified candidate meets the inlier count and ratio settings."""
+    """Whether the best verified candidate meets the inlier count and ratio settings
+    (metric maps: a PnP pose with at least ``pnp_min_inliers`` inliers)."""
+    if checks is not None and checks.pnp is not None:
+        return checks.metric and checks.pnp.inliers >= settings.pnp_min_inliers
     if checks is None or checks.best < 0 or checks.result is None or checks.result.rotation is None:
         return False
     return (int(checks.inliers[checks.best]) >= settings.verify_min_inliers
             and float(checks.ratios[checks.best]) >= settings.verify_min_inlier_ratio)
 
 
-def relative_covariance(res: V.Verification, scale_sigma_m: float) -> np.ndarray:
+def relative_covariance(res: two_view.Verification, scale_sigma_m: float) -> np.ndarray:
     """6x6 covariance (x y z roll pitch yaw, keyframe camera frame) of a relative pose
     whose position is the unit translation direction ``d`` (1 m nominal).
 
@@ -119,21 +178,18 @@ def relative_covariance(res: V.Verification, scale_sigma_m: float) -> np.ndarray
     return cov
 
 
-def rotation_to_quat(R: np.ndarray) -> np.ndarray:
-    """float64 [3, 3] rotation -> [4] quaternion x y z w (Shepperd's method: the
-    largest of w, x, y, z is computed first, so angles near 180 deg stay exact)."""
-    m = np.asarray(R, np.float64)
-    tr = np.trace(m)
-    cand = [tr, m[0, 0], m[1, 1], m[2, 2]]
-    i = int(np.argmax(cand))
-    if i == 0:
-        w = np.sqrt(1.0 + tr) / 2
-        q = [(m[2, 1] - m[1, 2]) / (4 * w), (m[0, 2] - m[2, 0]) / (4 * w), (m[1, 0] - m[0, 1]) / (4 * w), w]
-    else:
-        j, k = (i % 3) + 1, ((i + 1) % 3) + 1  # the other two axes, 1-based like i
-        a, b, c = i - 1, j - 1, k - 1
-        v = np.sqrt(max(1.0 + m[a, a] - m[b, b] - m[c, c], 0.0)) / 2
-        q = [0.0, 0.0, 0.0, (m[c, b] - m[b, c]) / (4 * v)]
-        q[a], q[b], q[c] = v, (m[a, b] + m[b, a]) / (4 * v), (m[a, c] + m[c, a]) / (4 * v)
-    q = np.asarray(q, np.float64)
-    return (q if q[3] >= 0 else -q) / np.linalg.norm(q)
+def metric_relative(checks: CandidateChecks, keyframe_pose: np.ndarray,
+                    T_base_camera: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Metric pose of the query camera in the matched keyframe's camera (optical) frame:
+    (rotation float64 [3, 3], position float64 [3] in m, covariance float64 [6, 6] in
+    that frame's axes).  ``keyframe_pose`` float64 [7] base_link in map (taken as
+    exact: it is the map's ground truth), ``T_base_camera`` float64 [7] the mounting."""
+    assert checks.pnp is not None and checks.pnp.ok
+    T_map_kcam = pose_to_matrix(keyframe_pose) @ pose_to_matrix(T_base_camera)
+    T_map_qcam = np.linalg.inv(checks.pnp.T_cam_map)
+    T_rel = np.linalg.inv(T_map_kcam) @ T_map_qcam
+    _, cov_map = pnp.body_pose(checks.pnp, np.eye(4))    # camera pose covariance, map axes
+    Rk = T_map_kcam[:3, :3].T                             # map axes -> keyframe camera axes
+    G = np.zeros((6, 6))
+    G[:3, :3] = G[3:, 3:] = Rk
+    return T_rel[:3, :3], T_rel[:3, 3], G @ cov_map @ G.T

@@ -74,9 +74,9 @@ class LocalizerSettings:
                                      lo=0.0, hi=10000.0)
     sequence_min_score: float = _s(1.0, "accept only when the sequence score is at least this "
                                    "(with sequence_n > 1)", lo=0.0, hi=1.0)
-    verify: bool = _s(True, "geometric verification: ORB features + essential-matrix RANSAC of the "
-                      "top candidates against the map's stored features (a map without features: off, "
-                      "with one warning)")
+    verify: bool = _s(True, "geometric verification: local features + RANSAC (PnP when the map "
+                      "stores 3D points, else the essential matrix) of the top candidates against the "
+                      "map's stored features (a map without features: off, with one warning)")
     verify_top_k: int = _s(3, "candidates verified per query, best first (stopping at one with twice "
                            "verify_min_inliers); the one with most inliers becomes the match", lo=1, hi=100)
     verify_min_inliers: int = _s(10, "accept only with at least this many RANSAC inliers", lo=5, hi=100000)
@@ -84,9 +84,28 @@ class LocalizerSettings:
                                         lo=0.0, hi=1.0)
     verify_ransac_px: float = _s(1.0, "RANSAC inlier threshold, pixels of the camera image",
                                  lo=0.05, hi=50.0)
-    verify_max_features: int = _s(300, "ORB features extracted from each query", lo=5, hi=10000)
+    verify_max_features: int = _s(300, "local features extracted from each query", lo=5, hi=10000)
+    local_features: str = _s("map", "local feature kind of the queries: map = the kind the map stores; "
+                             "orb or sift must equal the map's (a map of another kind is refused at "
+                             "start-up, naming both)", choices=("map", "orb", "sift"), read_only=True)
+    pnp_min_inliers: int = _s(6, "map with 3D points: accept only with at least this many PnP inliers "
+                              "(replaces verify_min_inliers/ratio there; 6 gave no wrong pose on the "
+                              "validation drive with pose_consistency_n 2)", lo=6, hi=100000)
+    pnp_ransac_px: float = _s(2.0, "map with 3D points: PnP RANSAC reprojection threshold, pixels",
+                              lo=0.1, hi=50.0)
+    pose_consistency_n: int = _s(2, "map with 3D points and odometry: accept only when the PnP poses "
+                                 "of the last N queries (this one included) imply the same map->odom "
+                                 "transform within pose_consistency_m / _deg (1 = off)", lo=1, hi=50)
+    pose_consistency_m: float = _s(1.0, "pose consistency: map->odom translation agreement, metres",
+                                   lo=0.0, hi=10000.0)
+    pose_consistency_deg: float = _s(5.0, "pose consistency: map->odom rotation agreement, degrees",
+                                     lo=0.0, hi=180.0)
+    publish_tf: bool = _s(False, "broadcast map_frame -> odom_frame on /tf from each published ~/pose "
+                          "(as AMCL does; needs odometry and tf2_msgs)", read_only=True)
+    odom_frame: str = _s("odom", "child frame of the map -> odom transform on /tf (publish_tf)")
     relative_scale_sigma_m: float = _s(100.0, "~/relative_pose std-dev along the translation direction, "
-                                       "metres: two views do not give the scale", lo=1e-3, hi=1.0e6)
+                                       "metres, when it is a unit direction (map without 3D points: "
+                                       "two views do not give the scale)", lo=1e-3, hi=1.0e6)
     odom_timeout_s: float = _s(1.0, "an image uses the odometry nearest its stamp if within this "
                                "many seconds; otherwise none (no distance gating, not mapped)",
                                lo=0.0, hi=3600.0)

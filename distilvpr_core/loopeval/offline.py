@@ -100,7 +100,11 @@ def stage_record(q: Any, odom: np.ndarray | None) -> dict[str, Any]:
             "rotation": c.result.rotation if ok else None,
             "match_orientation": np.asarray(q.poses[0, 3:7]) if len(q.ids) else None,
             "embed_s": float(q.embed_s), "verify_s": float(q.verify_s),
-            "verify_ran": c is not None, "odom": None if odom is None else np.asarray(odom[:3])}
+            "verify_ran": c is not None, "odom": None if odom is None else np.asarray(odom[:3]),
+            # Metric maps: the PnP pose of the verified match (even when a later stage
+            # rejected it), whether it was published, the pose-consistency verdict.
+            "pose": None if q.pose is None else np.asarray(q.pose, np.float64),
+            "localized": bool(q.localized), "pose_consistent": q.pose_consistent}
 
 
 def frames_from_bag(reader: BagReader, image_topic: str,

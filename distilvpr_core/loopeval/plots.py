@@ -92,6 +92,8 @@ def trajectory_png(outcomes: Sequence[QueryOutcome], map_positions: np.ndarray |
 
     Green = correct top-1, red = wrong top-1, grey = no match (dropped or
     empty answer); a thin line links each query to its top-1 map keyframe.
+    Published metric poses (maps with 3D points) are blue crosses, each
+    joined to its query's true position.
     """
     fig, ax = _figure((7.0, 6.0))
     if map_positions is not None and len(map_positions):
@@ -121,6 +123,14 @@ def trajectory_png(outcomes: Sequence[QueryOutcome], map_positions: np.ndarray |
             p = np.stack(pts)
             ax.plot(p[:, 0], p[:, 1], "o", color=colors[key], ms=4, zorder=3,
                     label=f"{key} ({len(pts)})", mfc=colors[key] if key != "no match" else "none")
+    loc = [(o.position, o.stage["pose"]) for o in outcomes
+           if o.position is not None and o.stage is not None and o.stage.get("localized")]
+    if loc:
+        ax.add_collection(LineCollection([[a[:2], b[:2]] for a, b in loc], colors="tab:blue",
+                                         linewidths=0.8, zorder=4))
+        p = np.stack([b for _, b in loc])
+        ax.plot(p[:, 0], p[:, 1], "x", color="tab:blue", ms=5, zorder=5,
+                label=f"published metric pose ({len(loc)})")
     if not any(groups.values()):
         _no_data(ax, "no query has a ground-truth position")
     ax.set_aspect("equal", adjustable="datalim")
@@ -148,5 +158,34 @@ def latency_png(outcomes: Sequence[QueryOutcome], metrics: dict[str, Any], title
     ax.set_xlabel("latency per frame (ms)")
     ax.set_ylabel("frames")
     ax.set_title(f"Latency ({len(lat)} answered frames)\n{title}", fontsize=10)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def error_cdf_png(runs: dict[str, dict[str, Any]], title: str) -> bytes:
+    """Cumulative share of published poses (y) within a translation error (x, m, log
+    scale), one curve per run (``runs``: label -> metrics "pose" of loopeval/pose_metrics.py),
+    the 0.25 / 0.5 / 5 m benchmark thresholds dashed."""
+    fig, ax = _figure()
+    drawn = False
+    for label, pose in runs.items():
+        e = np.sort(np.asarray(pose["stages"]["published"]["translation_errors_m"], np.float64))
+        if not len(e):
+            continue
+        drawn = True
+        ax.step(np.maximum(e, 1e-3), np.arange(1, len(e) + 1) / len(e), where="post",
+                label=f"{label} ({len(e)} poses)")
+    for t in (0.25, 0.5, 5.0):
+        ax.axvline(t, color="0.6", ls="--", lw=0.8)
+    if not drawn:
+        _no_data(ax, "no published metric pose")
+    ax.set_xscale("log")
+    ax.set_xlim(1e-2, 100)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("translation error (m)")
+    ax.set_ylabel("share of published poses")
+    ax.set_title(f"Metric pose error CDF\n{title}", fontsize=10)
+    if drawn:
+        ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     return _png(fig)

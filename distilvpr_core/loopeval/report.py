@@ -19,6 +19,7 @@ from . import plots
 from .config import EvalConfig
 from .metrics import compute_metrics
 from .outcome import QueryOutcome
+from .pose_metrics import pose_metrics
 
 PLOTS = ("pr_curve.png", "recall_at_n.png", "trajectory.png", "latency_hist.png")
 
@@ -84,6 +85,8 @@ def _markdown(result: dict[str, Any]) -> str:
     if "stages" in m:
         from .stages_report import stages_markdown
         lines += stages_markdown(m["stages"])
+    if "pose" in m:
+        lines += pose_markdown(m["pose"])
     lines += ["## Highest-scoring false positives", ""]
     if m["false_positives"]:
         lines += ["| query # | query stamp (ns) | map id | score | distance (m) |", "|---|---|---|---|---|"]
@@ -91,10 +94,34 @@ def _markdown(result: dict[str, Any]) -> str:
                   f"{f['distance_m']:.1f} |" for f in m["false_positives"]]
     else:
         lines += ["None."]
-    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in PLOTS]
+    plots_here = PLOTS + (("pose_error_cdf.png",) if "pose" in m else ())
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots_here]
     if result["notes"]:
         lines += ["", "## Notes", ""] + [f"- {t}" for t in result["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def pose_markdown(pose: dict[str, Any]) -> list[str]:
+    """The report's "Metric pose" section (loopeval/pose_metrics.py)."""
+    keys = list(pose["stages"]["pnp"]["share_of_poses"])
+    lines = ["## Metric pose (PnP on the map's 3D points)", "",
+             "| stage | poses | median m | p90 m | median deg | "
+             + " | ".join(f"within {k.replace('_', ', ')}" for k in keys)
+             + " | of revisits (0.5 m, 5 deg) | wrong (> 5 m) |",
+             "|" + "---|" * (len(keys) + 7)]
+    for name, st in pose["stages"].items():
+        t, r = st["translation_m"], st["rotation_deg"]
+        f = (lambda v: "n/a" if v is None else f"{v:.2f}")
+        lines.append(f"| {name} | {st['poses']} | {f(t['median'])} | {f(t['p90'])} | {f(r['median'])} | "
+                     + " | ".join(_pct(st["share_of_poses"][k]) for k in keys)
+                     + f" | {_pct(st['share_of_revisits']['0.5m_5deg'])} | {st['wrong_closures']} |")
+    ret, lat = pose["retrieval"], pose["latency_s"]
+    lines += ["", f"Retrieval ceiling: the right place (within {ret['right_m']:g} m) is the retrieval "
+              f"top-1 for {_pct(ret['top1'])} and in the top-k for {_pct(ret['top_k'])} of "
+              f"{ret['revisits']} revisits. Verification + PnP added {_ms(lat['verify_and_pose_p50'])} ms "
+              f"(p50; p90 {_ms(lat['verify_and_pose_p90'])}) per verified keyframe, embedding "
+              f"{_ms(lat['embed_p50'])} ms.", ""]
+    return lines
 
 
 def _per_query_csv(outcomes: Sequence[QueryOutcome], radius_m: float) -> str:
@@ -140,6 +167,9 @@ def write_report(out_dir: str | Path, outcomes: Sequence[QueryOutcome],
     metrics["counts"].update(extra_counts or {})
     if stages is not None:
         metrics["stages"] = stages
+    pose = pose_metrics(outcomes, map_positions)
+    if pose is not None:
+        metrics["pose"] = pose
     meta = {k: v for k, v in (meta or {}).items()}
     result = _json_safe({"complete": not missing, "missing": list(missing), "notes": list(notes),
                          "meta": meta, "config": {"radius_m": cfg.radius_m,
@@ -152,6 +182,9 @@ def write_report(out_dir: str | Path, outcomes: Sequence[QueryOutcome],
     write_bytes_atomic(out / "trajectory.png",
                        plots.trajectory_png(outcomes, map_positions, cfg.radius_m, title))
     write_bytes_atomic(out / "latency_hist.png", plots.latency_png(outcomes, metrics, title))
+    if "pose" in metrics:
+        write_bytes_atomic(out / "pose_error_cdf.png",
+                           plots.error_cdf_png({"this run": result["metrics"]["pose"]}, title))
     if stages is not None:
         from .stages_report import stages_png
         write_bytes_atomic(out / "pr_stages.png", stages_png(result["metrics"]["stages"], title))

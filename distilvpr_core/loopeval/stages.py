@@ -116,13 +116,17 @@ def rotation_errors_deg(outcomes: Sequence[QueryOutcome], radius_m: float,
 
 
 def stage_metrics(outcomes: Sequence[QueryOutcome], revisit: np.ndarray, radius_m: float, s: Any,
-                  seq_eval_n: int = 3, base_camera_quat: np.ndarray | None = None) -> dict[str, Any]:
-    """Per-stage metrics (JSON-ready); ``s``: the LocalizerSettings the engine ran with."""
+                  seq_eval_n: int = 3, base_camera_quat: np.ndarray | None = None,
+                  metric: bool = False) -> dict[str, Any]:
+    """Per-stage metrics (JSON-ready); ``s``: the LocalizerSettings the engine ran with;
+    ``metric``: the map has 3D points, so the geometric stages' inliers are PnP inliers
+    and their threshold is ``pnp_min_inliers``."""
     seq_n = s.sequence_n if s.sequence_n > 1 else seq_eval_n
     preds = stage_predictions(outcomes, radius_m, s, seq_n)
     n_rev = int(np.asarray(revisit).sum())
     thr = {"raw": s.score_threshold, "sequence": s.score_threshold,
-           "geometric": s.verify_min_inliers, "both": s.verify_min_inliers}
+           "geometric": s.pnp_min_inliers if metric else s.verify_min_inliers,
+           "both": s.pnp_min_inliers if metric else s.verify_min_inliers}
     out: dict[str, Any] = {"sequence_n": seq_n, "stages": {
         name: _summary(*preds[name], n_rev, thr[name]) for name in STAGES}}
     st = [o.stage for o in outcomes if o.stage is not None]
@@ -138,12 +142,12 @@ def stage_metrics(outcomes: Sequence[QueryOutcome], revisit: np.ndarray, radius_
     out["rotation"] = {"verified_true_matches": len(errs),
                        "within_5deg": (float(np.mean(np.asarray(errs) < 5.0)) if errs else None),
                        "median_deg": float(np.median(errs)) if errs else None}
-    out["recommended"] = recommend(preds, n_rev, s, seq_n)
+    out["recommended"] = recommend(preds, n_rev, s, seq_n, metric)
     return out
 
 
 def recommend(preds: dict[str, tuple[np.ndarray, np.ndarray]], revisits: int, s: Any,
-              seq_eval_n: int = 3) -> dict[str, Any]:
+              seq_eval_n: int = 3, metric: bool = False) -> dict[str, Any]:
     """The operating point to use: the stage and threshold with the highest recall at
     precision >= 0.99; if none reaches 0.99, the highest precision.  Ties go to the
     stage that needs less: raw, geometric (no odometry), sequence, both.  Returns
@@ -169,7 +173,9 @@ def recommend(preds: dict[str, tuple[np.ndarray, np.ndarray]], revisits: int, s:
     if name in ("raw", "sequence"):
         params["score_threshold"] = round(t, 4)
     else:
-        params.update(score_threshold=s.score_threshold, verify_min_inliers=int(t))
+        # A metric map's geometric score is the PnP inlier count (at least 6, the setting's floor).
+        params.update({"score_threshold": s.score_threshold,
+                       ("pnp_min_inliers" if metric else "verify_min_inliers"): max(int(t), 6 if metric else 5)})
     if name in ("sequence", "both"):
         params["sequence_n"] = int(s.sequence_n if s.sequence_n > 1 else seq_eval_n)
         params["sequence_min_score"] = float(s.sequence_min_score)

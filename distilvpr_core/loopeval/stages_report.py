@@ -19,7 +19,8 @@ def stages_markdown(st: dict[str, Any]) -> list[str]:
     """Lines of the "Stages" section (see loopeval/stages.py for the definitions)."""
     lines = ["## Stages: raw, sequence, geometric, both", "",
              f"Sequence window N = {st['sequence_n']}.  Operating point: the settings the engine "
-             "ran with (score_threshold for raw/sequence, verify_min_inliers for geometric/both).", "",
+             "ran with (score_threshold for raw/sequence, verify_min_inliers for geometric/both; "
+             "pnp_min_inliers when the map has 3D points: the inliers are then PnP inliers).", "",
              "| stage | swept score | AP | max recall @ 100 % precision | recall @ precision 0.99 | "
              "operating point: accepted | correct | precision | recall |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -85,8 +86,9 @@ def offline_stages(outcomes: list, prior_map: Any, cfg: Any, settings: Any, sour
         notes.append("geometric verification did not run (map without features or verify:=false): "
                      "the geometric and both stages predict nothing")
     revisit = revisit_mask(outcomes, np.asarray(prior_map.poses)[:, :3], cfg.radius_m)
+    metric = prior_map.features is not None and prior_map.features.has_points
     return stage_metrics(outcomes, revisit, cfg.radius_m, settings,
-                         base_camera_quat=camera_mount_near(source))
+                         base_camera_quat=camera_mount_near(source), metric=metric)
 
 
 def recommendation_line(rec: dict[str, Any]) -> str:

@@ -4,9 +4,14 @@ A *frame stream* yields ``(frame_index, stamp_ns, pose float64 [7], image)``
 where image is uint8 [H, W, 3] RGB or a zero-argument loader of one (so a
 dataset decodes only keyframe images).  Keyframes of every stream are
 embedded in batches and added to one map in a single ``add`` (IVF-PQ trains
-on that add).  With ``features_max`` each keyframe's ORB features are stored
-too (mapdb.features), which needs the camera intrinsics of every stream:
-the dataset's camera model, or the bag's CameraInfo.
+on that add).  With ``features_max`` each keyframe's local features (of
+``features_kind``, features/registry.py) are stored too (mapdb.features),
+which needs the camera intrinsics of every stream: the dataset's camera
+model, or the bag's CameraInfo.  When every stream also has a LiDAR scan per
+frame and the extrinsics of camera and LiDAR (a native dataset does), each
+feature's 3D point in the map frame is stored as well (mapdb/points3d.py),
+which gives the localizer a metric pose; bags keep the features without
+points (essential-matrix verification only).
 """
 from __future__ import annotations
 
@@ -32,7 +37,11 @@ class FrameStream:
     name: str
     total: int | None
     frames: Iterator[Frame]
-    camera: Any = None  # verify.Intrinsics of the images, or None when unknown
+    camera: Any = None  # features.types.Intrinsics of the images, or None when unknown
+    #: frame_index -> float32 [P, >=3] LiDAR scan (LiDAR frame) taken with the image, or None.
+    scan: Any = None
+    T_base_camera: Any = None  # float64 [7] camera pose on base_link (with scan)
+    T_base_lidar: Any = None   # float64 [7] LiDAR pose on base_link (with scan)
 
 
 def dataset_stream(root: str | Path, traversal: str) -> FrameStream:
@@ -51,7 +60,19 @@ def dataset_stream(root: str | Path, traversal: str) -> FrameStream:
     def frames() -> Iterator[Frame]:
         for i in range(len(trav)):
             yield i, int(stamps[i]), poses[i], (lambda i=i: trav.load_image(i))
-    return FrameStream(traversal, len(trav), frames(), camera)
+    t_bc, t_bl = _extrinsic(ds.camera, "T_base_camera"), _extrinsic(getattr(ds, "lidar", None), "T_base_lidar")
+    scan = trav.load_lidar if (camera is not None and t_bc is not None and t_bl is not None) else None
+    return FrameStream(traversal, len(trav), frames(), camera, scan, t_bc, t_bl)
+
+
+def _extrinsic(sensor: Any, key: str) -> np.ndarray | None:
+    """float64 [7] ``sensor[key]`` (x y z qx qy qz qw on base_link), or None if absent or invalid."""
+    try:
+        t = np.asarray(sensor[key], np.float64).reshape(7)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    ok = np.all(np.isfinite(t)) and abs(np.linalg.norm(t[3:]) - 1.0) < 1e-3
+    return t if ok else None
 
 
 def bag_stream(bag: str | Path, image_topic: str, pose_topic: str, tolerance_s: float,
@@ -106,18 +127,25 @@ def _span(a: Any, b: Any) -> str:
 
 
 def build_map(streams: list[FrameStream], embedder: Any, cfg: MapBuildConfig,
-              progress: bool = True, features_max: int = 0) -> PriorMap:
+              progress: bool = True, features_max: int = 0, features_kind: str = "sift",
+              points: bool = True) -> PriorMap:
     """Select keyframes from each stream, embed them with ``embedder`` and index them.
 
     embedder: a distilvpr_core.infer Embedder (``embed``, ``dim``,
     ``fingerprint``, ``contract``).  ``features_max`` > 0: also store up to
-    that many ORB features per keyframe (UserError, before any work, when a
-    stream has no intrinsics or the streams' intrinsics differ).  Raises
-    UserError if no keyframe results.
+    that many local features of ``features_kind`` per keyframe (UserError,
+    before any work, when a stream has no intrinsics or the streams'
+    intrinsics differ), with their map-frame 3D points when ``points`` and
+    every stream has LiDAR scans and one camera mounting.  Raises UserError
+    if no keyframe results.
     """
     from tqdm import tqdm
+    from ..features import registry
+    extractor = registry.get(features_kind, "map build --features") if features_max else None
     camera = feature_camera(streams) if features_max else None
+    t_bc = depth_mounting(streams) if (features_max and points) else None
     feats: list[Any] = []
+    pts: list[Any] = []
     desc, stamps, poses, frames, sources = [], [], [], [], []
     k = cfg.keyframes
     for stream in streams:
@@ -137,7 +165,12 @@ def build_map(streams: list[FrameStream], embedder: Any, cfg: MapBuildConfig,
                     continue
                 batch.append(image() if callable(image) else image)
                 if camera is not None:
-                    feats.append(_keyframe_features(batch[-1], camera, features_max, stream.name, index))
+                    feats.append(_keyframe_features(batch[-1], camera, features_max, stream.name, index,
+                                                    extractor))
+                    if t_bc is not None:
+                        from .points3d import keypoint_points_map
+                        pts.append(keypoint_points_map(feats[-1].keypoints, stream.scan(index), camera,
+                                                       stream.T_base_lidar, stream.T_base_camera, pose))
                 stamps.append(stamp)
                 poses.append(np.asarray(pose, np.float64))
                 frames.append(index)
@@ -155,9 +188,9 @@ def build_map(streams: list[FrameStream], embedder: Any, cfg: MapBuildConfig,
           np.asarray(frames, np.int64))
     if camera is not None:
         from .features import FeatureStore
-        store = FeatureStore(camera, features_max)
-        for f in feats:
-            store.append(f)
+        store = FeatureStore(camera, features_max, features_kind, T_base_camera=t_bc)
+        for i, f in enumerate(feats):
+            store.append(f, pts[i] if t_bc is not None else None)
         m.attach_features(store)
     return m
 
@@ -177,12 +210,21 @@ def feature_camera(streams: list[FrameStream]) -> Any:
     return cams.pop()
 
 
-def _keyframe_features(rgb: np.ndarray, camera: Any, limit: int, source: str, index: int) -> Any:
-    from ..features.orb import extract
+def depth_mounting(streams: list[FrameStream]) -> np.ndarray | None:
+    """The camera mounting (float64 [7]) when every stream has scans and the same
+    extrinsics, else None (the map then stores no 3D points)."""
+    if not streams or any(s.scan is None for s in streams):
+        return None
+    mounts = {tuple(np.round(np.r_[s.T_base_camera, s.T_base_lidar], 9)) for s in streams}
+    return np.asarray(streams[0].T_base_camera, np.float64) if len(mounts) == 1 else None
+
+
+def _keyframe_features(rgb: np.ndarray, camera: Any, limit: int, source: str, index: int,
+                       extractor: Any) -> Any:
     if rgb.shape[:2] != (camera.height, camera.width):
         raise UserError(f"map build: {source} frame {index} is {rgb.shape[1]}x{rgb.shape[0]} but the "
                         f"camera intrinsics are for {camera.width}x{camera.height}; fix the "
                         "camera_info topic or pass --no-features")
-    return extract(rgb, limit)
+    return extractor.extract(rgb, limit)
 
 

@@ -1,4 +1,4 @@
-"""Per-keyframe local features of a prior map, for geometric verification.
+"""Per-keyframe local features of a prior map, for geometric verification and metric pose.
 
 Stored beside the map's other arrays, listed in ``schema.json`` ``files`` (so
 the checksums cover them) and described under the top-level key
@@ -7,17 +7,26 @@ the checksums cover them) and described under the top-level key
     "features": {"kind": "orb", "max_per_keyframe": 300,
                  "camera": {"fx": 80.0, "fy": 80.0, "cx": 79.5, "cy": 59.5,
                             "width": 160, "height": 120},
+                 "T_base_camera": [1.2, 0.0, 1.6, qx, qy, qz, qw],      (with points3d only)
                  "files": {"keypoints": "features_keypoints.npy",
                            "descriptors": "features_descriptors.npy",
-                           "counts": "features_counts.npy"}}
+                           "counts": "features_counts.npy",
+                           "points3d": "features_points3d.npy"}}           (optional)
 
     features_keypoints.npy    float32 [N, F, 2]  x, y pixels of the keyframe image (padded rows 0)
-    features_descriptors.npy  uint8   [N, F, 32] ORB descriptors (padded rows 0)
+    features_descriptors.npy  uint8   [N, F, D]  descriptors of ``kind`` (D = 32 orb, 128 sift)
     features_counts.npy       int32   [N]        valid rows of keyframe i (0..F)
+    features_points3d.npy     float32 [N, F, 3]  each feature's 3D point in the MAP frame (m),
+                                                 NaN where the depth source had none
 
 F = ``max_per_keyframe``; keyframe i's features are the first ``counts[i]``
-rows.  A keyframe added online without features has count 0 (it can never
-be verified, so it is never accepted by a verifying localizer).
+rows.  ``kind`` names the extractor (features/registry.py); a localizer
+only matches queries of the same kind.  With ``points3d`` a verified match
+gives a metric pose by PnP (features/pnp.py); ``T_base_camera`` (the
+camera's pose on base_link, x y z qx qy qz qw) turns the camera pose into
+the robot's.  A keyframe added online has count 0 until the engine stores
+its features (its points are NaN: no depth on the robot).  Maps written
+before ``kind`` could be "sift" or before ``points3d`` load unchanged.
 """
 from __future__ import annotations
 
@@ -27,15 +36,15 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..foundation.errors import UserError
-from ..features.orb import Features, Intrinsics
+from ..features import registry
+from ..features.types import Features, Intrinsics
 from .invariants import check_number
 from .rows import GrowableArray
 from .schema import FileEntry, load_npy, save_npy
 
-KIND = "orb"
-DESC_BYTES = 32
 FILES = {"keypoints": "features_keypoints.npy", "descriptors": "features_descriptors.npy",
          "counts": "features_counts.npy"}
+POINTS_FILE = "features_points3d.npy"
 CAMERA_KEYS = ("fx", "fy", "cx", "cy", "width", "height")
 #: Largest image side, pixels, and focal length per pixel of that side (a 0.06 degree
 #: field of view): bounds that no camera reaches and that keep projections finite.
@@ -62,33 +71,52 @@ def check_intrinsics(cam: Intrinsics, where: str) -> Intrinsics:
 class FeatureStore:
     """Features of every keyframe, row i = keyframe id i.
 
-    ``camera``: intrinsics of the keyframe images; ``max_per_keyframe``: F.
+    ``camera``: intrinsics of the keyframe images; ``max_per_keyframe``: F;
+    ``kind``: the extractor (features/registry.py); ``T_base_camera``: float64
+    [7] camera pose on base_link when the store keeps 3D points, else None.
     """
 
-    def __init__(self, camera: Intrinsics, max_per_keyframe: int,
-                 arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None):
+    def __init__(self, camera: Intrinsics, max_per_keyframe: int, kind: str = "orb",
+                 arrays: tuple[np.ndarray, ...] | None = None,
+                 T_base_camera: np.ndarray | None = None):
         f = int(max_per_keyframe)
         if f < 5:
             raise UserError(f"features: max_per_keyframe must be >= 5 (the minimal set), got {f}")
         self.camera, self.max_per_keyframe = check_intrinsics(camera, "features"), f
-        kp, desc, counts = arrays if arrays is not None else (None, None, None)
+        self.kind = kind
+        self.desc_dim = registry.get(kind).desc_dim
+        self.T_base_camera = None if T_base_camera is None else np.asarray(T_base_camera, np.float64).reshape(7)
+        kp, desc, counts, pts = (*arrays, None)[:4] if arrays is not None else (None,) * 4
         self._kp = GrowableArray(np.float32, (f, 2), kp)
-        self._desc = GrowableArray(np.uint8, (f, DESC_BYTES), desc)
+        self._desc = GrowableArray(np.uint8, (f, self.desc_dim), desc)
         self._counts = GrowableArray(np.int32, (), counts)
+        self._pts = (GrowableArray(np.float32, (f, 3), pts)
+                     if self.T_base_camera is not None else None)
 
     def __len__(self) -> int:
         return len(self._counts)
+
+    @property
+    def has_points(self) -> bool:
+        """Whether each feature has a 3D point (metric pose by PnP is possible)."""
+        return self._pts is not None
 
     @property
     def counts(self) -> np.ndarray:
         """int32 [N] features per keyframe."""
         return self._counts.view()
 
-    def append(self, feats: Features | None) -> None:
-        """Add one keyframe's features (None or empty: a keyframe that cannot be verified)."""
+    def _check_kind(self, feats: Features | None) -> None:
+        if feats is not None and feats.kind != self.kind:
+            raise ValueError(f"{feats.kind!r} features for a store of {self.kind!r}")
+
+    def append(self, feats: Features | None, points: np.ndarray | None = None) -> None:
+        """Add one keyframe's features (None or empty: a keyframe that cannot be verified);
+        ``points`` float32 [>= n, 3] their map-frame 3D points (NaN: unknown)."""
+        self._check_kind(feats)
         f = self.max_per_keyframe
         kp = np.zeros((1, f, 2), np.float32)
-        desc = np.zeros((1, f, DESC_BYTES), np.uint8)
+        desc = np.zeros((1, f, self.desc_dim), np.uint8)
         n = 0 if feats is None else min(len(feats), f)
         if n:
             kp[0, :n] = feats.keypoints[:n]
@@ -96,15 +124,23 @@ class FeatureStore:
         self._kp.append(kp)
         self._desc.append(desc)
         self._counts.append(np.array([n], np.int32))
+        if self._pts is not None:
+            pts = np.full((1, f, 3), np.nan, np.float32)
+            if n and points is not None:
+                pts[0, :n] = np.asarray(points, np.float32)[:n]
+            self._pts.append(pts)
 
     def set(self, kid: int, feats: Features | None) -> None:
-        """Replace keyframe ``kid``'s features (online mapping fills a padded row)."""
+        """Replace keyframe ``kid``'s features (online mapping fills a padded row; no depth)."""
+        self._check_kind(feats)
         n = 0 if feats is None else min(len(feats), self.max_per_keyframe)
         # Rows are only set after append/pad_to, which owns (copies) the buffers.
         kp, desc = self._kp.view(), self._desc.view()
         kp[kid], desc[kid] = 0, 0
         if n:
             kp[kid, :n], desc[kid, :n] = feats.keypoints[:n], feats.descriptors[:n]
+        if self._pts is not None:
+            self._pts.view()[kid] = np.nan
         self._counts.view()[kid] = n
 
     def pad_to(self, n: int) -> None:
@@ -115,21 +151,37 @@ class FeatureStore:
     def get(self, kid: int) -> Features:
         """Features of keyframe ``kid`` (copies, so later appends cannot change them)."""
         n = int(self._counts.view()[kid])
-        return Features(np.array(self._kp.view()[kid, :n]), np.array(self._desc.view()[kid, :n]))
+        return Features(np.array(self._kp.view()[kid, :n]), np.array(self._desc.view()[kid, :n]), self.kind)
+
+    def points(self, kid: int) -> np.ndarray | None:
+        """float32 [n, 3] map-frame points of keyframe ``kid``'s features (NaN: no depth),
+        or None when the store has no points."""
+        if self._pts is None:
+            return None
+        n = int(self._counts.view()[kid])
+        return np.array(self._pts.view()[kid, :n])
 
     def meta(self) -> dict[str, Any]:
         """The ``"features"`` entry of schema.json."""
         c = self.camera
-        return {"kind": KIND, "max_per_keyframe": self.max_per_keyframe,
-                "camera": {"fx": c.fx, "fy": c.fy, "cx": c.cx, "cy": c.cy,
-                           "width": c.width, "height": c.height},
-                "files": dict(FILES)}
+        files = dict(FILES)
+        out: dict[str, Any] = {"kind": self.kind, "max_per_keyframe": self.max_per_keyframe,
+                               "camera": {"fx": c.fx, "fy": c.fy, "cx": c.cx, "cy": c.cy,
+                                          "width": c.width, "height": c.height}}
+        if self._pts is not None:
+            files["points3d"] = POINTS_FILE
+            out["T_base_camera"] = [float(v) for v in self.T_base_camera]
+        out["files"] = files
+        return out
 
     def write(self, directory: Path) -> dict[str, FileEntry]:
-        """Write the three .npy files into ``directory``; their schema entries."""
-        return {FILES["keypoints"]: save_npy(directory / FILES["keypoints"], self._kp.view()),
-                FILES["descriptors"]: save_npy(directory / FILES["descriptors"], self._desc.view()),
-                FILES["counts"]: save_npy(directory / FILES["counts"], self._counts.view())}
+        """Write the .npy files into ``directory``; their schema entries."""
+        out = {FILES["keypoints"]: save_npy(directory / FILES["keypoints"], self._kp.view()),
+               FILES["descriptors"]: save_npy(directory / FILES["descriptors"], self._desc.view()),
+               FILES["counts"]: save_npy(directory / FILES["counts"], self._counts.view())}
+        if self._pts is not None:
+            out[POINTS_FILE] = save_npy(directory / POINTS_FILE, self._pts.view())
+        return out
 
     @classmethod
     def load(cls, directory: Path, meta: Any, n: int, listed: Mapping[str, Any]) -> "FeatureStore":
@@ -139,8 +191,9 @@ class FeatureStore:
         where = f"{directory / 'schema.json'}: \"features\""
         if not isinstance(meta, Mapping):
             raise UserError(f"{where} must be an object, got {type(meta).__name__}; rebuild the map")
-        if meta.get("kind") != KIND:
-            raise UserError(f"{where}: kind {meta.get('kind')!r} is not supported (only {KIND!r}); "
+        kind = meta.get("kind")
+        if kind not in registry.KINDS:
+            raise UserError(f"{where}: kind {kind!r} is not supported (known: {list(registry.KINDS)}); "
                             "rebuild the map with this distilvpr")
         try:
             cam_d, files = meta["camera"], meta["files"]
@@ -152,18 +205,28 @@ class FeatureStore:
             f = int(check_number(meta["max_per_keyframe"], f"{where}: max_per_keyframe", 5,
                                  MAX_FEATURES, True))
             names = {key: files[key] for key in FILES}
+            if "points3d" in files:
+                names["points3d"] = files["points3d"]
+                t_bc = np.asarray([check_number(v, f"{where}: T_base_camera", -1e6, 1e6)
+                                   for v in meta["T_base_camera"]], np.float64).reshape(7)
+                if abs(np.linalg.norm(t_bc[3:]) - 1) > 1e-3:
+                    raise ValueError("T_base_camera: the quaternion is not unit length")
+            else:
+                t_bc = None
             if not all(isinstance(v, str) for v in names.values()):
                 raise TypeError(f"files {names}")
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{where}: missing or invalid entry {str(exc)[:120]}; the map is "
                             "damaged, rebuild it") from None
         for key, name in names.items():
             if name not in listed:
                 raise UserError(f"{where}: file {name} ({key}) is not listed in \"files\", so its "
                                 "checksum is unknown; the map is damaged, rebuild it")
+        dim = registry.get(kind).desc_dim
         kp = load_npy(directory / names["keypoints"], np.float32, (n, f, 2))
-        desc = load_npy(directory / names["descriptors"], np.uint8, (n, f, DESC_BYTES))
+        desc = load_npy(directory / names["descriptors"], np.uint8, (n, f, dim))
         counts = load_npy(directory / names["counts"], np.int32, (n,))
+        pts = load_npy(directory / names["points3d"], np.float32, (n, f, 3)) if t_bc is not None else None
         if n and (counts.min() < 0 or counts.max() > f):
             raise UserError(f"{directory / names['counts']}: counts outside 0..{f}; the map is damaged")
         inside = np.isfinite(kp).all(axis=(1, 2)) & (kp >= 0).all(axis=(1, 2)) \
@@ -172,7 +235,11 @@ class FeatureStore:
             raise UserError(f"{directory / names['keypoints']}: keyframe {int(np.argmin(inside))} has "
                             f"keypoints that are NaN, inf or outside the {cam.width}x{cam.height} "
                             "image; the map is damaged")
-        return cls(check_intrinsics(cam, where), f, (kp, desc, counts))
+        # NaN is "no depth"; anything else must be a finite point at a sane distance (metres).
+        if pts is not None and (np.isinf(pts).any() or (np.abs(pts[np.isfinite(pts)]) > 1e9).any()):
+            raise UserError(f"{directory / names['points3d']}: points contain inf or |value| > 1e9 "
+                            "(NaN is 'no depth'); the map is damaged")
+        return cls(check_intrinsics(cam, where), f, kind, (kp, desc, counts, pts), t_bc)
 
 
 def intrinsics_from_dataset(camera: Mapping[str, Any], where: str) -> Intrinsics:

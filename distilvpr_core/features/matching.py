@@ -1,0 +1,34 @@
+"""Putative matches between two feature sets of one kind.
+
+Mutual nearest neighbours whose best distance is below ``ratio`` x the second
+best (Lowe's ratio test), in the distance that suits the descriptor: Hamming
+for binary ORB, Euclidean for RootSIFT (= Hellinger on the SIFT histograms).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import sift
+from .types import Features
+
+
+def match(query: Features, key: Features, ratio: float = 0.8) -> np.ndarray:
+    """int64 [M, 2] (query row, keyframe row); ValueError for features of two kinds
+    (a programming error: the engine checks kinds at start-up)."""
+    import cv2
+    if query.kind != key.kind:
+        raise ValueError(f"cannot match {query.kind!r} features against {key.kind!r}")
+    if len(query) < 2 or len(key) < 2:
+        return np.zeros((0, 2), np.int64)
+    if query.kind == sift.KIND:
+        qd, kd, norm = sift.as_float(query.descriptors), sift.as_float(key.descriptors), cv2.NORM_L2
+    else:
+        qd, kd, norm = query.descriptors, key.descriptors, cv2.NORM_HAMMING
+    bf = cv2.BFMatcher(norm)
+    fwd = bf.knnMatch(qd, kd, k=2)
+    back = bf.match(kd, qd)
+    best_back = {m.queryIdx: m.trainIdx for m in back}
+    pairs = [(m[0].queryIdx, m[0].trainIdx) for m in fwd
+             if len(m) == 2 and m[0].distance < ratio * m[1].distance
+             and best_back.get(m[0].trainIdx) == m[0].queryIdx]
+    return np.asarray(pairs, np.int64).reshape(-1, 2)

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Per-condition metric-pose table: one map drive, several query drives, each feature kind.
+
+For every ``--features`` kind a map with 3D points is built from ``--map-traversal``
+of a native synthetic dataset; every ``--queries`` traversal then runs through the
+localizer's own engine (offline, node settings from config/localize.yaml, every frame
+a query, plus ``--node-param`` overrides) and is scored with loopeval/pose_metrics.py.
+Two rows per drive and kind:
+
+* ``engine``: the full localizer (student retrieval -> verification -> PnP -> pose
+  consistency), what the node publishes;
+* ``oracle``: the same verifier, PnP and pose-consistency check on the ``--oracle-k``
+  map keyframes nearest to the ground truth (perfect retrieval), over the drive's frames
+  within 5 m of a keyframe: what the local features alone can do, so a gap between the
+  rows is the retrieval's share.
+
+    python scripts/pose_conditions.py --dataset DIR --map-traversal train_noon \\
+        --queries val_dawn test_noon --model student.onnx --features orb sift --out OUT
+
+Writes OUT/pose_conditions.json, OUT/pose_conditions.md and OUT/pose_error_cdf_<kind>.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from distilvpr_core.foundation.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
+
+
+def _oracle(engine, frames, map_xyz: np.ndarray, k: int, s) -> list:
+    """Outcomes of the verifier + PnP on the k keyframes nearest the truth (no retrieval),
+    then the same pose-consistency check against the drive's odometry as the engine's."""
+    from distilvpr_core.localize.geometry import passes
+    from distilvpr_core.localize.pose_consistency import PoseConsistency
+    from distilvpr_core.loopeval.outcome import QueryOutcome
+    check = PoseConsistency(s.pose_consistency_n, s.pose_consistency_m, s.pose_consistency_deg)
+    out = []
+    for f in frames:
+        d = np.linalg.norm(map_xyz - f.position[None], axis=1)
+        ids = np.argsort(d)[:k].astype(np.int64)
+        t0 = time.perf_counter()
+        checks, _ = engine.verifier.check(f.image, ids, s)
+        ok = passes(checks, s)
+        pose = checks.pose if ok else None
+        consistent = check.update(pose, f.odom)
+        stage = {"match_rank": 0, "raw_score": float("nan"), "inliers": -1, "verified": ok,
+                 "verify_s": time.perf_counter() - t0, "embed_s": 0.0, "verify_ran": True,
+                 "pose": pose, "localized": pose is not None and consistent is not False}
+        out.append(QueryOutcome(f.stamp_ns, f.position, True, ids, np.ones(len(ids), np.float32),
+                                map_xyz[ids], accepted=stage["localized"], stage=stage,
+                                orientation=f.orientation))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--map-traversal", default="train_noon")
+    ap.add_argument("--queries", nargs="+", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--features", nargs="+", default=["orb", "sift"])
+    ap.add_argument("--features-max", type=int, default=300)
+    ap.add_argument("--oracle-k", type=int, default=3)
+    ap.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+
+    import torch
+    torch.set_num_threads(1)
+    from distilvpr_core.data import native
+    from distilvpr_core.infer import load_embedder
+    from distilvpr_core.localize.engine import LocalizationEngine
+    from distilvpr_core.localize.settings import parse_overrides, settings_from_file
+    from distilvpr_core.loopeval.offline import frames_from_traversal, run_engine
+    from distilvpr_core.loopeval.plots import error_cdf_png
+    from distilvpr_core.loopeval.pose_metrics import pose_metrics
+    from distilvpr_core.mapdb.build import build_map, dataset_stream
+    from distilvpr_core.mapdb.config import MapBuildConfig
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = native.open_dataset(args.dataset)
+    overrides = {"min_interval_s": 0.0, "min_distance_m": 0.0, "intra_op_threads": 1,
+                 **parse_overrides(args.node_param)}
+    settings = settings_from_file(REPO / "config" / "localize.yaml", overrides)
+    emb = load_embedder(args.model, intra_op_threads=1)
+    results: dict = {"command": " ".join(sys.argv), "settings": settings.to_dict(), "kinds": {}}
+    try:
+        for kind in args.features:
+            t0 = time.perf_counter()
+            m = build_map([dataset_stream(args.dataset, args.map_traversal)], emb, MapBuildConfig(),
+                          progress=False, features_max=args.features_max, features_kind=kind)
+            m.save(out / f"map_{kind}", overwrite=True)
+            size = sum(e.bytes for e in m.schema.files.values()) / len(m)
+            feat = sum(e.bytes for n, e in m.schema.files.items() if n.startswith("features_")) / len(m)
+            per = results["kinds"][kind] = {"map_keyframes": len(m), "map_bytes_per_keyframe": size,
+                                            "feature_bytes_per_keyframe": feat,
+                                            "map_build_s": time.perf_counter() - t0, "drives": {}}
+            map_xyz = np.asarray(m.poses)[:, :3]
+            cdf = {}
+            for trav in args.queries:
+                cond = ds.traversal(trav).conditions
+                label = f"{trav} ({'/'.join(str(cond.get(k, '')) for k in ('time_of_day', 'weather', 'season'))})"
+                eng = LocalizationEngine(emb, m, settings, source="pose_conditions")
+                outcomes = run_engine(eng, frames_from_traversal(args.dataset, trav))
+                pm = pose_metrics(outcomes, map_xyz, always=True)
+                near = [f for f in frames_from_traversal(args.dataset, trav)
+                        if np.min(np.linalg.norm(map_xyz - f.position[None], axis=1)) <= 5.0]
+                oracle = pose_metrics(_oracle(LocalizationEngine(emb, m, settings), near, map_xyz,
+                                              args.oracle_k, settings), map_xyz, always=True) if near else None
+                per["drives"][trav] = {"role": ds.role(trav), "conditions": cond, "frames": len(outcomes),
+                                       "engine": pm, "oracle": oracle}
+                if pm is not None:
+                    cdf[label] = pm
+                print(f"{kind} {label}: {_line(pm)} | oracle {_line(oracle)}", flush=True)
+            write_bytes_atomic(out / f"pose_error_cdf_{kind}.png",
+                               error_cdf_png(cdf, f"{kind}, map {args.map_traversal}"))
+    finally:
+        emb.close()
+    write_text_atomic(out / "pose_conditions.json", json.dumps(_strip(results), indent=2) + "\n")
+    write_text_atomic(out / "pose_conditions.md", _markdown(results))
+    return 0
+
+
+def _line(pm) -> str:
+    if pm is None:
+        return "no pose"
+    st = pm["stages"]["published"]
+    return (f"published {st['poses']}, revisits {st['revisits']}, within 0.5 m/5 deg "
+            f"{st['share_of_revisits']['0.5m_5deg']}, wrong {st['wrong_closures']}")
+
+
+def _strip(obj):
+    """The JSON without the per-pose error lists (kept only for the plots)."""
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if k != "translation_errors_m"}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def _markdown(results: dict) -> str:
+    pct = (lambda v: "n/a" if v is None else f"{100 * v:.0f} %")
+    num = (lambda v: "n/a" if v is None else f"{v:.2f}")
+    lines = [f"Command: `{results['command']}`", "",
+             "| features | drive (role) | rows | revisits (<= 5 m) | published | of revisits within 0.25 m, 2° | "
+             "0.5 m, 5° | 5 m, 10° | median m / ° | wrong (> 5 m) | retrieval top-k has the place | "
+             "verify+PnP ms p50 |", "|" + "---|" * 12]
+    for kind, per in results["kinds"].items():
+        for trav, d in per["drives"].items():
+            for row in ("engine", "oracle"):
+                pm = d[row]
+                if pm is None:
+                    lines.append(f"| {kind} | {trav} ({d['role']}) | {row} | | 0 | | | | | | | |")
+                    continue
+                st = pm["stages"]["published"]
+                sh = st["share_of_revisits"]
+                lat = pm["latency_s"]["verify_and_pose_p50"]
+                lines.append(
+                    f"| {kind} | {trav} ({d['role']}) | {row} | {st['revisits']} | {st['poses']} | "
+                    f"{pct(sh['0.25m_2deg'])} | {pct(sh['0.5m_5deg'])} | {pct(sh['5m_10deg'])} | "
+                    f"{num(st['translation_m']['median'])} / {num(st['rotation_deg']['median'])} | "
+                    f"{st['wrong_closures']} | "
+                    f"{pct(pm['retrieval']['top_k']) if row == 'engine' else '(oracle)'} | "
+                    f"{'n/a' if lat is None else f'{1000 * lat:.0f}'} |")
+        lines.append(f"| {kind} | map | | | | | | | | | {per['map_keyframes']} keyframes, "
+                     f"{per['map_bytes_per_keyframe'] / 1024:.1f} KiB each "
+                     f"({per['feature_bytes_per_keyframe'] / 1024:.1f} KiB features) | |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
