@@ -27,7 +27,7 @@ def build(path: Path, n: int = 6, index: str = "flat", features: bool = False,
     poses = np.column_stack([np.arange(n * 3).reshape(n, 3), np.zeros((n, 3)), np.ones(n)])
     m.add(x, np.arange(n) * 10**9, poses, "trav", np.arange(n))
     if features:
-        from distilvpr_core.features.orb import Features, Intrinsics
+        from distilvpr_core.features.types import Features, Intrinsics
         from distilvpr_core.mapdb.features import FeatureStore
         store = FeatureStore(Intrinsics(80.0, 80.0, 79.5, 59.5, 160, 120), 8)
         for i in range(n):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -111,3 +112,14 @@ def test_arbitrary_documents_raise_user_error(doc):
         assert str(exc).startswith(WHERE + ":")
     else:
         raise AssertionError(f"accepted {raw[:80]!r}")
+
+
+def test_a_version_2_schema_with_a_null_digest_is_refused():
+    """Found by the property above: ``"schema_sha256": null`` once passed as 'no digest'."""
+    schema = MapSchema(dim=4, index_type="flat", index_params={}, model_fingerprint="0" * 64,
+                       preprocessing={}, keyframes=0, sources=0, created_at="", files={})
+    d = seal(schema.to_dict())
+    parse_schema(json.dumps(d).encode(), WHERE)  # the sealed original parses
+    d["schema_sha256"] = None
+    with pytest.raises(UserError, match="schema_sha256 is 'None'"):
+        parse_schema(json.dumps(d).encode(), WHERE)

@@ -13,7 +13,7 @@ from distilvpr_core.foundation.errors import UserError
 
 
 def _features(n: int, seed: int):
-    from distilvpr_core.features.orb import Features
+    from distilvpr_core.features.types import Features
     rng = np.random.default_rng(seed)
     kp = rng.uniform(0, 100, (n, 2)).astype(np.float32)
     return Features(kp, rng.integers(0, 256, (n, 32), dtype=np.uint8))
@@ -21,9 +21,10 @@ def _features(n: int, seed: int):
 
 @pytest.mark.parametrize("n", [5, 6, 7])
 def test_five_to_seven_matches_verify_nothing_with_the_default_minimum(n):
-    """features/orb.py: ``max(5, min_matches)`` -> ``min(5, ...)`` would try to fit a
+    """features/two_view.py: ``max(5, min_matches)`` -> ``min(5, ...)`` would try to fit a
     fundamental matrix to 5-7 matches although the default minimum is 8."""
-    from distilvpr_core.features.orb import Intrinsics, verify
+    from distilvpr_core.features.two_view import verify
+    from distilvpr_core.features.types import Intrinsics
     f = _features(n, 3)
     out = verify(f, f, Intrinsics(80.0, 80.0, 50.0, 50.0, 100, 100))  # every feature matches itself
     assert out.matches == n and out.inliers == 0 and out.why == f"{n} matches"

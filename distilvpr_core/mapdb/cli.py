@@ -117,7 +117,7 @@ def _check_out(out: Path, overwrite: bool, flag: str = "--out ") -> None:
 
 def _camera(text: str):
     """``--camera fx,fy,cx,cy,width,height`` -> Intrinsics (UserError naming the flag)."""
-    from ..features.orb import Intrinsics
+    from ..features.types import Intrinsics
     from .features import CAMERA_KEYS, check_intrinsics
     parts = [p.strip() for p in text.split(",")]
     try:

@@ -107,6 +107,10 @@ class MapSchema:
                             "distilvpr or rebuild the map with this version")
         if version < 1:
             raise UserError(f"{where}: invalid format_version {version}")
+        if version >= 2 and DIGEST_KEY in data and not intact:
+            # Present but null (or not a string): a version-2 schema always records its digest.
+            raise UserError(f"{where}: schema.json is damaged: {DIGEST_KEY} is {str(recorded)[:80]!r}, "
+                            f"not the sha256 of its content; restore schema.json or rebuild the map")
         allowed = set(_REQUIRED) | set(_OPTIONAL) | ({DIGEST_KEY} if version >= 2 else set())
         _keys(data, where, "", _REQUIRED + ((DIGEST_KEY,) if version >= 2 else ()), allowed)
         index = _keys(data["index"], where, "index.", ("type", "params"))
