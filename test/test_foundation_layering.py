@@ -84,3 +84,27 @@ def test_package_xml_and_setup_agree(repo_root: Path) -> None:
     assert 'PACKAGE = "distilvpr_ros"' in setup_text and "lib/distilvpr_core" in setup_text
     assert (repo_root / "resource" / "distilvpr_core").is_file()
     assert (repo_root / "resource" / "distilvpr_ros").is_file()
+
+
+def test_the_real_embedder_and_map_satisfy_the_engine_ports(tmp_path):
+    """The protocols the engine is typed with describe the real collaborators."""
+    import numpy as np
+
+    from distilvpr_core.foundation.contract import PreprocessContract
+    from distilvpr_core.infer.embedder import Embedder
+    from distilvpr_core.localize.ports import KeyframeFeatures, PlaceEmbedder, PlaceMap
+    from distilvpr_core.features.types import Intrinsics
+    from distilvpr_core.mapdb import PriorMap
+    from distilvpr_core.mapdb.features import FeatureStore
+
+    class Identity(Embedder):
+        backend = "identity"
+
+        def _forward(self, batch):
+            return batch.reshape(len(batch), -1)[:, :4]
+
+    assert isinstance(Identity(PreprocessContract(input_size=(8, 8), descriptor_dim=4), "0" * 64), PlaceEmbedder)
+    m = PriorMap.create(4, "0" * 64, PreprocessContract(input_size=(8, 8), descriptor_dim=4))
+    assert isinstance(m, PlaceMap)
+    assert isinstance(FeatureStore(Intrinsics(80.0, 80.0, 79.5, 59.5, 160, 120), 8), KeyframeFeatures)
+    assert not isinstance(np.zeros(3), PlaceMap)

@@ -31,12 +31,13 @@ from .filters import ConsistencyFilter, KeyframeGate, SequenceScore
 from .geometry import CandidateChecks, GeometricVerifier, passes
 from .odom import OdomBuffer
 from .pose_consistency import PoseConsistency
+from .ports import PlaceEmbedder, PlaceMap
 from .settings import LocalizerSettings
 
 log = logging.getLogger("distilvpr.localize")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class QueryResult:
     """Top-k candidates of one query, the match first (K <= top_k; padding removed).
 
@@ -107,7 +108,7 @@ class LocalizationEngine:
     source name of keyframes added by online mapping.
     """
 
-    def __init__(self, embedder: Any, prior_map: Any, settings: LocalizerSettings,
+    def __init__(self, embedder: PlaceEmbedder, prior_map: PlaceMap, settings: LocalizerSettings,
                  source: str = "online") -> None:
         self.embedder = embedder
         self.map = prior_map
@@ -232,7 +233,9 @@ class LocalizationEngine:
                 # The new keyframe can be verified against later (no depth: no 3D points).
                 store.set(added, qf if qf is not None else self.verifier.extract(rgb, s.verify_max_features))
         self._frame += 1
-        return QueryResult(ids[order], scores[order], poses[order], stamps[order], reject is None, reject,
-                           t1 - t0, t2 - t1, added, match, float(scores[0]) if len(ids) else float("nan"),
-                           seq, checks, bool(verified), verify_s, pose,
-                           None if pose is None else checks.pose_cov, pose_ok)
+        return QueryResult(ids=ids[order], scores=scores[order], poses=poses[order], stamps_ns=stamps[order],
+                           accepted=reject is None, reject=reject, embed_s=t1 - t0, search_s=t2 - t1,
+                           added_id=added, match_rank=match,
+                           raw_score=float(scores[0]) if len(ids) else float("nan"), sequence_score=seq,
+                           checks=checks, verified=bool(verified), verify_s=verify_s, pose=pose,
+                           pose_cov=None if pose is None else checks.pose_cov, pose_consistent=pose_ok)

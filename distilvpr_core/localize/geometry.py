@@ -25,6 +25,7 @@ import numpy as np
 from ..features import pnp, registry, two_view
 from ..features.rotations import pose_to_matrix, rotation_to_quat  # noqa: F401  (re-exported)
 from ..features.types import Features
+from .ports import PlaceMap
 
 log = logging.getLogger("distilvpr.localize")
 
@@ -64,7 +65,7 @@ class CandidateChecks:
 class GeometricVerifier:
     """Verifies candidates against ``prior_map.features`` (a FeatureStore)."""
 
-    def __init__(self, prior_map) -> None:
+    def __init__(self, prior_map: PlaceMap) -> None:
         self.map = prior_map
 
     @property

@@ -15,11 +15,12 @@ from ..foundation.contract import check_contract
 from ..foundation.errors import UserError
 from ..infer import load_embedder
 from ..mapdb import PriorMap
+from .ports import PlaceEmbedder
 
 
 def load_model_and_map(map_path: str | Path, model_path: str | Path, backend: str = "onnxruntime",
                        engine_cache_dir: str = "", intra_op_threads: int = 0,
-                       names: tuple[str, str] = ("map_path", "model_path")) -> tuple[Any, Any]:
+                       names: tuple[str, str] = ("map_path", "model_path")) -> tuple[PlaceEmbedder, PriorMap]:
     """(Embedder, PriorMap); raises UserError naming the file and the setting.
 
     ``names``: how the two paths are called where the user gave them (node
