@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from distilvpr_core.foundation.errors import UserError
-from distilvpr_core.features import orb, two_view, types
+from distilvpr_core.features import orb, types
 from distilvpr_core.mapdb import PriorMap
 from distilvpr_core.mapdb.build import FrameStream, feature_camera
 from distilvpr_core.mapdb.features import (FILES, FeatureStore, intrinsics_from_camera_info,

@@ -13,7 +13,6 @@ rank 0 writes files and evaluates.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +28,7 @@ from ..data.traversals import open_split_traversals
 from ..distill import BatchHardTripletLoss, build_distill_loss
 from ..foundation.errors import UserError
 from ..evaluation.vpr import evaluate_model
-from ..models import (TeacherConfig, build_student, build_teacher, lidar_encoder_spec, load_teacher,
+from ..models import (build_student, build_teacher, load_teacher,
                      save_checkpoint)
 from .config import STAGES, DistilRunConfig, RunConfig, StageConfig, TaskConfig  # noqa: F401 (re-export)
 from .eval_stage import lidar_prepare as _lidar_prepare, stage_eval  # noqa: F401 (stage_eval re-export)
