@@ -13,7 +13,7 @@ import pytest
 
 from distilvpr_core.foundation.errors import UserError
 from distilvpr_ros.replay.replay_eval import ensure_local_ros_env, run
-from test_replay_helpers import eval_args, model_map, write_bag  # noqa: F401 (fixture)
+from test_replay_helpers import eval_args, model_map_fixture, write_bag  # noqa: F401 (fixture)
 
 
 def _localizers() -> list[int]:

@@ -109,9 +109,12 @@ def pose_markdown(pose: dict[str, Any]) -> list[str]:
              + " | ".join(f"within {k.replace('_', ', ')}" for k in keys)
              + " | of revisits (0.5 m, 5 deg) | wrong (> 5 m) |",
              "|" + "---|" * (len(keys) + 7)]
+
+    def f(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
     for name, st in pose["stages"].items():
         t, r = st["translation_m"], st["rotation_deg"]
-        f = (lambda v: "n/a" if v is None else f"{v:.2f}")
         lines.append(f"| {name} | {st['poses']} | {f(t['median'])} | {f(t['p90'])} | {f(r['median'])} | "
                      + " | ".join(_pct(st["share_of_poses"][k]) for k in keys)
                      + f" | {_pct(st['share_of_revisits']['0.5m_5deg'])} | {st['wrong_closures']} |")

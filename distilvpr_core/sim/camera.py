@@ -214,6 +214,6 @@ def _rain_streaks(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ys = rng.integers(0, h, count)
     xs = rng.integers(0, w, count)
     ln = rng.integers(3, max(4, h // 12), count)
-    for y, x, l in zip(ys, xs, ln):
-        out[y:y + l, x] = out[y:y + l, x] * 0.6 + level
+    for y, x, n in zip(ys, xs, ln):
+        out[y:y + n, x] = out[y:y + n, x] * 0.6 + level
     return out
