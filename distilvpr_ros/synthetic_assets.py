@@ -20,6 +20,8 @@ MAP_EPOCH_NS = 1_600_000_000 * 10**9
 
 @dataclass
 class SyntheticAssets:
+    """Files and ground truth of :func:`build`: a random-init student (ONNX and checkpoint), its map of one
+    keyframe per place, and each place's image, map-frame pose and stamp."""
     model: Path          # student.onnx
     checkpoint: Path     # student.pt (same weights, for backend torch)
     map: Path            # prior map directory
