@@ -95,10 +95,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"cuda         {'yes' if cuda else 'no'} ({name})")
     except Exception:
         print("cuda         unknown (torch not importable)")
-    ament = os.environ.get("AMENT_PREFIX_PATH")
-    rng = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
-    print(f"AMENT_PREFIX_PATH             {ament or 'UNSET (export AMENT_PREFIX_PATH=$VIRTUAL_ENV for the PyPI ROS wheels)'}")
-    print(f"ROS_AUTOMATIC_DISCOVERY_RANGE {rng or 'UNSET (DDS discovers on every interface; set LOCALHOST on a dev machine)'}")
+    ament = os.environ.get("AMENT_PREFIX_PATH") or (
+        "UNSET (export AMENT_PREFIX_PATH=$VIRTUAL_ENV for the PyPI ROS wheels)")
+    rng = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") or (
+        "UNSET (DDS discovers on every interface; set LOCALHOST on a dev machine)")
+    print(f"AMENT_PREFIX_PATH             {ament}")
+    print(f"ROS_AUTOMATIC_DISCOVERY_RANGE {rng}")
     print(f"ROS_DOMAIN_ID                 {os.environ.get('ROS_DOMAIN_ID', 'unset (0)')}")
     if missing_required:
         print(f"missing required: {', '.join(missing_required)} -- run `make setup`")

@@ -199,8 +199,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                      f"{'ok' if r['target_ok_cpu'] else 'MISSED'}")
     lines.append("times in ms; p50/p90/p99 = full embed() incl. preprocessing of the frames; bare = "
                  "InferenceSession.run on the preprocessed tensor (same model, same run); ovh = median over "
-                 "iterations of (embed - bare), paired; target: embed p50 <= 1.05 x bare + 1 ms x batch; cpu *: the same "
-                 "from process CPU time (immune to pre-emption by other processes)")
+                 "iterations of (embed - bare), paired; target: embed p50 <= 1.05 x bare + 1 ms x batch; "
+                 "cpu *: the same from process CPU time (immune to pre-emption by other processes)")
     return "\n".join(lines)
 
 

@@ -62,13 +62,14 @@ def _markdown(result: dict[str, Any]) -> str:
               f"{c['dropped']} | {c['empty_answers']} | {c['correct_top1']} | {c['incorrect_top1']} | "
               f"{c.get('unmatched_answers', 0)} | {c.get('duplicate_answers', 0)} |", ""]
     ns = list(m["recall_at_n"])
+    thr = m["threshold_at_100_precision"]
     lines += ["## Recall", "", "| " + " | ".join(f"Recall@{n}" for n in ns)
               + " | PR AUC (AP) | max recall @ 100 % precision | at score >= |",
               "|" + "---|" * (len(ns) + 3),
               "| " + " | ".join(_pct(m["recall_at_n"][n]) for n in ns)
               + f" | {'n/a' if m['pr_auc'] is None else format(m['pr_auc'], '.3f')} | "
               f"{_pct(m['max_recall_at_100_precision'])} | "
-              f"{'n/a' if m['threshold_at_100_precision'] is None else format(m['threshold_at_100_precision'], '.4f')} |",
+              f"{'n/a' if thr is None else format(thr, '.4f')} |",
               ""]
     op = m["operating_point"]
     if op["accepted"] is not None:

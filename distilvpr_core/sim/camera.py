@@ -162,7 +162,8 @@ def render(scene: Scene, fac: dict[str, np.ndarray], look: Look, cam: CameraConf
     sky = np.nonzero(~hit)[0]
     dz = d[sky, 2]
     elev = np.sqrt(np.clip(dz, 0.0, 1.0))[:, None]
-    color[sky] = np.asarray(look.sky_horizon, dtype=np.float32) * (1 - elev) + np.asarray(look.sky_zenith, dtype=np.float32) * elev
+    color[sky] = (np.asarray(look.sky_horizon, dtype=np.float32) * (1 - elev)
+                  + np.asarray(look.sky_zenith, dtype=np.float32) * elev)
     if look.shadows:
         disc = _dot3(d[sky], sun) > 0.9995
         color[sky[disc]] = (4.0, 3.8, 3.3)
