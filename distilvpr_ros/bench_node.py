@@ -27,6 +27,8 @@ HELP = "localizer node latency over DDS: publish 640x480 rgb8 at 30 Hz, time can
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``distilvpr bench node``: the model and map (or ``--synthetic``), node backend, publish
+    duration/warm-up/rate, extra node parameters and ``--json``."""
     src = parser.add_argument_group("model and map (one of)")
     src.add_argument("--map", metavar="DIR", help="prior map directory")
     src.add_argument("--model", metavar="FILE", help="student model for --backend (.onnx, or .pt for torch)")
@@ -191,6 +193,8 @@ def measure(map_path: str, model_path: str, backend: str, duration_s: float, war
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start the localizer node, publish 640x480 rgb8 frames at ``--rate`` and measure it (see
+    :func:`measure`); print the results, write ``--json``; returns 0."""
     if args.duration <= 0 or args.warmup < 0 or args.rate <= 0:
         raise UserError("--duration and --rate must be > 0 and --warmup >= 0")
     for p in args.param:
@@ -219,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_results(res: dict[str, Any]) -> str:
+    """The results of :func:`measure` as text: latencies in ms, node memory in MB, and a PASS/FAIL line per check."""
     lines = [
         f"localizer bench: backend {res['backend']}, {res['duration_s']:g} s at {res['rate_hz']:g} Hz, "
         f"640x480 rgb8",

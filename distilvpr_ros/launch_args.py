@@ -17,6 +17,8 @@ from distilvpr_core.localize.settings import SPECS
 
 @dataclass(frozen=True)
 class LaunchArg:
+    """One row of the launch-argument table: name, default and description as strings, and the node
+    parameter it sets or the node topic it remaps (at most one of the two; neither: launch-only)."""
     name: str
     default: str
     description: str

@@ -34,6 +34,8 @@ from .localizer_wiring import LocalizerMixin
 
 
 class LifecycleLocalizer(LocalizerMixin, LifecycleNode):
+    """The localizer as a lifecycle node: configure loads model and map, activate creates the ROS
+    interfaces (see module doc); ``autostart`` does both at start."""
     EXTRA_PARAMS = ("autostart",)
 
     def __init__(self, **kwargs: Any) -> None:

@@ -17,6 +17,7 @@ def stamp_to_ns(stamp: Any) -> int:
 
 
 def ns_to_stamp(ns: int) -> Any:
+    """int nanoseconds since the epoch -> builtin_interfaces/Time (the inverse of :func:`stamp_to_ns`)."""
     from builtin_interfaces.msg import Time
     return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
 

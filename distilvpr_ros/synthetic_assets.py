@@ -20,6 +20,8 @@ MAP_EPOCH_NS = 1_600_000_000 * 10**9
 
 @dataclass
 class SyntheticAssets:
+    """Files and ground truth of :func:`build`: a random-init student (ONNX and checkpoint), its map of one
+    keyframe per place, and each place's image, map-frame pose and stamp."""
     model: Path          # student.onnx
     checkpoint: Path     # student.pt (same weights, for backend torch)
     map: Path            # prior map directory
@@ -39,7 +41,8 @@ def place_image(i: int, width: int = 640, height: int = 480) -> np.ndarray:
     for _ in range(6):
         x0, y0 = rng.integers(0, width - 40), rng.integers(0, height - 40)
         w, h = rng.integers(20, width // 3), rng.integers(20, height // 3)
-        draw.rectangle([int(x0), int(y0), int(x0 + w), int(y0 + h)], fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        draw.rectangle([int(x0), int(y0), int(x0 + w), int(y0 + h)],
+                       fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
     return np.asarray(img, np.uint8)
 
 

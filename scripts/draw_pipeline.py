@@ -20,14 +20,19 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 OFFLINE, ROBOT, DATA = "#dbe8f6", "#f6e0e3", "#e4f2df"
 BOXES = {  # name: (x, y, w, h, colour, text)
-    "town": (0.1, 4.3, 2.5, 1.1, DATA, "drives in every condition\ncamera + LiDAR + poses\n(synthetic towns,\nOxford, Boreas)"),
+    "town": (0.1, 4.3, 2.5, 1.1, DATA,
+             "drives in every condition\ncamera + LiDAR + poses\n(synthetic towns,\nOxford, Boreas)"),
     "teacher": (3.1, 4.3, 2.2, 1.1, OFFLINE, "teacher\ncamera + LiDAR\n(triplet loss)"),
-    "student": (5.8, 4.3, 2.4, 1.1, OFFLINE, "student: camera only\ntriplet + relation distillation\n(Euclid, sphere, Poincaré)"),
+    "student": (5.8, 4.3, 2.4, 1.1, OFFLINE,
+                "student: camera only\ntriplet + relation distillation\n(Euclid, sphere, Poincaré)"),
     "export": (8.8, 4.3, 2.0, 1.1, OFFLINE, "ONNX\n(ONNX Runtime / TensorRT\nengine)"),
     "map": (8.8, 2.5, 2.0, 1.1, DATA, "prior map: FAISS + poses\n+ local features with\nLiDAR 3D points"),
     "camera": (0.2, 0.5, 2.2, 1.1, ROBOT, "robot camera\nsensor_msgs/Image"),
-    "engine": (3.0, 0.5, 4.6, 1.1, ROBOT, "localizer node (one ROS-free engine)\ndecode -> embed -> search -> filters\n-> local features -> PnP metric pose"),
-    "slam": (8.4, 0.5, 2.8, 1.1, ROBOT, "~/loop_closure (LIO-SAM), ~/pose\n~/candidates, ~/match_pose,\n~/relative_pose, /diagnostics"),
+    "engine": (3.0, 0.5, 4.6, 1.1, ROBOT,
+               "localizer node (one ROS-free engine)\ndecode -> embed -> search -> filters\n"
+               "-> local features -> PnP metric pose"),
+    "slam": (8.4, 0.5, 2.8, 1.1, ROBOT,
+             "~/loop_closure (LIO-SAM), ~/pose\n~/candidates, ~/match_pose,\n~/relative_pose, /diagnostics"),
 }
 ARROWS = [("town", "teacher", "train"), ("teacher", "student", "relations"), ("student", "export", "export"),
           ("export", "map", "embed the mapping drive"), ("camera", "engine", ""), ("engine", "slam", "publish"),

@@ -241,7 +241,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def header_lines(argv: list[str]) -> list[str]:
     lines = ["## distilvpr GPU check", "",
-             f"- command: `scripts/gpu_check.sh {' '.join(argv)}`".rstrip() + f"; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+             f"- command: `scripts/gpu_check.sh {' '.join(argv)}`".rstrip()
+             + f"; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
              f"- python {platform.python_version()} on {platform.machine()}"]
     try:
         import torch

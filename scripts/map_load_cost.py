@@ -6,8 +6,8 @@
 ``load`` prints, per repeat in a fresh process, the load time (s, checksums
 verified), the first exact search (s) and the process's resident memory
 after load and search (MiB), split into anonymous memory (RssAnon, the
-process's own) and mapped file pages (RssFile, shared with the page cache).  Run ``load`` with the PYTHONPATH of two checkouts to compare them
-(docs/map.md).
+process's own) and mapped file pages (RssFile, shared with the page cache).
+Run ``load`` with the PYTHONPATH of two checkouts to compare them (docs/map.md).
 """
 from __future__ import annotations
 

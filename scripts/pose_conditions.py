@@ -148,8 +148,12 @@ def _strip(obj):
 
 
 def _markdown(results: dict) -> str:
-    pct = (lambda v: "n/a" if v is None else f"{100 * v:.0f} %")
-    num = (lambda v: "n/a" if v is None else f"{v:.2f}")
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.0f} %"
+
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
     lines = [f"Command: `{results['command']}`", "",
              "| features | drive (role) | rows | revisits (<= 5 m) | published | of revisits within 0.25 m, 2° | "
              "0.5 m, 5° | 5 m, 10° | median m / ° | wrong (> 5 m) | retrieval top-k has the place | "

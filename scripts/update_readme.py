@@ -68,7 +68,8 @@ def demo_block(summary: Path, note: str = "") -> str:
 
 #: README's headline rows: (key in the benchmark JSON, label); a row is shown when it ran.
 HEADLINE_ROWS = (("teacher", "teacher (camera + LiDAR)"), ("no_distillation", "student, no distillation"),
-                 ("default", "student, product default recipe"), ("distilvpr", "student, DistilVPR (paper's full method)"),
+                 ("default", "student, product default recipe"),
+                 ("distilvpr", "student, DistilVPR (paper's full method)"),
                  ("self_only", "student, DistilVPR self-agent terms only"))
 #: Query conditions of the benchmark town, in the order a day goes wrong.
 CONDITIONS = (("noon/clear/summer", "noon"), ("dawn/overcast/winter", "dawn-winter"),

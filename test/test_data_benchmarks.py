@@ -60,7 +60,8 @@ def test_roles_per_run_and_role_and_the_query_pickle(layouts, fmt):
     assert neighbour_list_disagreements(test, 25.0) == (0, 36)
     # The image of a scan is the nearest one in the lidar-to-image index.
     img = test[0].load_image(3)
-    assert img.shape == (30, 40, 3) and test[0].image_path(3).name == f"{int(test[0].relpaths[3].split('/')[-1].split('.')[0]) + 12345}.png"
+    stem = int(test[0].relpaths[3].split('/')[-1].split('.')[0])
+    assert img.shape == (30, 40, 3) and test[0].image_path(3).name == f"{stem + 12345}.png"
     pts = test[1].load_lidar(0)
     assert pts.shape == (4096, 4) and pts.dtype == np.float32
 

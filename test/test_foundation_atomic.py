@@ -43,7 +43,9 @@ def test_atomic_directory_refuses_non_empty_without_overwrite(tmp_path: Path) ->
 def test_overwrite_swaps_atomically_on_linux(tmp_path: Path) -> None:
     from distilvpr_core.foundation.atomic import _exchange
     a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir(); b.mkdir()
-    (a / "x").write_text("A"); (b / "x").write_text("B")
+    a.mkdir()
+    b.mkdir()
+    (a / "x").write_text("A")
+    (b / "x").write_text("B")
     assert _exchange(a, b), "renameat2(RENAME_EXCHANGE) should work on Linux tmpfs/ext4"
     assert (a / "x").read_text() == "B" and (b / "x").read_text() == "A"

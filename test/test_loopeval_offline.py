@@ -10,7 +10,7 @@ from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.infer import load_embedder
 from distilvpr_core.mapdb import PriorMap
 from distilvpr_ros.replay.replay_eval import run
-from test_replay_helpers import eval_args, model_map, query_frames, write_bag  # noqa: F401 (fixture)
+from test_replay_helpers import eval_args, model_map_fixture, query_frames, write_bag  # noqa: F401 (fixture)
 
 
 def test_offline_recall_matches_brute_force_search(tmp_path, model_map):

@@ -172,8 +172,10 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return model, prior_map
 
 
-@pytest.fixture(scope="module")
-def model_map(tmp_path_factory):
+# Registered under the name ``model_map``; the function has another name so a test file that
+# imports it and takes ``model_map`` as a parameter does not shadow the import (pyflakes F811).
+@pytest.fixture(scope="module", name="model_map")
+def model_map_fixture(tmp_path_factory):
     """(model.onnx, map dir) of :func:`assets`, as a fixture for the replay test files."""
     return assets(tmp_path_factory)
 

@@ -13,7 +13,7 @@ import pytest
 
 from distilvpr_core.foundation.errors import UserError
 from distilvpr_ros.replay.replay_eval import ensure_local_ros_env, run
-from test_replay_helpers import eval_args, model_map, write_bag  # noqa: F401 (fixture)
+from test_replay_helpers import eval_args, model_map_fixture, write_bag  # noqa: F401 (fixture)
 
 
 def _localizers() -> list[int]:
@@ -250,4 +250,5 @@ def test_sequence_score_sees_the_same_odometry_through_ros_and_offline(tmp_path,
     ros, offline = (_per_query(out / p / "per_query.csv") for p in ("ros", "offline"))
     assert [r["accepted"] for r in ros] == [r["accepted"] for r in offline]
     assert any(r["accepted"] == "1" for r in ros)
-    assert any("odometry: the bag's /odom" in n for n in json.loads((out / "ros" / "metrics.json").read_text())["notes"])
+    notes = json.loads((out / "ros" / "metrics.json").read_text())["notes"]
+    assert any("odometry: the bag's /odom" in n for n in notes)

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from distilvpr_core.foundation.config import ConfigError, load_config
-from distilvpr_core.data.datasets import AugmentConfig, DataConfig, FrameIndex, PairBatchSampler, PlaceDataset, neighbours_within, select
+from distilvpr_core.data.datasets import (AugmentConfig, DataConfig, FrameIndex, PairBatchSampler, PlaceDataset,
+                                          neighbours_within, select)
 from distilvpr_core.data.traversals import open_traversals
 from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.foundation.preprocess import preprocess

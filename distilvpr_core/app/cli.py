@@ -22,15 +22,33 @@ from ..foundation.plugins import REINSTALL_HINT, subcommands
 # name -> (module, one-line help).  Order is the order shown in --help; the
 # subcommands that need ROS (replay-eval) come from plugins.subcommands().
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("distilvpr_core.app.demo", "run the end-to-end demo: synth town -> distil -> export -> map -> node replay -> table"),
-    "doctor": ("distilvpr_core.app.doctor", "check the Python/ROS/GPU environment (or, with --data, a dataset folder) and print what is found"),
-    "synth": ("distilvpr_core.sim.cli", "generate the synthetic town: native dataset, rosbag2 per traversal, Oxford export, difficulty report"),
-    "distil": ("distilvpr_core.train.cli", "train teacher -> cache teacher embeddings -> distil the camera-only student -> evaluate"),
-    "eval": ("distilvpr_core.evaluation.cli", "evaluate a checkpoint: Recall@N / Recall@1% over every ordered pair of test traversals"),
-    "export": ("distilvpr_core.export.cli", "export a student checkpoint to ONNX (opset>=17, dynamic batch, contract in metadata), optional INT8"),
-    "build-engine": ("distilvpr_core.export.engine_cli", "build (or reuse from the cache) a TensorRT 10 engine for an exported ONNX student"),
-    "map": ("distilvpr_core.mapdb.cli", "prior map: init (empty), build from a dataset or rosbag, info, verify, merge, query"),
-    "bench": ("distilvpr_core.bench.cli", "speed benchmarks: embedder backends (default), map search, node latency, distillation step"),
+    "demo": ("distilvpr_core.app.demo",
+             "run the end-to-end demo: synth town -> distil -> export -> map "
+             "-> node replay -> table"),
+    "doctor": ("distilvpr_core.app.doctor",
+               "check the Python/ROS/GPU environment (or, with --data, a dataset folder) "
+               "and print what is found"),
+    "synth": ("distilvpr_core.sim.cli",
+              "generate the synthetic town: native dataset, rosbag2 per traversal, "
+              "Oxford export, difficulty report"),
+    "distil": ("distilvpr_core.train.cli",
+               "train teacher -> cache teacher embeddings -> distil the camera-only student "
+               "-> evaluate"),
+    "eval": ("distilvpr_core.evaluation.cli",
+             "evaluate a checkpoint: Recall@N / Recall@1% over every ordered pair "
+             "of test traversals"),
+    "export": ("distilvpr_core.export.cli",
+               "export a student checkpoint to ONNX (opset>=17, dynamic batch, "
+               "contract in metadata), optional INT8"),
+    "build-engine": ("distilvpr_core.export.engine_cli",
+                     "build (or reuse from the cache) a TensorRT 10 engine "
+                     "for an exported ONNX student"),
+    "map": ("distilvpr_core.mapdb.cli",
+            "prior map: init (empty), build from a dataset or rosbag, "
+            "info, verify, merge, query"),
+    "bench": ("distilvpr_core.bench.cli",
+              "speed benchmarks: embedder backends (default), map search, "
+              "node latency, distillation step"),
 }
 
 

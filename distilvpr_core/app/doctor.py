@@ -32,6 +32,8 @@ _CHECKS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``distilvpr doctor``: ``--strict``, and ``--data`` (with ``--format``, ``--image-root``,
+    ``--val-run``) to check a dataset folder instead of the installation."""
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 if a required (non-GPU) dependency is missing")
     parser.add_argument("--data", metavar="DIR",
@@ -53,6 +55,8 @@ def _guess_format(root: Path) -> str:
 
 
 def check_data(args: argparse.Namespace) -> int:
+    """``doctor --data``: check the dataset folder (format guessed from its files unless ``--format``);
+    exit code 1 if any problem was found, else 0."""
     from ..data.check import check_dataset
     from ..data.datasets import DataConfig
     root = Path(args.data)
@@ -73,6 +77,8 @@ def _probe(module: str, dist: str) -> tuple[bool, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print which dependencies import (and their versions), CUDA and the ROS environment variables;
+    exit code 1 only with ``--strict`` and a required (non-GPU) dependency missing."""
     if getattr(args, "data", None):
         return check_data(args)
     print(f"python       {sys.version.split()[0]} ({sys.executable})")
@@ -89,10 +95,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"cuda         {'yes' if cuda else 'no'} ({name})")
     except Exception:
         print("cuda         unknown (torch not importable)")
-    ament = os.environ.get("AMENT_PREFIX_PATH")
-    rng = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
-    print(f"AMENT_PREFIX_PATH             {ament or 'UNSET (export AMENT_PREFIX_PATH=$VIRTUAL_ENV for the PyPI ROS wheels)'}")
-    print(f"ROS_AUTOMATIC_DISCOVERY_RANGE {rng or 'UNSET (DDS discovers on every interface; set LOCALHOST on a dev machine)'}")
+    ament = os.environ.get("AMENT_PREFIX_PATH") or (
+        "UNSET (export AMENT_PREFIX_PATH=$VIRTUAL_ENV for the PyPI ROS wheels)")
+    rng = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") or (
+        "UNSET (DDS discovers on every interface; set LOCALHOST on a dev machine)")
+    print(f"AMENT_PREFIX_PATH             {ament}")
+    print(f"ROS_AUTOMATIC_DISCOVERY_RANGE {rng}")
     print(f"ROS_DOMAIN_ID                 {os.environ.get('ROS_DOMAIN_ID', 'unset (0)')}")
     if missing_required:
         print(f"missing required: {', '.join(missing_required)} -- run `make setup`")

@@ -52,6 +52,8 @@ def normalise_argv(argv: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the ``distilvpr bench`` target chosen on the command line; its exit code (0 if it returns None).
+    Exits naming the targets if none was chosen."""
     if getattr(args, "_bench_run", None) is None:
         raise SystemExit("distilvpr bench: choose a target: " + ", ".join(targets()))
     return int(args._bench_run(args) or 0)

@@ -35,6 +35,8 @@ BACKEND_CHOICES = ("onnxruntime", "onnxruntime-int8", "torch", "torch-cuda", "to
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``distilvpr bench embedder``: model files, backends, batch sizes, iterations, frame size,
+    TensorRT precision/cache, an optional accuracy dataset and ``--json``."""
     parser.add_argument("--model", metavar="MODEL.onnx",
                         help="exported fp32 student (default: export a random-init student to a temp dir)")
     parser.add_argument("--checkpoint", metavar="CKPT", help="student checkpoint for the torch backends")
@@ -181,6 +183,8 @@ def _make_embedder(name: str, args: argparse.Namespace, model: Path, ckpt: Path 
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
+    """Rows of :func:`bench_backend` as a fixed-width text table (times in ms, throughput in images/s),
+    one line per backend and batch, with a legend line at the end."""
     head = (f"{'backend':<20}{'batch':>6}{'p50':>9}{'p90':>9}{'p99':>9}{'img/s':>9}"
             f"{'prep p50':>10}{'bare p50':>10}{'ratio':>7}{'ovh ms':>8}  target"
             f"{'cpu ratio':>10}{'cpu ovh':>9}  cpu target")
@@ -195,12 +199,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                      f"{'ok' if r['target_ok_cpu'] else 'MISSED'}")
     lines.append("times in ms; p50/p90/p99 = full embed() incl. preprocessing of the frames; bare = "
                  "InferenceSession.run on the preprocessed tensor (same model, same run); ovh = median over "
-                 "iterations of (embed - bare), paired; target: embed p50 <= 1.05 x bare + 1 ms x batch; cpu *: the same "
-                 "from process CPU time (immune to pre-emption by other processes)")
+                 "iterations of (embed - bare), paired; target: embed p50 <= 1.05 x bare + 1 ms x batch; "
+                 "cpu *: the same from process CPU time (immune to pre-emption by other processes)")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Time ``embed()`` of each backend against a bare ONNX Runtime session on random rgb8 frames; print the
+    table (and accuracy vs onnxruntime fp32 with ``--accuracy-dataset``), write ``--json``; returns 0."""
     import onnxruntime as ort
 
     from ..infer import load_embedder

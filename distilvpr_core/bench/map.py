@@ -33,6 +33,8 @@ HELP = "prior-map benchmark: exact vs numpy BLAS vs FAISS, HNSW/IVF-PQ recall+la
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``distilvpr bench map``: map size and descriptor dimension, query counts, ANN kinds and
+    their parameters, clusters, query noise, FAISS threads, io workdir and ``--json``."""
     parser.add_argument("--size", type=int, default=1_000_000, help="keyframes in the exact/io map (default 1M)")
     parser.add_argument("--dim", type=int, default=384, help="descriptor dimension (default 384)")
     parser.add_argument("--queries", type=int, default=50, help="single queries timed per method (default 50)")
@@ -196,6 +198,8 @@ def _print(report: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Measure exact search, save/load and the ANN indexes on clustered random descriptors (see module doc);
+    print the report, write it to ``--json``; returns 0."""
     from ..foundation.errors import UserError
     for name in ("size", "dim", "queries", "batch", "k", "ann_size"):
         if getattr(args, name) < 1:

@@ -22,6 +22,8 @@ HELP = "evaluate a checkpoint: Recall@N / Recall@1% over every ordered pair of t
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``distilvpr eval``: the checkpoint, which branch and which traversal role to evaluate,
+    the torch device, ``--output`` JSON, and ``--config``/``--set`` for the data and eval sections."""
     parser.add_argument("--checkpoint", required=True, metavar="PT",
                         help="student or teacher checkpoint (.pt) written by 'distilvpr distil'")
     parser.add_argument("--branch", default="auto", choices=BRANCHES,
@@ -35,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate a student or teacher checkpoint on the dataset's traversals of ``--role`` with the
+    preprocessing it was trained with; print the results, write ``--output``; returns 0."""
     import torch
 
     from ..data.datasets import select

@@ -10,6 +10,8 @@ HELP = "export a student checkpoint to ONNX (opset>=17, dynamic batch, contract 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``distilvpr export``: the student checkpoint, the ONNX output and opset, and the
+    optional INT8 QDQ output with its calibration images."""
     parser.add_argument("--checkpoint", required=True, metavar="CKPT",
                         help="student checkpoint (.pt) written by 'distilvpr distil'")
     parser.add_argument("--out", required=True, metavar="MODEL.onnx", help="ONNX file to write")
@@ -33,6 +35,8 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Export the student checkpoint to ONNX (and, with ``--int8-out``, an INT8 QDQ copy calibrated on
+    ``--calib``); refuses existing outputs without ``--overwrite``; returns 0."""
     from .onnx_export import export_student_onnx
     from ..models.student_io import load_student_checkpoint
 

@@ -10,6 +10,8 @@ HELP = "build (or reuse from the cache) a TensorRT 10 engine for an exported ONN
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``distilvpr build-engine``: the fp32 ONNX model, precision, largest batch, engine cache
+    directory, INT8 calibration data and whether to prune the cache."""
     parser.add_argument("--model", required=True, metavar="MODEL.onnx", help="fp32 ONNX from 'distilvpr export'")
     parser.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"),
                         help="engine precision (default: fp16)")
@@ -28,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Build (or reuse from the cache) the TensorRT engine for ``--model`` on this GPU, batch
+    1..``--max-batch``; print its path, why it was built and its key; returns 0."""
     from ..foundation.errors import UserError
     from ..infer.tensorrt.calibration import CalibrationSource
     from ..infer.tensorrt.engines import ensure_engine

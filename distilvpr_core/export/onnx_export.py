@@ -27,6 +27,8 @@ MIN_OPSET = 17
 
 @dataclass(frozen=True)
 class ExportResult:
+    """What :func:`export_student_onnx` wrote: the ONNX path, its opset and op types, the ops TensorRT 10
+    cannot parse, and the largest torch vs ONNX Runtime descriptor difference."""
     path: Path
     opset: int
     ops: tuple[str, ...]          # op types in the graph, sorted

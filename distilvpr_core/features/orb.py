@@ -37,6 +37,7 @@ def to_original_pixels(pts: np.ndarray, scale: int) -> np.ndarray:
 
 
 def empty() -> Features:
+    """ORB features of a frame with none: keypoints float32 [0, 2], descriptors uint8 [0, 32]."""
     return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESC_DIM), np.uint8), KIND)
 
 

@@ -3,8 +3,9 @@
 ``"sift"`` (RootSIFT on a CLAHE-normalised image, 128 bytes) is the default
 of map building: on the validation drive of the demo town (dawn, winter) it
 gave 9 metric poses with no wrong one where ORB gave 1 (docs/replay_eval.md,
-"Per condition").  ``"orb"`` (32-byte binary, cheaper) stays as the fallback.  A map stores its kind (mapdb/features.py) and
-a query is only ever matched with features of the same kind.
+"Per condition").  ``"orb"`` (32-byte binary, cheaper) stays as the fallback.  A map
+stores its kind (mapdb/features.py) and a query is only ever matched with
+features of the same kind.
 """
 from __future__ import annotations
 

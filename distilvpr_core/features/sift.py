@@ -27,6 +27,7 @@ CLAHE_TILES = (4, 4)
 
 
 def empty() -> Features:
+    """RootSIFT features of a frame with none: keypoints float32 [0, 2], descriptors uint8 [0, 128]."""
     return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESC_DIM), np.uint8), KIND)
 
 

@@ -62,7 +62,6 @@ def verify(query: Features, key: Features, cam: Intrinsics, min_matches: int = 8
     if len(pairs) < max(5, min_matches):
         out.why = f"{len(pairs)} matches"
         return out
-    K = cam.matrix()
     pk = key.keypoints[pairs[:, 1]].astype(np.float64)
     pq = query.keypoints[pairs[:, 0]].astype(np.float64)
     cv2.setRNGSeed(seed)  # RANSAC draws from OpenCV's RNG: same inputs, same answer

@@ -144,6 +144,7 @@ class GeometricVerifier:
 
 
 def cv2_seed(seed: int) -> None:
+    """Seed OpenCV's RNG, which the essential-matrix RANSAC draws from, so the same inputs give the same pose."""
     import cv2
     cv2.setRNGSeed(seed)  # the essential-matrix RANSAC: same inputs, same answer
 

@@ -62,13 +62,14 @@ def _markdown(result: dict[str, Any]) -> str:
               f"{c['dropped']} | {c['empty_answers']} | {c['correct_top1']} | {c['incorrect_top1']} | "
               f"{c.get('unmatched_answers', 0)} | {c.get('duplicate_answers', 0)} |", ""]
     ns = list(m["recall_at_n"])
+    thr = m["threshold_at_100_precision"]
     lines += ["## Recall", "", "| " + " | ".join(f"Recall@{n}" for n in ns)
               + " | PR AUC (AP) | max recall @ 100 % precision | at score >= |",
               "|" + "---|" * (len(ns) + 3),
               "| " + " | ".join(_pct(m["recall_at_n"][n]) for n in ns)
               + f" | {'n/a' if m['pr_auc'] is None else format(m['pr_auc'], '.3f')} | "
               f"{_pct(m['max_recall_at_100_precision'])} | "
-              f"{'n/a' if m['threshold_at_100_precision'] is None else format(m['threshold_at_100_precision'], '.4f')} |",
+              f"{'n/a' if thr is None else format(thr, '.4f')} |",
               ""]
     op = m["operating_point"]
     if op["accepted"] is not None:
@@ -109,9 +110,12 @@ def pose_markdown(pose: dict[str, Any]) -> list[str]:
              + " | ".join(f"within {k.replace('_', ', ')}" for k in keys)
              + " | of revisits (0.5 m, 5 deg) | wrong (> 5 m) |",
              "|" + "---|" * (len(keys) + 7)]
+
+    def f(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
     for name, st in pose["stages"].items():
         t, r = st["translation_m"], st["rotation_deg"]
-        f = (lambda v: "n/a" if v is None else f"{v:.2f}")
         lines.append(f"| {name} | {st['poses']} | {f(t['median'])} | {f(t['p90'])} | {f(r['median'])} | "
                      + " | ".join(_pct(st["share_of_poses"][k]) for k in keys)
                      + f" | {_pct(st['share_of_revisits']['0.5m_5deg'])} | {st['wrong_closures']} |")

@@ -132,7 +132,10 @@ def stage_metrics(outcomes: Sequence[QueryOutcome], revisit: np.ndarray, radius_
     st = [o.stage for o in outcomes if o.stage is not None]
     ver = [x["verify_s"] for x in st if x["verify_ran"]]
     emb = [x["embed_s"] for x in st]
-    pct = (lambda v, p: float(np.percentile(v, p)) if v else None)
+
+    def pct(v: list[float], p: float) -> float | None:
+        return float(np.percentile(v, p)) if v else None
+
     every = [x["verify_s"] for x in st]  # ~0 where the score threshold already rejected
     out["latency_s"] = {"embed_p50": pct(emb, 50), "verify_added_p50": pct(ver, 50),
                         "verify_added_p90": pct(ver, 90), "verified_queries": len(ver),

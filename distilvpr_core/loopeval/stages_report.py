@@ -32,7 +32,10 @@ def stages_markdown(st: dict[str, Any]) -> list[str]:
                      f"{_pct(s['recall_at_precision_0.99'])} | {op['accepted']} | {op['correct']} | "
                      f"{_pct(op['precision'])} | {_pct(op['recall'])} |")
     lat, rot, rec = st["latency_s"], st["rotation"], st["recommended"]
-    ms = (lambda v: "n/a" if v is None else f"{1e3 * v:.1f} ms")
+
+    def ms(v: float | None) -> str:
+        return "n/a" if v is None else f"{1e3 * v:.1f} ms"
+
     lines += ["", f"Verification adds {ms(lat['verify_added_p50'])} p50 / {ms(lat['verify_added_p90'])} "
               f"p90 per verified keyframe ({lat['verified_queries']} verified: top-1 at or above "
               f"score_threshold), {ms(lat['verify_added_p50_all_keyframes'])} p50 / "

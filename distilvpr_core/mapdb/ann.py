@@ -161,8 +161,8 @@ def _check_ivf_ids(index: Any, n: int, path: Path) -> None:
             continue
         ids = np.array(faiss.rev_swig_ptr(invlists.get_ids(lst), size), np.int64)
         if ids.min() < 0 or ids.max() >= n:
-            raise _damaged(path, f"inverted list {lst} holds row id {int(ids.max()) if ids.max() >= n else int(ids.min())}, "
-                                 f"outside 0..{n - 1}")
+            bad = int(ids.max()) if ids.max() >= n else int(ids.min())
+            raise _damaged(path, f"inverted list {lst} holds row id {bad}, outside 0..{n - 1}")
         np.add.at(seen, ids, 1)
     if n and not np.all(seen == 1):
         raise _damaged(path, f"row {int(np.argmax(seen != 1))} appears {int(seen[np.argmax(seen != 1)])} "

@@ -77,7 +77,8 @@ def _extrinsic(sensor: Any, key: str) -> np.ndarray | None:
 
 def bag_stream(bag: str | Path, image_topic: str, pose_topic: str, tolerance_s: float,
                camera_info_topic: str = "") -> FrameStream:
-    """Frames of a rosbag2: each image with the pose (PoseStamped, PoseWithCovarianceStamped or Odometry) nearest in stamp.
+    """Frames of a rosbag2: each image with the pose (PoseStamped, PoseWithCovarianceStamped
+    or Odometry) nearest in stamp.
 
     ``camera_info_topic``: CameraInfo topic giving the stream's intrinsics
     (for local features); '' or absent from the bag: none.

@@ -13,6 +13,7 @@ HELP = "prior map: init (empty), build from a dataset or rosbag, info, verify, m
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Sub-commands of ``distilvpr map``: init, build, info, verify, merge and query, with their options."""
     from ..foundation.config import add_config_args
     sub = parser.add_subparsers(dest="map_command", metavar="ACTION")
 
@@ -93,6 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the ``distilvpr map`` action chosen on the command line; UserError if none was given."""
     actions = {"init": _init, "build": _build, "info": _info, "verify": _verify, "merge": _merge, "query": _query}
     if args.map_command not in actions:
         raise UserError(f"choose an action: {', '.join(actions)} (see 'distilvpr map --help')")

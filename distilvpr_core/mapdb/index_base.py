@@ -87,6 +87,7 @@ class DescriptorIndex(abc.ABC):
 
 
 def write_faiss(index: Any, path: Path) -> FileEntry:
+    """Write the FAISS ``index`` to ``path`` and fsync it; its manifest entry (size, sha256)."""
     faiss.write_index(index, str(path))
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())  # the directory rename must not publish unwritten data

@@ -162,7 +162,8 @@ def render(scene: Scene, fac: dict[str, np.ndarray], look: Look, cam: CameraConf
     sky = np.nonzero(~hit)[0]
     dz = d[sky, 2]
     elev = np.sqrt(np.clip(dz, 0.0, 1.0))[:, None]
-    color[sky] = np.asarray(look.sky_horizon, dtype=np.float32) * (1 - elev) + np.asarray(look.sky_zenith, dtype=np.float32) * elev
+    color[sky] = (np.asarray(look.sky_horizon, dtype=np.float32) * (1 - elev)
+                  + np.asarray(look.sky_zenith, dtype=np.float32) * elev)
     if look.shadows:
         disc = _dot3(d[sky], sun) > 0.9995
         color[sky[disc]] = (4.0, 3.8, 3.3)
@@ -214,6 +215,6 @@ def _rain_streaks(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ys = rng.integers(0, h, count)
     xs = rng.integers(0, w, count)
     ln = rng.integers(3, max(4, h // 12), count)
-    for y, x, l in zip(ys, xs, ln):
-        out[y:y + l, x] = out[y:y + l, x] * 0.6 + level
+    for y, x, n in zip(ys, xs, ln):
+        out[y:y + n, x] = out[y:y + n, x] * 0.6 + level
     return out

@@ -23,13 +23,17 @@ class TownConfig:
     blocks_x: int = field(default=4, metadata=spec("street blocks along x", ge=2, le=20))
     blocks_y: int = field(default=3, metadata=spec("street blocks along y", ge=1, le=20))
     block_size_m: float = field(default=80.0, metadata=spec("nominal junction spacing", ge=30.0, le=300.0))
-    junction_jitter_m: float = field(default=8.0, metadata=spec("random shift of each junction (irregular streets)", ge=0.0, le=20.0))
+    junction_jitter_m: float = field(default=8.0, metadata=spec(
+        "random shift of each junction (irregular streets)", ge=0.0, le=20.0))
     street_width_m: float = field(default=12.0, metadata=spec("carriageway width", ge=4.0, le=30.0))
-    setback_m: float = field(default=4.0, metadata=spec("sidewalk between road edge and building fronts", ge=1.0, le=20.0))
+    setback_m: float = field(default=4.0, metadata=spec(
+        "sidewalk between road edge and building fronts", ge=1.0, le=20.0))
     building_height_m: tuple[float, float] = field(default=(6.0, 34.0), metadata=spec("min/max building height"))
     building_width_m: tuple[float, float] = field(default=(8.0, 22.0), metadata=spec("min/max frontage width"))
-    building_gap_m: tuple[float, float] = field(default=(0.0, 8.0), metadata=spec("min/max gap between neighbouring buildings"))
-    repeat_fraction: float = field(default=0.25, metadata=spec("fraction of street sides whose facades copy another side (perceptual aliasing)", ge=0.0, le=1.0))
+    building_gap_m: tuple[float, float] = field(default=(0.0, 8.0), metadata=spec(
+        "min/max gap between neighbouring buildings"))
+    repeat_fraction: float = field(default=0.25, metadata=spec(
+        "fraction of street sides whose facades copy another side (perceptual aliasing)", ge=0.0, le=1.0))
     tree_spacing_m: float = field(default=14.0, metadata=spec("mean distance between street trees", gt=2.0))
     pole_spacing_m: float = field(default=25.0, metadata=spec("distance between street lights", gt=5.0))
     parked_car_prob: float = field(default=0.5, metadata=spec("chance of a parked car per 7 m of kerb", ge=0.0, le=1.0))
@@ -57,7 +61,8 @@ class CameraConfig:
     width: int = field(default=320, metadata=spec("image width, pixels", ge=16, le=4096))
     height: int = field(default=240, metadata=spec("image height, pixels", ge=16, le=4096))
     hfov_deg: float = field(default=90.0, metadata=spec("horizontal field of view", gt=10.0, lt=170.0))
-    position_m: tuple[float, float, float] = field(default=(1.2, 0.0, 1.6), metadata=spec("camera centre in base_link (x fwd, y left, z up)"))
+    position_m: tuple[float, float, float] = field(default=(1.2, 0.0, 1.6), metadata=spec(
+        "camera centre in base_link (x fwd, y left, z up)"))
     pitch_deg: float = field(default=-2.0, metadata=spec("pitch, negative looks down", ge=-45.0, le=45.0))
     shadows: bool = field(default=True, metadata=spec("cast shadow rays towards the sun"))
 
@@ -80,7 +85,8 @@ class LidarConfig:
             raise ConfigError(f"lidar.vfov_down_deg ({self.vfov_down_deg}) must be below "
                               f"lidar.vfov_up_deg ({self.vfov_up_deg})")
         if self.min_range_m >= self.max_range_m:
-            raise ConfigError(f"lidar.min_range_m ({self.min_range_m}) must be below lidar.max_range_m ({self.max_range_m})")
+            raise ConfigError(f"lidar.min_range_m ({self.min_range_m}) must be below "
+                              f"lidar.max_range_m ({self.max_range_m})")
 
 
 @dataclass
@@ -93,12 +99,16 @@ class TraversalConfig:
     season: str = field(default="summer", metadata=spec("foliage and snow", choices=SEASONS))
     lateral_offset_m: float = field(default=0.0, metadata=spec("mean offset from lane centre, + left", ge=-4.0, le=4.0))
     lane_changes: int = field(default=1, metadata=spec("number of smooth lane changes along the drive", ge=0, le=50))
-    moved_cars: float = field(default=0.5, metadata=spec("fraction of parked cars re-placed for this drive", ge=0.0, le=1.0))
+    moved_cars: float = field(default=0.5, metadata=spec(
+        "fraction of parked cars re-placed for this drive", ge=0.0, le=1.0))
     traffic_cars: int = field(default=6, metadata=spec("moving cars on the route", ge=0, le=200))
     changed_buildings: int = field(default=0, metadata=spec("buildings repainted/rebuilt for this drive", ge=0))
-    reverse_fraction: float = field(default=0.0, metadata=spec("part of the route driven in the opposite direction", ge=0.0, le=0.9))
-    start_fraction: float = field(default=0.0, metadata=spec("where on the loop the drive starts, as a fraction of its length", ge=0.0, lt=1.0))
-    frames: int = field(default=0, metadata=spec("frames of this drive (0 = route.frames); a shorter drive covers only part of the loop", ge=0))
+    reverse_fraction: float = field(default=0.0, metadata=spec(
+        "part of the route driven in the opposite direction", ge=0.0, le=0.9))
+    start_fraction: float = field(default=0.0, metadata=spec(
+        "where on the loop the drive starts, as a fraction of its length", ge=0.0, lt=1.0))
+    frames: int = field(default=0, metadata=spec(
+        "frames of this drive (0 = route.frames); a shorter drive covers only part of the loop", ge=0))
     length_fraction: float = field(default=0.0, metadata=spec(
         "drive this fraction of the loop instead of a frame count (0 = use frames); the frame "
         "count then follows route.spacing_m", ge=0.0, le=1.0))
@@ -114,11 +124,13 @@ class OutputConfig:
     bags: bool = field(default=True, metadata=spec("one rosbag2 per traversal"))
     bag_storage: str = field(default="sqlite3", metadata=spec("rosbag2 storage plugin (sqlite3: every ROS 2 "
                              "distribution reads it without a plugin)", choices=("sqlite3", "mcap")))
-    bag_image: str = field(default="raw", metadata=spec("raw = sensor_msgs/Image rgb8, png/jpeg = CompressedImage", choices=("raw", "png", "jpeg")))
+    bag_image: str = field(default="raw", metadata=spec(
+        "raw = sensor_msgs/Image rgb8, png/jpeg = CompressedImage", choices=("raw", "png", "jpeg")))
     oxford: bool = field(default=True, metadata=spec("export the PointNetVLAD/MinkLoc++ benchmark format"))
     oxford_points: int = field(default=4096, metadata=spec("points per Oxford submap", ge=16))
     difficulty_report: bool = field(default=True, metadata=spec("compute tiny-image and LiDAR baselines"))
-    odom_drift: float = field(default=0.01, metadata=spec("odometry scale/heading noise per metre (dimensionless)", ge=0.0, le=0.5))
+    odom_drift: float = field(default=0.01, metadata=spec(
+        "odometry scale/heading noise per metre (dimensionless)", ge=0.0, le=0.5))
 
 
 @dataclass

@@ -34,7 +34,8 @@ def _init_worker(cfg: SynthConfig) -> None:
     world = build_world(cfg.town, cfg.seed)
     _STATE.clear()
     _STATE.update(cfg=cfg, world=world, plans=plan_traversals(cfg, world), scene_index=-1,
-                  rays=camera.pixel_rays(cfg.camera).astype(np.float32), beams=lidar.beam_directions(cfg.lidar).astype(np.float32))
+                  rays=camera.pixel_rays(cfg.camera).astype(np.float32),
+                  beams=lidar.beam_directions(cfg.lidar).astype(np.float32))
 
 
 def _scene_for(ti: int):

@@ -38,9 +38,9 @@ def plan_traversals(cfg: SynthConfig, world: World) -> list[TraversalPlan]:
     r = cfg.route
     for k, t in enumerate(cfg.traversals):
         rng = np.random.default_rng([cfg.seed, 7, k])
-        poses, arc, rev = traversal_poses(world.loop, cfg.frames_of(t, world.loop.length), r.spacing_m, cfg.town.street_width_m,
-                                        t.start_fraction, t.reverse_fraction, t.lateral_offset_m,
-                                        t.lane_changes, r.heading_jitter_deg, rng)
+        poses, arc, rev = traversal_poses(world.loop, cfg.frames_of(t, world.loop.length), r.spacing_m,
+                                        cfg.town.street_width_m, t.start_fraction, t.reverse_fraction,
+                                        t.lateral_offset_m, t.lane_changes, r.heading_jitter_deg, rng)
         step = np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1)
         dt = step / r.speed_mps
         # A jump in position (the unrecorded detour before a reversed stretch) costs DETOUR_S.

@@ -65,7 +65,8 @@ class World:
     edges: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
-def _rand_color(rng: np.random.Generator, base: tuple[float, float, float], spread: float) -> tuple[float, float, float]:
+def _rand_color(rng: np.random.Generator, base: tuple[float, float, float],
+                spread: float) -> tuple[float, float, float]:
     c = np.clip(np.asarray(base) + rng.uniform(-spread, spread, 3), 0.02, 0.98)
     return tuple(float(v) for v in c)
 
@@ -78,8 +79,8 @@ def random_facade(rng: np.random.Generator) -> Facade:
     """A random facade pattern and palette."""
     wall = _rand_color(rng, WALL_PALETTE[rng.integers(len(WALL_PALETTE))], 0.07)
     window = _rand_color(rng, (0.18, 0.24, 0.3), 0.08)
-    sign = _rand_color(rng, ((0.8, 0.1, 0.1), (0.1, 0.3, 0.8), (0.9, 0.7, 0.1), (0.1, 0.6, 0.3))[rng.integers(4)], 0.1) \
-        if rng.random() < 0.4 else None
+    sign_bases = ((0.8, 0.1, 0.1), (0.1, 0.3, 0.8), (0.9, 0.7, 0.1), (0.1, 0.6, 0.3))
+    sign = _rand_color(rng, sign_bases[rng.integers(4)], 0.1) if rng.random() < 0.4 else None
     return Facade(wall=wall, window=window, floor_h=float(rng.uniform(2.9, 3.8)),
                   win_spacing=float(rng.uniform(2.2, 4.5)), win_w=float(rng.uniform(0.35, 0.7)),
                   win_h=float(rng.uniform(0.35, 0.6)), sign=sign, door_u=float(rng.uniform(1.0, 5.0)),
@@ -129,7 +130,8 @@ def build_world(town: TownConfig, seed: int) -> World:
             # Heights differ by >= 5 mm so no two coplanar surfaces fight:
             # ground 0, junction pavement 0.005, road 0.01, junction road 0.015,
             # markings 0.02, raised sidewalks 0.12.
-            solids.append(Solid("road", (p[0], p[1], -0.1), (w + 2 * 2.5, w + 2 * 2.5, 0.105), 0.0, SIDEWALK, (0.55, 0.55, 0.53)))
+            solids.append(Solid("road", (p[0], p[1], -0.1), (w + 2 * 2.5, w + 2 * 2.5, 0.105), 0.0, SIDEWALK,
+                                (0.55, 0.55, 0.53)))
             solids.append(Solid("road", (p[0], p[1], -0.1), (w, w, 0.115), 0.0, ROAD, (0.22, 0.22, 0.23)))
     sides = []
     for (ia, ja), (ib, jb) in edges:
@@ -164,7 +166,8 @@ def build_world(town: TownConfig, seed: int) -> World:
                 tid = len(solids)
                 h = float(rng.uniform(2.0, 3.5))
                 r = float(rng.uniform(1.6, 2.8))
-                solids.append(Solid("trunk", (p[0], p[1], 0.0), (0.35, 0.35, h + r * 0.5), 0.0, TRUNK, (0.3, 0.22, 0.15), tag=tid))
+                solids.append(Solid("trunk", (p[0], p[1], 0.0), (0.35, 0.35, h + r * 0.5), 0.0, TRUNK,
+                                    (0.3, 0.22, 0.15), tag=tid))
                 solids.append(Solid("crown", (p[0], p[1], h), (2 * r, 2 * r, 2 * r * float(rng.uniform(0.9, 1.4))),
                                     float(rng.uniform(0, np.pi)), FOLIAGE, _rand_color(rng, (0.2, 0.42, 0.15), 0.06),
                                     shape="sphere", tag=tid))
@@ -257,7 +260,8 @@ def parked_cars(world: World, rng: np.random.Generator, prob: float) -> list[Sol
     return cars
 
 
-CAR_COLORS = ((0.8, 0.8, 0.82), (0.1, 0.1, 0.12), (0.6, 0.05, 0.05), (0.1, 0.2, 0.5), (0.5, 0.5, 0.52), (0.85, 0.75, 0.2))
+CAR_COLORS = ((0.8, 0.8, 0.82), (0.1, 0.1, 0.12), (0.6, 0.05, 0.05), (0.1, 0.2, 0.5), (0.5, 0.5, 0.52),
+              (0.85, 0.75, 0.2))
 
 
 def car_solids(p: np.ndarray, yaw: float, rng: np.random.Generator, tag: int) -> list[Solid]:

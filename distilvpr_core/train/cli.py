@@ -16,10 +16,12 @@ DEFAULT_CONFIG = "config/distil_synth.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``distilvpr distil``: ``--config`` (default: the packaged one) and ``--set KEY=VALUE`` overrides."""
     add_config_args(parser, DEFAULT_CONFIG)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Load the distillation config with its overrides and run the whole training pipeline; returns 0."""
     from ..foundation.config import load_config
     from .config import DistilRunConfig
     from .pipeline import run_pipeline

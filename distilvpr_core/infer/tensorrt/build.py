@@ -78,6 +78,8 @@ def check_tensorrt(trt: Any) -> None:
 
 
 def import_tensorrt() -> Any:
+    """The ``tensorrt`` module, checked by :func:`check_tensorrt`; UserError with the install hint if it
+    is missing or not a supported TensorRT 10."""
     try:
         import tensorrt as trt
     except ImportError:

@@ -85,6 +85,8 @@ class PinnedArray:
 
 
 class Stream:
+    """One CUDA stream with async host<->device copies (``h2d``/``d2h``, pointers and sizes in bytes)
+    and ``sync``; ``handle`` is the raw stream pointer TensorRT takes."""
     def __init__(self) -> None:
         self.obj = check(cudart().cudaStreamCreate(), "cudaStreamCreate")
         self.handle = handle(self.obj)
@@ -110,6 +112,7 @@ class Stream:
 
 @dataclass(frozen=True)
 class GpuProperties:
+    """Name, compute capability (major, minor), SM count and total memory (MiB) of one CUDA device."""
     name: str
     compute_capability: tuple[int, int]
     sm_count: int

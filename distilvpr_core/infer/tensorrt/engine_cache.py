@@ -47,6 +47,7 @@ ORPHAN_AGE_S = 3600.0  # an engine without sidecar this old is no build in fligh
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of the file at ``path``, read in ``chunk``-byte blocks (1 MiB by default)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):

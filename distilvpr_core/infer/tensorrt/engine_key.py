@@ -86,6 +86,8 @@ class EngineSpec:
 
 @dataclass(frozen=True)
 class EngineKey:
+    """Spec, GPU facts and build recipe of one engine; ``digest()`` is the sha256 of their JSON (sorted
+    keys) that names the engine in the cache."""
     spec: EngineSpec
     facts: GpuFacts
     recipe: BuildRecipe | None = None  # None: build_recipe(spec.precision)

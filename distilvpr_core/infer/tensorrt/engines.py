@@ -24,6 +24,8 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class EngineResult:
+    """What :func:`ensure_engine` returns: the engine file, whether it was built now, why (``hit`` when
+    reused) and its cache key."""
     engine: Path
     built: bool
     reason: str      # "hit" or why it was (re)built
