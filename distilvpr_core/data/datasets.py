@@ -43,6 +43,15 @@ class DataConfig:
     val_runs: list[str] = field(default_factory=list, metadata=spec(
         "formats oxford/boreas: runs of the training pickle held out as role val "
         "(model selection) instead of being trained on"))
+    towns: list[str] = field(default_factory=list, metadata=spec(
+        "format native: more towns in the same data set, each a dataset directory or a towns "
+        "folder (town_*/ as 'distilvpr synth --seeds' writes); data.root may itself be a towns "
+        "folder.  A town's traversals train unless the town is in val_towns or test_towns "
+        "(data/towns.py); places never cross towns"))
+    val_towns: list[str] = field(default_factory=list, metadata=spec(
+        "towns (directory names, e.g. town_4) whose traversals are validation drives (model selection)"))
+    test_towns: list[str] = field(default_factory=list, metadata=spec(
+        "towns (directory names) whose traversals are test drives: protocol T, an unseen town"))
     input_size: tuple[int, int] = field(default=(320, 240), metadata=spec("network input [W, H], pixels"))
     resize: str = field(default="center_crop", metadata=spec(
         "resize policy of the preprocessing contract", choices=("stretch", "center_crop")))

@@ -19,12 +19,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..data.towns import TOWN_PREFIX
 from ..foundation.atomic import write_text_atomic
 from ..foundation.errors import UserError
 from .config import SynthConfig
-
-#: A town's directory name inside the towns folder.
-TOWN_PREFIX = "town_"
 
 
 def parse_seeds(tokens: Sequence[str]) -> list[int]:
