@@ -27,7 +27,7 @@ from ..foundation.config import ConfigError, spec
 from ..foundation.errors import UserError
 from ..foundation.contract import PreprocessContract
 from ..foundation.preprocess import preprocess, resize_image
-from .augment import AugmentConfig, augment_lidar, jitter_image, random_erase  # noqa: F401 (AugmentConfig re-export)
+from .augment import AugmentConfig, augment_lidar, jitter_image, photometric_image, random_erase  # noqa: F401 (AugmentConfig re-export)
 
 FORMATS = ("native", "oxford", "boreas")
 
@@ -133,6 +133,7 @@ class PlaceDataset(Dataset):
         if self.augment is not None:
             gen = torch.Generator().manual_seed(int(np.random.SeedSequence((self.seed, self.epoch, k)).generate_state(1)[0]))
             img = jitter_image(img, self.augment, gen)
+            img = photometric_image(img, self.augment.photometric_prob, gen)
         image = torch.from_numpy(preprocess(img, self.contract)[0])
         if self.augment is not None and self.augment.erase_prob > 0:
             image = random_erase(image, self.augment.erase_prob, gen)
