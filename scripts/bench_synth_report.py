@@ -16,7 +16,9 @@ from typing import Any, Sequence
 
 PROTOCOLS = {"unseen_places": "P: unseen places (test regions, every ordered pair of test drives)",
              "deployment": "D: deployment (queries from new drives outside the test regions, map = a training drive)",
-             "unseen_condition": "S: unseen condition (stress: a condition no training drive has, against the map)"}
+             "unseen_condition": "S: unseen condition (stress: a condition no training drive has, against the map)",
+             "unseen_town": "T: unseen town (towns no training frame comes from, every ordered pair of a town's drives)",
+             "unseen_town_map": "TD: unseen town, deployment form (map = the town's noon drive map_noon, queries = its other drives)"}
 LABELS = {"teacher": "teacher (camera + LiDAR)", "teacher_image": "teacher image branch alone",
           "no_distillation": "student, no distillation", "distilvpr": "DistilVPR (full)",
           "mse": "MSE (embedding regression)", "rkd": "RKD", "kd": "KD (similarity distributions)",
@@ -24,7 +26,9 @@ LABELS = {"teacher": "teacher (camera + LiDAR)", "teacher_image": "teacher image
           "cross_only": "ablation: cross-agent only", "no_euclidean": "ablation: no Euclidean",
           "no_sphere": "ablation: no sphere", "no_poincare": "ablation: no Poincaré",
           "cross_from_start": "ablation: cross-agent terms from step 0",
-          "cross_late": "ablation: cross-agent terms from half-way"}
+          "cross_late": "ablation: cross-agent terms from half-way",
+          "default": "default: DistilVPR self-agent terms only (the product default)",
+          "default_photometric": "default + photometric condition augmentation (p 0.5)"}
 BASELINES = ("mse", "rkd", "kd", "pkt", "sp", "cc")
 ABLATIONS = ("self_only", "cross_only", "no_euclidean", "no_sphere", "no_poincare", "cross_from_start",
              "cross_late")
@@ -245,3 +249,48 @@ def ablation_lines(doc: dict[str, Any]) -> list[str]:
                "or with the cross-agent terms started at another step (R@1 points, paired by seed; "
                "positive means the full method as configured is better).", ""] + out
     return out
+
+
+#: Issue 27's targets: the default recipe against the same student without distillation.
+TOWN_TARGETS = {"unseen_places": 50.0, "unseen_town": 40.0}
+
+
+def town_target_lines(doc: dict[str, Any]) -> list[str]:
+    """Issue 27's targets, each with its distance: D R@1 >= 50 in every query condition and >= 80
+    at noon; P >= 50; T >= 40; the default's gain over no distillation > 2 standard errors on P,
+    D and T (paired by seed); the teacher >= 90 in every protocol row."""
+    out = ["", "## Targets (issue 27: the default recipe)", ""]
+    protos = doc["protocols"]
+    rows = lambda p: protos.get(p, {}).get("rows", {})   # noqa: E731
+    d = rows("deployment").get("default")
+    if d:
+        for cond, v in sorted(d["r1_by_condition"].items()):
+            want = 80.0 if cond.startswith("noon/clear") else 50.0
+            m = statistics.mean(v)
+            out.append(f"- D, {cond}: {m:.1f} (target >= {want:.0f}) -> "
+                       + ("**met**" if m >= want else f"**missed by {want - m:.1f}**"))
+    for proto, want in TOWN_TARGETS.items():
+        r = rows(proto).get("default")
+        if r:
+            m = statistics.mean(r["r1"])
+            out.append(f"- {proto}: {m:.1f} (target >= {want:.0f}) -> "
+                       + ("**met**" if m >= want else f"**missed by {want - m:.1f}**"))
+    for proto in ("unseen_places", "deployment", "unseen_town", "unseen_town_map"):
+        a, b = rows(proto).get("default"), rows(proto).get("no_distillation")
+        if a and b:
+            seeds, diffs = _paired(a, b)
+            if len(diffs) > 1:
+                mean, se = _mean_se(diffs)
+                ok = mean > 2 * se
+                out.append(f"- {proto}: default - no distillation = {mean:+.1f} (per seed "
+                           f"{', '.join(f'{x:+.1f}' for x in diffs)}; standard error {se:.1f}) -> "
+                           + ("**met** (> 2 standard errors)" if ok else
+                              f"**not met** ({mean:+.1f} against 2 standard errors = {2 * se:.1f})"))
+    for proto, p in sorted(protos.items()):
+        t = p["rows"].get("teacher")
+        if t:
+            m = statistics.mean(t["r1"])
+            worst = min((statistics.mean(v) for v in t["r1_by_condition"].values()), default=m)
+            out.append(f"- teacher, {proto}: {m:.1f}, worst condition {worst:.1f} (target >= 90) -> "
+                       + ("**met**" if worst >= 90 else f"**missed by {90 - worst:.1f}**"))
+    return out if len(out) > 3 else []

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The paper-scale synthetic benchmark on one CUDA machine, as one prepared run (issue 13):
-# render the benchmark town with every frame, then teacher + the key student rows for
-# three seeds, the seeds as parallel processes (the GPU is idle most of the time: data
-# loading is CPU-bound), then one merged report.
-#   OUT=out_dir DEADLINE_S=520 scripts/gpu_bench.sh [ROWS...]   (default rows: no_distillation distilvpr self_only)
+# The paper-scale synthetic benchmark on one CUDA machine, as one prepared run (issues 13, 27):
+# render the benchmark town and the towns (TOWN_SEEDS, default 1-3) with every frame, then
+# teacher + the key student rows for three seeds, the seeds as parallel processes (the GPU is
+# idle most of the time: data loading is CPU-bound), then one merged report.
+#   OUT=out_dir DEADLINE_S=560 scripts/gpu_bench.sh [ROWS...]   (default rows: no_distillation default distilvpr)
+# The issue-13 single-town table: BENCH_CONFIG=config/bench_synth_gpu.yaml TOWN_SEEDS= \
+#   scripts/gpu_bench.sh no_distillation distilvpr self_only
 # Exit status 1 when a seed failed or was stopped by the deadline (the report still has the rest).
 # Needs python3 with torch (CUDA), torchvision, numpy, pillow, pyyaml, tqdm, tensorboard,
 # faiss-cpu, trimesh and embreex importable, and this checkout on PYTHONPATH.
@@ -15,7 +17,11 @@ OUT="${OUT:-runs/gpu_bench_out}"
 PY="${PYTHON:-python3}"
 DATA="${DATA:-data/synth_bench_full}"   # must be the data.root of the benchmark config
 RUNS="${RUNS:-runs/bench_town_gpu}"
-ROWS=("$@"); [ ${#ROWS[@]} -gt 0 ] || ROWS=(no_distillation distilvpr self_only)
+BENCH_CONFIG="${BENCH_CONFIG:-config/bench_towns_gpu.yaml}"
+# The towns (empty TOWN_SEEDS: none); TOWNS_DATA must be the bench config's data.towns folder.
+TOWN_SEEDS="${TOWN_SEEDS-1-3}"
+TOWNS_DATA="${TOWNS_DATA:-data/towns_full}"
+ROWS=("$@"); [ ${#ROWS[@]} -gt 0 ] || ROWS=(no_distillation default distilvpr)
 mkdir -p "$OUT" "$RUNS"
 LOG="$OUT/gpu_bench.log"
 export PYTHONUNBUFFERED=1
@@ -29,6 +35,11 @@ if [ ! -f "$DATA/dataset.json" ]; then
       --set route.spacing_m="${SPACING:-1.5}" ${SYNTH_SETS:-} >>"$LOG" 2>&1
 fi
 echo "town: $(( $(date +%s) - t0 )) s" | tee -a "$LOG"
+if [ -n "$TOWN_SEEDS" ]; then   # resumable: finished towns are skipped
+  "$PY" -m distilvpr_core.app.cli synth --config "${TOWN_CONFIG:-config/synth_towns.yaml}" --out "$TOWNS_DATA" \
+      --seeds $TOWN_SEEDS --no-progress --set route.spacing_m="${SPACING:-1.5}" ${TOWN_SETS:-} >>"$LOG" 2>&1
+  echo "towns: $(( $(date +%s) - t0 )) s" | tee -a "$LOG"
+fi
 only=(); for r in "${ROWS[@]}"; do only+=(--only "$r"); done
 # DEADLINE_S (seconds from the start of this script): training stops in time for the merged
 # report; runs cut short are simply missing from it (n seeds shows it).
@@ -38,7 +49,7 @@ left=$(( ${DEADLINE_S:-100000} - ($(date +%s) - t0) - 30 ))
 read -r -a seeds <<<"${SEEDS:-0 1 2}"
 pids=()
 for seed in "${seeds[@]}"; do
-  timeout "$left" "$PY" scripts/bench_synth.py --config "${BENCH_CONFIG:-config/bench_synth_gpu.yaml}" --seeds "$seed" "${only[@]}" \
+  timeout "$left" "$PY" scripts/bench_synth.py --config "$BENCH_CONFIG" --seeds "$seed" "${only[@]}" \
       --set "runs_root=$RUNS/seed$seed" --set "output=$RUNS/seed$seed/report.md" >"$RUNS/seed$seed.log" 2>&1 &
   pids+=($!)
 done
@@ -60,7 +71,7 @@ for seed in "${seeds[@]}"; do
   if [ -f "$RUNS/seed$seed/results.json" ]; then results+=("$RUNS/seed$seed/results.json"); fi
 done
 [ ${#results[@]} -gt 0 ] || { echo "no seed finished a run: no report" | tee -a "$LOG"; exit 1; }
-"$PY" scripts/bench_synth.py --config "${BENCH_CONFIG:-config/bench_synth_gpu.yaml}" --report-only \
+"$PY" scripts/bench_synth.py --config "$BENCH_CONFIG" --report-only \
     --set "runs_root=$RUNS/merged" --set "output=$OUT/benchmark_synth_gpu.md" \
     --merge "${results[@]}" >>"$LOG" 2>&1
 tail -5 "$LOG"

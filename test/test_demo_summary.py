@@ -8,7 +8,8 @@ from distilvpr_core.app.demo import render, summarise
 
 def _eval(path, student_p, student_d, teacher=(90.0, 80.0)):
     def model(p, d):
-        return {"R@1": p, "protocols": {"unseen_places": {"R@1": p}, "deployment": {"R@1": d}}}
+        return {"R@1": p, "protocols": {"unseen_places": {"R@1": p}, "deployment": {
+            "R@1": d, "R@1 by query condition": {"noon/clear/summer": d + 10, "night/clear/summer": d - 10}}}}
     doc = {"test_traversals": ["test_noon", "test_dusk"], "student": model(student_p, student_d),
            "teacher": model(*teacher), "teacher_image": model(20.0, 10.0)}
     path.mkdir(parents=True)
@@ -39,3 +40,8 @@ def test_summary_reports_both_protocols_per_seed_with_spread(tmp_path):
     assert "| geometric stage (offline): max recall at 100 % precision; closures accepted / correct " \
         "at the default settings | 6.2 %; 4 / 4 |" in text
     assert "| raw stage (offline)" in text and "71 / 33" in text
+    # the per-condition D row, mean over seeds
+    assert s["D_by_condition"]["student_distilvpr"]["night/clear/summer"] == [20.0, 24.0]
+    assert "| DistilVPR student, R@1 D per query condition | night/clear/summer 22.0; " \
+        "noon/clear/summer 42.0 % |" in text
+    assert "| student without distillation, R@1 D per query condition | night/clear/summer 13.0;" in text

@@ -50,3 +50,31 @@ def test_hue_rotation_keeps_grey_and_luma_and_turns_like_torchvision():
     assert (((shifted - t) * luma).sum(0)).abs().mean() < 1.0
     ref = F.adjust_hue(t.to(torch.uint8), 0.05).float()
     assert (shifted - ref).abs().mean() < (_rotate_hue(t.clone(), -0.05) - ref).abs().mean()
+
+
+def test_photometric_ops_darken_haze_and_stay_deterministic():
+    from distilvpr_core.data.augment import photometric_image
+    img = _scene()
+    assert photometric_image(img, 0.0, torch.Generator().manual_seed(0)) is img   # off: untouched
+    outs = [photometric_image(img, 1.0, torch.Generator().manual_seed(s)) for s in range(4)]
+    for o in outs:
+        assert o.dtype == np.uint8 and o.shape == img.shape
+        # every op on: haze + contrast loss + gamma + noise + blur -> a darker, flatter image
+        assert o.astype(float).std() < img.astype(float).std()
+    again = photometric_image(img, 1.0, torch.Generator().manual_seed(0))
+    assert np.array_equal(again, outs[0])
+    assert not np.array_equal(outs[0], outs[1])
+    # over many draws at p=0.5 some images are darker (night) and some hazier (brighter, greyer)
+    means = [photometric_image(img, 0.5, torch.Generator().manual_seed(s)).mean() for s in range(40)]
+    assert min(means) < img.mean() - 20 and max(means) > img.mean() + 5
+
+
+def test_photometric_option_keeps_the_other_draws():
+    """PlaceDataset applies it after the colour jitter, only when photometric_prob > 0."""
+    from distilvpr_core.data.augment import photometric_image
+    img = _scene()
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a = _jitter_image(img, AugmentConfig(), g1)
+    photometric_image(a, 0.0, g1)
+    _jitter_image(img, AugmentConfig(), g2)
+    assert torch.rand(1, generator=g1).item() == torch.rand(1, generator=g2).item()

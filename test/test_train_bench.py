@@ -201,3 +201,34 @@ def test_the_shipped_benchmark_configs_build_every_row(name, repo_root, monkeypa
         assert start == 180 and cfgs["cross_from_start"].distill.cross_start_step == 0
     else:                            # the GPU table ran the paper's schedule; cross_late is half of 712
         assert start == 0 and cfgs["cross_late"].distill.cross_start_step == 356
+
+
+def test_bench_on_towns_writes_t_tables_and_the_issue_27_targets(split_town, tmp_path, repo_root, monkeypatch):
+    """The towns benchmark path: a split town plus two tiny towns (one trains, one is unseen)."""
+    from distilvpr_core.sim.config import SynthConfig
+    from distilvpr_core.sim.towns import generate_towns
+    monkeypatch.chdir(repo_root)
+    towns = tmp_path / "towns"
+    generate_towns(load_config(SynthConfig, repo_root / "config/synth_tiny.yaml",
+                               ["route.frames=6", "camera.width=64", "camera.height=48", "lidar.azimuth_bins=64",
+                                "output.bags=false", "output.oxford=false", "output.difficulty_report=false"]),
+                   towns, [1, 2], workers=1, progress=False)
+    conf = _bench_yaml(tmp_path, split_town, tmp_path / "truns", tmp_path / "towns.md")
+    cfg = yaml.safe_load(conf.read_text())
+    cfg["common"] += [f"data.towns=[{towns}]", "data.test_towns=[town_2]", "eval.town_map=train_noon"]
+    cfg["variants"] = {"no_distillation": ["distill.method=none"],
+                       "default": ["distill.method=distilvpr", "distill.use_cross=false"]}
+    cfg["seeds"], cfg["throughput"] = [0, 1], {"steps": 0, "warmup": 0}
+    conf.write_text(yaml.safe_dump(cfg))
+    bench = _load_script(repo_root)
+    assert bench.main(["--config", str(conf)]) == 0
+    report = (tmp_path / "towns.md").read_text()
+    for heading in ("### T: unseen town", "### TD: unseen town, deployment form", "## Targets (issue 27"):
+        assert heading in report
+    assert "- unseen_town: default - no distillation = " in report
+    assert "- teacher, unseen_town: " in report and "(target >= 90)" in report
+    doc = json.loads((tmp_path / "towns.json").read_text())
+    t = doc["protocols"]["unseen_town"]["rows"]
+    assert set(t) == {"teacher", "teacher_image", "no_distillation", "default"}
+    assert len(t["default"]["r1"]) == 2 and t["default"]["r1_by_condition"]
+    assert doc["collapsed"] == {}

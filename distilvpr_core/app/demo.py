@@ -148,12 +148,20 @@ def _r1(res: dict[str, Any], protocol: str) -> float:
     return float(res.get("protocols", {}).get(protocol, res)["R@1"])
 
 
+def _by_condition(res: dict[str, Any], protocol: str) -> dict[str, float]:
+    """R@1 per query condition ('night/clear/summer' -> percent) of one model under ``protocol``
+    ({} when eval.json has none: a dataset without a split)."""
+    return dict(res.get("protocols", {}).get(protocol, {}).get("R@1 by query condition", {}))
+
+
 def summarise(out: Path, seeds: list[int] | None = None) -> dict[str, Any]:
     """Collect the headline numbers from the files the stages wrote.
 
-    Per protocol and model, one R@1 per seed (lists in seed order)."""
+    Per protocol and model, one R@1 per seed (lists in seed order); ``D_by_condition``: per
+    model and query condition, protocol D's R@1 per seed."""
     seeds = seeds or [0]
     per: dict[str, dict[str, list[float]]] = {}
+    by_cond: dict[str, dict[str, list[float]]] = {}
     for seed in seeds:
         dv = _read(_run_dir(out / "runs", _run_name("distilvpr", seed)) / "eval.json")
         nd = _read(_run_dir(out / "runs", _run_name("nodistill", seed)) / "eval.json")
@@ -162,6 +170,10 @@ def summarise(out: Path, seeds: list[int] | None = None) -> dict[str, Any]:
             for key, res in (("teacher", dv["teacher"]), ("teacher_image", dv["teacher_image"]),
                              ("student_nodistill", nd["student"]), ("student_distilvpr", dv["student"])):
                 row.setdefault(key, []).append(_r1(res, proto))
+        for key, res in (("teacher", dv["teacher"]), ("student_nodistill", nd["student"]),
+                         ("student_distilvpr", dv["student"])):
+            for cond, v in _by_condition(res, "deployment").items():
+                by_cond.setdefault(key, {}).setdefault(cond, []).append(float(v))
         test_traversals = dv["test_traversals"]
     ros = _read(out / "replay" / "ros" / "metrics.json")
     offline = _read(out / "replay" / "offline" / "metrics.json")
@@ -170,6 +182,7 @@ def summarise(out: Path, seeds: list[int] | None = None) -> dict[str, Any]:
     return {
         "seeds": seeds,
         "R@1": per,
+        "D_by_condition": by_cond,
         "test_traversals": test_traversals,
         "node_recall@1": m["recall_at_n"]["1"],
         "offline_recall@1": offline["metrics"]["recall_at_n"]["1"],
@@ -201,6 +214,10 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} % ({each})"
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
 def render(s: dict[str, Any]) -> str:
     """The headline table as Markdown; R@1 of eval.json is already in percent."""
     names = (("teacher", "teacher (camera + LiDAR)"), ("teacher_image", "teacher image branch alone"),
@@ -209,6 +226,11 @@ def render(s: dict[str, Any]) -> str:
     for proto, label in PROTOCOL_ROWS:
         for key, name in names:
             lines.append(f"| {name}, R@1 {label} | {_spread(s['R@1'][proto][key])} |")
+    for key, name in names:   # the per-condition D row: where the student still fails
+        conds = s.get("D_by_condition", {}).get(key)
+        if conds:
+            lines.append(f"| {name}, R@1 D per query condition | "
+                         + "; ".join(f"{c} {_mean(v):.1f}" for c, v in sorted(conds.items())) + " % |")
     lines += [
         f"| node Recall@1 on the replayed bag (offline path) | {_pct(s['node_recall@1'])} "
         f"({_pct(s['offline_recall@1'])}) |",

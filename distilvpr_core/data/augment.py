@@ -18,6 +18,10 @@ class AugmentConfig:
         "brightness/contrast/saturation jitter strength (0 = off)", ge=0, le=1))
     hue_jitter: float = field(default=0.05, metadata=spec("hue jitter (0 = off)", ge=0, le=0.5))
     erase_prob: float = field(default=0.5, metadata=spec("random-erasing probability", ge=0, le=1))
+    photometric_prob: float = field(default=0.0, metadata=spec(
+        "condition augmentation for night and fog (0 = off): each of gamma darkening, contrast "
+        "loss, haze, sensor noise and blur is applied with this probability (photometric_image)",
+        ge=0, le=1))
     lidar_rotate_deg: float = field(default=5.0, metadata=spec("max LiDAR yaw rotation, degrees", ge=0, le=180))
     lidar_jitter_m: float = field(default=0.02, metadata=spec("std of per-point LiDAR jitter, metres", ge=0))
     lidar_drop: float = field(default=0.1, metadata=spec("max fraction of LiDAR points dropped", ge=0, lt=1))
@@ -54,6 +58,60 @@ def jitter_image(img: np.ndarray, aug: AugmentConfig, gen: torch.Generator) -> n
     if aug.hue_jitter > 0:
         t = _rotate_hue(t, float((torch.rand(1, generator=gen).item() * 2 - 1) * aug.hue_jitter))
     return t.round_().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+#: Haze colour (uint8 RGB levels): the grey-white airlight of the renderer's fog.
+_AIRLIGHT = (200.0, 202.0, 206.0)
+
+
+def photometric_image(img: np.ndarray, prob: float, gen: torch.Generator) -> np.ndarray:
+    """Condition changes strong enough to turn a noon frame into night- or fog-like ones:
+    uint8 [H, W, 3] -> uint8 [H, W, 3].
+
+    Each op is drawn with probability ``prob``, in this order (the order a camera sees them):
+    haze (blend towards the airlight, weight 0.2-0.7, heavier towards the top of the image
+    where the scene is farther), contrast loss (factor 0.35-0.8 around the mean grey), gamma
+    darkening (v' = v^g on 0..1, g in 1.5-3.5: night), sensor noise (Gaussian, std 2-12 levels)
+    and Gaussian blur (sigma 0.5-1.5 px).  With ``prob`` 0 nothing is drawn, so turning the
+    option on changes no other augmentation's random draws.
+    """
+    if prob <= 0:
+        return img
+    t = torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float()
+    _, h, w = t.shape
+
+    def draw(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * torch.rand(1, generator=gen).item()
+    on = (torch.rand(5, generator=gen) < prob).tolist()
+    if on[0]:    # haze: farther (higher in the image) is hazier
+        a = draw(0.2, 0.7)
+        rows = torch.linspace(1.0, 0.5, h).view(1, h, 1)
+        weight = (a * rows).clamp_(0, 1)
+        t = t * (1 - weight) + torch.tensor(_AIRLIGHT).view(3, 1, 1) * weight
+    if on[1]:    # contrast loss
+        mean = t.mean()
+        t = (t - mean) * draw(0.35, 0.8) + mean
+    if on[2]:    # gamma darkening (night)
+        t = 255.0 * (t.clamp(0, 255) / 255.0) ** draw(1.5, 3.5)
+    if on[3]:    # sensor noise
+        t = t + torch.randn(t.shape, generator=gen) * draw(2.0, 12.0)
+    if on[4]:    # blur
+        t = _gaussian_blur(t, draw(0.5, 1.5))
+    return t.clamp_(0, 255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _gaussian_blur(t: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of float [3, H, W] (reflect padding)."""
+    r = max(1, int(math.ceil(2.5 * sigma)))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    out = t.unsqueeze(0)
+    out = torch.nn.functional.conv2d(torch.nn.functional.pad(out, (r, r, 0, 0), mode="reflect"),
+                                     k.view(1, 1, 1, -1).repeat(3, 1, 1, 1), groups=3)
+    out = torch.nn.functional.conv2d(torch.nn.functional.pad(out, (0, 0, r, r), mode="reflect"),
+                                     k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3)
+    return out[0]
 
 
 # RGB <-> YIQ (NTSC).  A hue shift is a rotation of the chroma plane (I, Q).

@@ -27,7 +27,7 @@ from ..foundation.config import ConfigError, spec
 from ..foundation.errors import UserError
 from ..foundation.contract import PreprocessContract
 from ..foundation.preprocess import preprocess, resize_image
-from .augment import AugmentConfig, augment_lidar, jitter_image, random_erase  # noqa: F401 (AugmentConfig re-export)
+from .augment import AugmentConfig, augment_lidar, jitter_image, photometric_image, random_erase  # noqa: F401 (AugmentConfig re-export)
 
 FORMATS = ("native", "oxford", "boreas")
 
@@ -43,6 +43,15 @@ class DataConfig:
     val_runs: list[str] = field(default_factory=list, metadata=spec(
         "formats oxford/boreas: runs of the training pickle held out as role val "
         "(model selection) instead of being trained on"))
+    towns: list[str] = field(default_factory=list, metadata=spec(
+        "format native: more towns in the same data set, each a dataset directory or a towns "
+        "folder (town_*/ as 'distilvpr synth --seeds' writes); data.root may itself be a towns "
+        "folder.  A town's traversals train unless the town is in val_towns or test_towns "
+        "(data/towns.py); places never cross towns"))
+    val_towns: list[str] = field(default_factory=list, metadata=spec(
+        "towns (directory names, e.g. town_4) whose traversals are validation drives (model selection)"))
+    test_towns: list[str] = field(default_factory=list, metadata=spec(
+        "towns (directory names) whose traversals are test drives: protocol T, an unseen town"))
     input_size: tuple[int, int] = field(default=(320, 240), metadata=spec("network input [W, H], pixels"))
     resize: str = field(default="center_crop", metadata=spec(
         "resize policy of the preprocessing contract", choices=("stretch", "center_crop")))
@@ -124,6 +133,7 @@ class PlaceDataset(Dataset):
         if self.augment is not None:
             gen = torch.Generator().manual_seed(int(np.random.SeedSequence((self.seed, self.epoch, k)).generate_state(1)[0]))
             img = jitter_image(img, self.augment, gen)
+            img = photometric_image(img, self.augment.photometric_prob, gen)
         image = torch.from_numpy(preprocess(img, self.contract)[0])
         if self.augment is not None and self.augment.erase_prob > 0:
             image = random_erase(image, self.augment.erase_prob, gen)

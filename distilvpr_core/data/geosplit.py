@@ -37,12 +37,14 @@ def near(points: np.ndarray, others: np.ndarray, radius_m: float) -> np.ndarray:
 
 
 class FrameSubset:
-    """Frames ``indices`` (int64 [K], ascending) of another traversal; same name, role, LiDAR."""
+    """Frames ``indices`` (int64 [K], ascending) of another traversal; same name, role, LiDAR,
+    town and condition."""
 
     def __init__(self, trav: Any, indices: np.ndarray) -> None:
         self.source = trav
         self.indices = np.asarray(indices, dtype=np.int64)
         self.name, self.role, self.has_lidar = trav.name, trav.role, trav.has_lidar
+        self.town, self.condition = getattr(trav, "town", ""), getattr(trav, "condition", "")
         self.positions = np.asarray(trav.positions, np.float64)[self.indices]
 
     def __len__(self) -> int:

@@ -25,6 +25,9 @@ class _NativeTraversal:
         self.name, self.role = name, ds.role(name)
         self.positions = np.asarray(self._trav.poses, dtype=np.float64)[:, :2]
         self.has_lidar = bool(getattr(ds, "lidar", None))
+        c = self._trav.conditions
+        #: "time_of_day/weather/season", the label of R@1 per query condition
+        self.condition = "/".join(str(c.get(k, "")) for k in ("time_of_day", "weather", "season"))
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -37,11 +40,12 @@ class _NativeTraversal:
 
 
 class _StridedTraversal:
-    """Every ``stride``-th frame of another traversal (same name, role, LiDAR)."""
+    """Every ``stride``-th frame of another traversal (same name, role, LiDAR, town, condition)."""
 
     def __init__(self, trav: Any, stride: int) -> None:
         self._trav, self._stride = trav, stride
         self.name, self.role, self.has_lidar = trav.name, trav.role, trav.has_lidar
+        self.town, self.condition = getattr(trav, "town", ""), getattr(trav, "condition", "")
         self.positions = np.asarray(trav.positions, dtype=np.float64)[::stride]
 
     def __len__(self) -> int:
@@ -92,7 +96,7 @@ def open_traversals(cfg: DataConfig) -> list[Any]:
     and true neighbours come from the dataset's query pickle (the protocol
     indexes their frames) -- and with their images decoded into memory if
     ``cfg.cache_images``."""
-    travs = _open_format(cfg)
+    travs = _open_format(cfg) + _open_towns(cfg)
     if cfg.frame_stride > 1:
         travs = [t if getattr(t, "query_indices", None) is not None else _StridedTraversal(t, cfg.frame_stride)
                  for t in travs]
@@ -129,6 +133,9 @@ def check_image_cache_fits(travs: Sequence[Any], available: int | None) -> None:
 def _open_format(cfg: DataConfig) -> list[Any]:
     if cfg.format == "native":
         from . import native  # imported here: only the chosen format's reader is needed
+        from .towns import is_towns_folder
+        if is_towns_folder(cfg.root):
+            return []   # data.root is a towns folder: every traversal comes from _open_towns
         ds = native.open_dataset(cfg.root)
         return [_NativeTraversal(ds, name) for name in ds.traversals]
     if cfg.format in ("oxford", "boreas"):
@@ -142,13 +149,39 @@ def _open_format(cfg: DataConfig) -> list[Any]:
     raise ConfigError(f"data.format: unknown format {cfg.format!r}; valid: {list(FORMATS)}")
 
 
+def _open_towns(cfg: DataConfig) -> list[Any]:
+    """The traversals of every town (data.towns, or data.root when it is a towns folder), namespaced
+    and shifted apart (:mod:`distilvpr_core.data.towns`)."""
+    from .towns import TownTraversal, check_town_roles, is_towns_folder, town_dirs, town_role
+    paths = [*([cfg.root] if cfg.format == "native" and is_towns_folder(cfg.root) else []), *cfg.towns]
+    if (cfg.val_towns or cfg.test_towns) and not paths:
+        raise UserError("data.val_towns / data.test_towns name towns, but no towns are opened; "
+                        "set data.towns: [DIR] (or data.root to a towns folder)")
+    if not paths:
+        return []
+    if cfg.format != "native":
+        raise UserError(f"data.towns: towns are native datasets; data.format is {cfg.format!r}")
+    from . import native
+    dirs = town_dirs(paths)
+    check_town_roles([d.name for d in dirs], cfg.val_towns, cfg.test_towns)
+    out: list[Any] = []
+    for k, d in enumerate(dirs, start=1):
+        ds = native.open_dataset(d)
+        role = town_role(d.name, cfg.val_towns, cfg.test_towns)
+        out += [TownTraversal(_NativeTraversal(ds, name), d.name, k, role) for name in ds.traversals]
+    return out
+
+
 def open_split_traversals(data: DataConfig) -> tuple[list[Any], Any]:
     """(traversals, geographic split or None) of ``data``, with every frame near a test
     region dropped when the native dataset has a split: the frames training, validation
     and the teacher cache see."""
     from .geosplit import exclude_near_test_regions, read_split
     traversals = open_traversals(data)
-    split = read_split(data.root, traversals, data.frame_stride) if data.format == "native" else None
+    # The split is the main dataset's (data.root); town traversals are not in it.
+    main = [t for t in traversals if not getattr(t, "town", "")]
+    towns = [t for t in traversals if getattr(t, "town", "")]
+    split = read_split(data.root, main, data.frame_stride) if data.format == "native" and main else None
     if split is not None:
-        traversals = exclude_near_test_regions(traversals, split)
-    return traversals, split
+        main = exclude_near_test_regions(main, split)
+    return main + towns, split

@@ -37,6 +37,8 @@ class EvalConfig:
     database: str = field(default="", metadata=spec(
         "protocols D and S (datasets with split.json): the training traversal used as the map "
         "(empty = the first training traversal)"))
+    town_map: str = field(default="map_noon", metadata=spec(
+        "protocol T's deployment form (TD): the drive of each test town used as its map"))
 
 
 @dataclass

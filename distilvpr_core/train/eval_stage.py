@@ -30,12 +30,14 @@ def stage_eval(ctx: RunContext) -> dict[str, Any]:
     """Recall on the test traversals of the best student (and teacher, if this run has one).
 
     On a dataset with a geographic split every model is scored under the
-    protocols P, D and S (:mod:`distilvpr_core.evaluation.protocols`); its top-level
-    R@N are protocol P's.  Without a split: every ordered pair of test traversals.
+    protocols P, D and S (:mod:`distilvpr_core.evaluation.protocols`), and with test towns
+    (data.test_towns) under T and TD; its top-level R@N are protocol P's (T's without a
+    split).  Without either: every ordered pair of test traversals.
     """
     from ..models import load_student
     cfg = ctx.cfg
     tests = select(ctx.traversals, "test", cfg.data.root)
+    town_tests = [t for t in tests if getattr(t, "town", "")]
     if len(tests) < 2:
         raise UserError(f"{cfg.data.root}: evaluation needs >= 2 test traversals, found "
                         f"{[t.name for t in tests]}")
@@ -51,7 +53,7 @@ def stage_eval(ctx: RunContext) -> dict[str, Any]:
         models += [("teacher", teacher, lidar_prepare(tc)), ("teacher_image", teacher, None)]
     for name, model, prepare in models:
         model.to(ctx.device)
-        if ctx.split is None:
+        if ctx.split is None and not town_tests:
             results[name] = evaluate_model(model, name, tests, cfg.data, cfg.eval, ctx.device, prepare,
                                            progress=f"eval {name}").to_dict()
         else:
@@ -68,7 +70,8 @@ def stage_eval(ctx: RunContext) -> dict[str, Any]:
 
 def _eval_protocols(ctx: RunContext, model: nn.Module, branch: str, prepare: Callable | None,
                     tests: list[Any]) -> dict[str, Any]:
-    """P/D/S of one model; the top-level keys are P's (the paper's protocol)."""
+    """P/D/S (with a split) and T/TD (with test towns) of one model; the top-level keys are
+    P's (the paper's protocol), or T's without a split."""
     from ..evaluation.vpr import embed_frames, embedder_for
     from ..evaluation.protocols import evaluate_protocols, mapping_traversal
     cfg = ctx.cfg
@@ -79,8 +82,15 @@ def _eval_protocols(ctx: RunContext, model: nn.Module, branch: str, prepare: Cal
         ds = PlaceDataset(FrameIndex([trav]), cfg.data.contract(), lidar_prepare=prepare if needs_lidar else None)
         return embed_frames(fn, ds, cfg.eval.batch_size, ctx.device, cfg.data.num_workers,
                             f"eval {branch} {trav.name}")
-    database = mapping_traversal(select(ctx.traversals, "train", cfg.data.root), cfg.eval.database)
-    protos = evaluate_protocols(embed, tests, database, ctx.split, cfg.eval.top_k, cfg.eval.radius_m)
-    return {**protos["unseen_places"], "protocols": protos}
+    main_tests = [t for t in tests if not getattr(t, "town", "")]
+    town_tests = [t for t in tests if getattr(t, "town", "")]
+    database = None
+    if ctx.split is not None:
+        main_train = [t for t in ctx.traversals if t.role == "train" and not getattr(t, "town", "")]
+        database = mapping_traversal(main_train, cfg.eval.database)
+    protos = evaluate_protocols(embed, main_tests, database, ctx.split, cfg.eval.top_k, cfg.eval.radius_m,
+                                town_tests=town_tests, town_map=cfg.eval.town_map)
+    head = protos["unseen_places"] if "unseen_places" in protos else protos["unseen_town"]
+    return {**head, "protocols": protos}
 
 

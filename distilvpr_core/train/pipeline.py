@@ -67,11 +67,15 @@ def seed_everything(seed: int) -> None:
 # ----------------------------------------------------------------------------- stages
 
 def _val_pairs(ctx: RunContext) -> tuple[list[Any], list[tuple[int, int]]]:
-    """Validation runs: val traversals as queries against each other and the training traversals."""
+    """Validation runs: val traversals as queries against each other and the training traversals
+    of their own town (a validation town has none; other towns hold no true neighbour)."""
     val = select(ctx.traversals, "val", f"{ctx.cfg.data.root} (model selection)")
-    train = select(ctx.traversals, "train", ctx.cfg.data.root)
+    select(ctx.traversals, "train", ctx.cfg.data.root)
+    val_towns = {getattr(t, "town", "") for t in val}
+    train = [t for t in ctx.traversals if t.role == "train" and getattr(t, "town", "") in val_towns]
     runs = val + train
-    pairs = [(i, j) for i in range(len(val)) for j in range(len(runs)) if i != j]
+    town = [getattr(t, "town", "") for t in runs]
+    pairs = [(i, j) for i in range(len(val)) for j in range(len(runs)) if i != j and town[i] == town[j]]
     return runs, pairs
 
 
