@@ -17,8 +17,10 @@ from typing import Any, Sequence
 PROTOCOLS = {"unseen_places": "P: unseen places (test regions, every ordered pair of test drives)",
              "deployment": "D: deployment (queries from new drives outside the test regions, map = a training drive)",
              "unseen_condition": "S: unseen condition (stress: a condition no training drive has, against the map)",
-             "unseen_town": "T: unseen town (towns no training frame comes from, every ordered pair of a town's drives)",
-             "unseen_town_map": "TD: unseen town, deployment form (map = the town's noon drive map_noon, queries = its other drives)"}
+             "unseen_town": ("T: unseen town (towns no training frame comes from, every ordered pair "
+                             "of a town's drives)"),
+             "unseen_town_map": ("TD: unseen town, deployment form (map = the town's noon drive map_noon, "
+                                 "queries = its other drives)")}
 LABELS = {"teacher": "teacher (camera + LiDAR)", "teacher_image": "teacher image branch alone",
           "no_distillation": "student, no distillation", "distilvpr": "DistilVPR (full)",
           "mse": "MSE (embedding regression)", "rkd": "RKD", "kd": "KD (similarity distributions)",
@@ -168,7 +170,8 @@ def target_lines(doc: dict[str, Any]) -> list[str]:
             verdict = "**not met**"
         out.append(f"- {proto}: DistilVPR - no distillation = {t['mean']:+.1f} R@1 points "
                    f"(per seed {', '.join(f'{d:+.1f}' for d in t['diffs'])}; standard error {t['se']:.1f}); "
-                   f"baselines above DistilVPR: {t['baselines_above'] or ('none' if t['vs_baselines'] else 'none run')} "
+                   "baselines above DistilVPR: "
+                   f"{t['baselines_above'] or ('none' if t['vs_baselines'] else 'none run')} "
                    f"-> {verdict}")
         if t["vs_baselines"]:
             out.append("  - DistilVPR - baseline, paired on the seeds the baseline ran: "
@@ -225,7 +228,8 @@ def recipe_lines(doc: dict[str, Any]) -> list[str]:
                "The student without distillation under other recipes than the table's (same steps, "
                "warm-up and decay), paired by seed against the table's no-distillation row, and "
                "DistilVPR under a recipe where it ran too (judged like the target: +3 R@1 points and "
-               "twice the standard error). A run that collapses is listed under 'Collapsed runs' and is in no mean.", ""] + out
+               "twice the standard error). A run that collapses is listed under 'Collapsed runs' "
+               "and is in no mean.", ""] + out
     return out
 
 

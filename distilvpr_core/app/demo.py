@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[2]  # the source checkout: distilvpr_cor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``distilvpr demo``: output folder, --fresh, the two configs, map/query drives, seeds."""
     parser.add_argument("--out", default="demo_out", metavar="DIR",
                         help="working directory for every stage's output (default: demo_out)")
     parser.add_argument("--fresh", action="store_true", help="delete DIR first and redo every stage")
@@ -253,6 +254,7 @@ def render(s: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run every stage not yet done (each a real subcommand), print the table; returns 0."""
     out = Path(args.out).resolve()
     if args.fresh and out.exists():
         shutil.rmtree(out)

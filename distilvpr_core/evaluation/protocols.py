@@ -45,7 +45,8 @@ def pair_chance_r1(positions: Sequence[np.ndarray], pairs: Sequence[tuple[int, i
     return float(np.mean(per_pair)) if per_pair else 0.0
 
 
-def protocol_runs(tests: Sequence[Any], database: Any, split: GeoSplit) -> dict[str, tuple[list[Any], list[tuple[int, int]]]]:
+def protocol_runs(tests: Sequence[Any], database: Any,
+                  split: GeoSplit) -> dict[str, tuple[list[Any], list[tuple[int, int]]]]:
     """protocol -> (runs, (query, database) index pairs into runs).
 
     ``tests``: the test traversals (whole); ``database``: the mapping traversal.

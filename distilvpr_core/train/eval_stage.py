@@ -22,6 +22,7 @@ from .loop import RunContext, write_json
 
 
 def lidar_prepare(tcfg: TeacherConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """The teacher's LiDAR input maker: points float32 [P, 4] -> its encoder's input array."""
     # A partial of a module-level function pickles into DataLoader workers; a lambda would not.
     return functools.partial(lidar_encoder_spec(tcfg.lidar_encoder).prepare, cfg=tcfg)
 
