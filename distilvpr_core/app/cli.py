@@ -29,7 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                "check the Python/ROS/GPU environment (or, with --data, a dataset folder) "
                "and print what is found"),
     "synth": ("distilvpr_core.sim.cli",
-              "generate the synthetic town: native dataset, rosbag2 per traversal, "
+              "generate the synthetic town (or one town per --seeds): native dataset, rosbag2 per traversal, "
               "Oxford export, difficulty report"),
     "distil": ("distilvpr_core.train.cli",
                "train teacher -> cache teacher embeddings -> distil the camera-only student "
