@@ -153,6 +153,7 @@ def random_erase(image: torch.Tensor, prob: float, gen: torch.Generator) -> torc
 
 
 def augment_lidar(pts: np.ndarray, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """float32 [P, 4] scan (lidar frame) with random point dropout, a yaw rotation and xyz jitter (metres)."""
     if aug.lidar_drop > 0 and len(pts) > 1:
         keep = rng.random(len(pts)) >= rng.uniform(0, aug.lidar_drop)
         pts = pts[keep]

@@ -96,7 +96,8 @@ class TraversalBagWriter:
             msg = t[IMAGE](header=self._header(stamp_ns, "camera"), height=h, width=w, encoding="rgb8",
                            is_bigendian=0, step=w * 3, data=np.ascontiguousarray(image, dtype=np.uint8).reshape(-1))
         else:
-            data = encoded if (encoded is not None and self.image_format == "png") else _encode(image, self.image_format)
+            reuse = encoded is not None and self.image_format == "png"
+            data = encoded if reuse else _encode(image, self.image_format)
             msg = t[COMPRESSED](header=self._header(stamp_ns, "camera"), format=self.image_format,
                                 data=np.frombuffer(data, dtype=np.uint8))
         self._write("image", stamp_ns, msg)
@@ -111,8 +112,10 @@ class TraversalBagWriter:
         cov = np.zeros(36)
         cov[[0, 7, 14, 21, 28, 35]] = (0.05, 0.05, 0.01, 0.001, 0.001, 0.005)
         twist = t["geometry_msgs/msg/Twist"](
-            linear=t["geometry_msgs/msg/Vector3"](x=float(odom_twist[0]), y=float(odom_twist[1]), z=float(odom_twist[2])),
-            angular=t["geometry_msgs/msg/Vector3"](x=float(odom_twist[3]), y=float(odom_twist[4]), z=float(odom_twist[5])))
+            linear=t["geometry_msgs/msg/Vector3"](x=float(odom_twist[0]), y=float(odom_twist[1]),
+                                                  z=float(odom_twist[2])),
+            angular=t["geometry_msgs/msg/Vector3"](x=float(odom_twist[3]), y=float(odom_twist[4]),
+                                                   z=float(odom_twist[5])))
         odom = t[ODOMETRY](header=self._header(stamp_ns, "odom"), child_frame_id="base_link",
                            pose=t["geometry_msgs/msg/PoseWithCovariance"](pose=self._pose(odom_pose), covariance=cov),
                            twist=t["geometry_msgs/msg/TwistWithCovariance"](twist=twist, covariance=cov.copy()))

@@ -31,7 +31,8 @@ from ..foundation.errors import UserError, short_repr
 from ..foundation.safe_files import open_regular
 from .training_tuple import TrainingTuple
 
-_TUPLE_MODULES = {"distilvpr_core.data.training_tuple", "distilvpr_core.data.oxford_format", "datasets.oxford", "datasets.base_datasets",
+_TUPLE_MODULES = {"distilvpr_core.data.training_tuple", "distilvpr_core.data.oxford_format",
+                  "datasets.oxford", "datasets.base_datasets",
                   "datasets.pointnetvlad.pnv_raw", "__main__", "generating_queries.generate_training_tuples_baseline",
                   "generate_training_tuples_baseline", "datasets.boreas", "misc.utils"}
 _NUMPY = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),

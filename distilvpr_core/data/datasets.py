@@ -131,7 +131,8 @@ class PlaceDataset(Dataset):
         out: dict[str, Any] = {"index": k}
         gen = None
         if self.augment is not None:
-            gen = torch.Generator().manual_seed(int(np.random.SeedSequence((self.seed, self.epoch, k)).generate_state(1)[0]))
+            seed = int(np.random.SeedSequence((self.seed, self.epoch, k)).generate_state(1)[0])
+            gen = torch.Generator().manual_seed(seed)
             img = jitter_image(img, self.augment, gen)
             img = photometric_image(img, self.augment.photometric_prob, gen)
         image = torch.from_numpy(preprocess(img, self.contract)[0])

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..foundation.errors import UserError
+from .traversal_view import TraversalView
 
 #: Metres between the origins of two towns' frames (x axis); far beyond any radius in use.
 TOWN_OFFSET_M = 1.0e6
@@ -81,7 +82,7 @@ def check_town_roles(towns: Sequence[str], val_towns: Sequence[str], test_towns:
         raise UserError(f"data.val_towns and data.test_towns both name {both}; a town is one or the other")
 
 
-class TownTraversal:
+class TownTraversal(TraversalView):
     """A traversal of town number ``k`` (>= 1): namespaced name, the town's role, shifted positions."""
 
     def __init__(self, trav: Any, town: str, k: int, role: str) -> None:
@@ -94,11 +95,3 @@ class TownTraversal:
         pos[:, 0] += k * TOWN_OFFSET_M
         self.positions = pos
 
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def load_image(self, i: int) -> np.ndarray:
-        return self._trav.load_image(i)
-
-    def load_lidar(self, i: int) -> np.ndarray:
-        return self._trav.load_lidar(i)

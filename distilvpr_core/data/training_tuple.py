@@ -28,5 +28,6 @@ class TrainingTuple:
         self.position = position
 
     def __repr__(self) -> str:
-        return (f"TrainingTuple(id={self.id}, timestamp={self.timestamp}, rel_scan_filepath={self.rel_scan_filepath!r}, "
+        return (f"TrainingTuple(id={self.id}, timestamp={self.timestamp}, "
+                f"rel_scan_filepath={self.rel_scan_filepath!r}, "
                 f"positives={len(self.positives)}, non_negatives={len(self.non_negatives)})")

@@ -14,10 +14,11 @@ import numpy as np
 
 from ..foundation.config import ConfigError
 from ..foundation.errors import UserError
+from .traversal_view import TraversalView
 from .datasets import FORMATS, DataConfig
 
 
-class _NativeTraversal:
+class _NativeTraversal(TraversalView):
     has_lidar: bool
 
     def __init__(self, ds: Any, name: str) -> None:
@@ -29,14 +30,6 @@ class _NativeTraversal:
         #: "time_of_day/weather/season", the label of R@1 per query condition
         self.condition = "/".join(str(c.get(k, "")) for k in ("time_of_day", "weather", "season"))
 
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def load_image(self, i: int) -> np.ndarray:
-        return self._trav.load_image(i)
-
-    def load_lidar(self, i: int) -> np.ndarray:
-        return self._trav.load_lidar(i)
 
 
 class _StridedTraversal:
