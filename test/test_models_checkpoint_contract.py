@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from distilvpr_core.evaluation import vpr as eval_cmd
+from distilvpr_core.evaluation import cli as eval_cmd
 from distilvpr_core.data.datasets import DataConfig, select
 from distilvpr_core.data.traversals import open_traversals
 from distilvpr_core.foundation.errors import UserError

@@ -25,13 +25,18 @@ def run_node(tmp_path, map_path, model_path, *params, timeout_s=60):
     args = launch_args.node_arguments({"map": str(map_path), "model": str(model_path)})
     for p in params:
         args += ["-p", p]
+    return _run_args(tmp_path, args, timeout_s)
+
+
+def _run_args(tmp_path, args, timeout_s=60):
+    """Run the node to its exit; (exit code, output), never a traceback or an RCLError."""
     proc = LocalizerProcess(args, tmp_path / "node.log")
     try:
         rc = proc.proc.wait(timeout_s)
     finally:
         proc.stop()
     out = proc.output()
-    assert "Traceback" not in out, out
+    assert "Traceback" not in out and "RCLError" not in out, out
     return rc, out
 
 
@@ -90,17 +95,6 @@ def test_required_parameters(assets, tmp_path):
     finally:
         proc.stop()
     assert rc == 2 and "parameter 'map_path' is required" in proc.output()
-
-
-def _run_args(tmp_path, args, timeout_s=60):
-    proc = LocalizerProcess(args, tmp_path / "node.log")
-    try:
-        rc = proc.proc.wait(timeout_s)
-    finally:
-        proc.stop()
-    out = proc.output()
-    assert "Traceback" not in out and "RCLError" not in out, out
-    return rc, out
 
 
 @pytest.mark.parametrize("given, said", [
