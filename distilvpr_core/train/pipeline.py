@@ -113,12 +113,17 @@ def stage_teacher(ctx: RunContext) -> Path:
         return loss, {"loss": loss.item(), "triplet": loss.item(), "triplet_nonzero": stats.non_zero_fraction,
                       "spread": embedding_spread(emb)}
 
-    def save_best(m: nn.Module, epoch: int, row: dict) -> None:
-        save_checkpoint(best_path, m, "teacher", cfg.teacher, cfg.data.input_size, epoch, _numbers(row),
-                        preprocess=cfg.data.contract().to_dict())
     train_stage(ctx, "teacher", model, cfg.train_teacher, dataset, frames, loss_fn,
-                 _validator(ctx, "teacher", prepare), save_best)
+                 _validator(ctx, "teacher", prepare), _best_saver(cfg, "teacher", cfg.teacher, best_path))
     return best_path
+
+
+def _best_saver(cfg: DistilRunConfig, kind: str, model_cfg: Any, path: Path) -> Callable[[nn.Module, int, dict], None]:
+    """``save(model, epoch, metrics row)``: the stage's best checkpoint, with the run's preprocessing contract."""
+    def save(m: nn.Module, epoch: int, row: dict) -> None:
+        save_checkpoint(path, m, kind, model_cfg, cfg.data.input_size, epoch, _numbers(row),
+                        preprocess=cfg.data.contract().to_dict())
+    return save
 
 
 def _numbers(row: dict) -> dict[str, float]:
@@ -198,11 +203,8 @@ def stage_student(ctx: RunContext) -> Path:
         parts["loss"] = loss.item()
         return loss, parts
 
-    def save_best(m: nn.Module, epoch: int, row: dict) -> None:
-        save_checkpoint(best_path, m, "student", cfg.student, cfg.data.input_size, epoch, _numbers(row),
-                        preprocess=cfg.data.contract().to_dict())
     train_stage(ctx, "student", model, cfg.train_student, dataset, frames, loss_fn,
-                 _validator(ctx, "student", None), save_best)
+                 _validator(ctx, "student", None), _best_saver(cfg, "student", cfg.student, best_path))
     return best_path
 
 
