@@ -225,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", help="run only these seeds (default: the config's)")
     parser.add_argument("--only", action="append", default=[], metavar="ROW",
                         help="run only this student row (repeatable; the teacher always runs)")
+    parser.add_argument("--teacher-only", action="store_true",
+                        help="run only the teachers (then the rows, e.g. one process per row, with --only)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a benchmark config value, e.g. --set output=/tmp/b.md")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from results.json")
@@ -280,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"[bench] throughput {state['throughput']}")
                     save()
                 for name, overrides in bench.variants.items():
-                    if args.only and name not in args.only:
+                    if args.teacher_only or (args.only and name not in args.only):
                         continue
                     key = f"seed{seed}/{name}"
                     s_run = _run(bench, state, key, [*seed_sets, *overrides, "run.stages=[student, eval]",

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from ..foundation.config import ConfigError, spec
 
 IMAGE_BACKBONES = ("resnet18", "resnet34", "mobilenet_v3_large")
+#: Names models/input_norm.py builds (checked there), kept here so a config validates without torch.
+INPUT_NORM_NAMES = ("none", "instance", "local")
 #: Names of the LiDAR encoders that models/lidar.py registers (checked there), kept here
 #: so a config is validated without importing torch.
 LIDAR_ENCODER_NAMES = ("bev",)
@@ -22,6 +24,10 @@ class StudentConfig:
     gem_eps: float = field(default=1e-6, metadata=spec("GeM clamp minimum", gt=0))
     pretrained: str = field(default="none", metadata=spec(
         "backbone weights: none | imagenet (downloads) | PATH of a torchvision state dict"))
+    input_norm: str = field(default="none", metadata=spec(
+        "illumination normalisation inside the model, before the backbone (models/input_norm.py): "
+        "none | instance (per-image mean/std) | local (15-px local contrast normalisation)",
+        choices=INPUT_NORM_NAMES))
 
 
 @dataclass
