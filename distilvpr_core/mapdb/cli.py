@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "cannot verify loop closures geometrically)")
     b.add_argument("--features-max", type=int, default=300,
                    help="local features stored per keyframe (default 300: about 12 KB with orb, "
-                        "42 KB with sift, plus 3.5 KB of 3D points with depth)")
+                        "42 KB with sift or learned, plus 3.5 KB of 3D points with depth)")
     b.add_argument("--features", default="sift", choices=["orb", "sift", "learned"],
                    help="local feature kind stored for verification and metric pose: sift (default: "
                         "RootSIFT on a CLAHE-normalised image, chosen on a validation drive), orb "
