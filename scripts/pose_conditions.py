@@ -17,6 +17,10 @@ Two rows per drive and kind:
     python scripts/pose_conditions.py --dataset DIR --map-traversal train_noon \\
         --queries val_dawn test_noon --model student.onnx --features orb sift --out OUT
 
+``--features learned`` needs ``--local-model local_features.onnx`` (distilvpr
+train-local); ``--frame-stride N`` queries every N-th frame of each drive (the
+odometry between the kept frames is still the drive's own).
+
 Writes OUT/pose_conditions.json, OUT/pose_conditions.md and OUT/pose_error_cdf_<kind>.png.
 """
 from __future__ import annotations
@@ -66,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--map-traversal", default="train_noon")
     ap.add_argument("--queries", nargs="+", required=True)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--features", nargs="+", default=["orb", "sift"])
+    ap.add_argument("--features", nargs="+", default=["orb", "sift"], choices=["orb", "sift", "learned"])
+    ap.add_argument("--local-model", help="ONNX of the learned local features (for --features learned)")
+    ap.add_argument("--frame-stride", type=int, default=1, help="query every N-th frame (default 1: all)")
     ap.add_argument("--features-max", type=int, default=300)
     ap.add_argument("--oracle-k", type=int, default=3)
     ap.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE")
@@ -97,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         for kind in args.features:
             t0 = time.perf_counter()
             m = build_map([dataset_stream(args.dataset, args.map_traversal)], emb, MapBuildConfig(),
-                          progress=False, features_max=args.features_max, features_kind=kind)
+                          progress=False, features_max=args.features_max, features_kind=kind,
+                          local_model=args.local_model if kind == "learned" else None)
             m.save(out / f"map_{kind}", overwrite=True)
             size = sum(e.bytes for e in m.schema.files.values()) / len(m)
             feat = sum(e.bytes for n, e in m.schema.files.items() if n.startswith("features_")) / len(m)
@@ -110,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                 cond = ds.traversal(trav).conditions
                 label = f"{trav} ({'/'.join(str(cond.get(k, '')) for k in ('time_of_day', 'weather', 'season'))})"
                 eng = LocalizationEngine(emb, m, settings, source="pose_conditions")
-                outcomes = run_engine(eng, frames_from_traversal(args.dataset, trav))
+                outcomes = run_engine(eng, _strided(frames_from_traversal(args.dataset, trav), args.frame_stride))
                 pm = pose_metrics(outcomes, map_xyz, always=True)
-                near = [f for f in frames_from_traversal(args.dataset, trav)
+                near = [f for f in _strided(frames_from_traversal(args.dataset, trav), args.frame_stride)
                         if np.min(np.linalg.norm(map_xyz - f.position[None], axis=1)) <= 5.0]
                 oracle = pose_metrics(_oracle(LocalizationEngine(emb, m, settings), near, map_xyz,
                                               args.oracle_k, settings), map_xyz, always=True) if near else None
@@ -128,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(out / "pose_conditions.json", json.dumps(_strip(results), indent=2) + "\n")
     write_text_atomic(out / "pose_conditions.md", _markdown(results))
     return 0
+
+
+def _strided(frames, stride: int):
+    """Every ``stride``-th frame (the first always)."""
+    import itertools
+    return itertools.islice(frames, 0, None, max(1, int(stride)))
 
 
 def _line(pm) -> str:

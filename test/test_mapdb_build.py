@@ -227,3 +227,24 @@ def test_dataset_map_stores_each_features_lidar_point_in_the_map_frame(synth, em
     from_bag = build_map([bag_stream(bag, "/camera/image_raw", "/ground_truth/pose", 0.05,
                                      "/camera/camera_info")], embedder, cfg, progress=False, features_max=50)
     assert from_bag.features is not None and not from_bag.features.has_points
+
+
+def test_cli_learned_features_need_a_model_and_the_map_carries_it(synth, student, tmp_path):
+    import torch
+    from distilvpr_core.features.learned.model import LocalFeatureNet
+    from distilvpr_core.localtrain.export import export_local_onnx
+    from distilvpr_core.mapdb.features import MODEL_FILE
+    args = ("build", "--model", str(student), "--backend", "torch", "--dataset", str(synth),
+            "--traversal", "train_noon", "--quiet")
+    with pytest.raises(UserError, match="--features learned needs --local-model"):
+        run_cli(*args, "--features", "learned", "--out", str(tmp_path / "m0"))
+    torch.manual_seed(0)
+    onnx_path = export_local_onnx(LocalFeatureNet(width=8), tmp_path / "local.onnx").path
+    with pytest.raises(UserError, match="only for --features learned"):
+        run_cli(*args, "--local-model", str(onnx_path), "--out", str(tmp_path / "m1"))
+    assert not (tmp_path / "m0").exists() and not (tmp_path / "m1").exists()
+    assert run_cli(*args, "--features", "learned", "--local-model", str(onnx_path), "--features-max", "50",
+                   "--out", str(tmp_path / "m2")) == 0
+    m = PriorMap.load(tmp_path / "m2")
+    assert m.features.kind == "learned" and (tmp_path / "m2" / MODEL_FILE).read_bytes() == onnx_path.read_bytes()
+    assert m.features.counts.max() > 0 and m.features.get(int(m.features.counts.argmax())).descriptors.shape[1] == 128

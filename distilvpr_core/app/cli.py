@@ -43,6 +43,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build-engine": ("distilvpr_core.export.engine_cli",
                      "build (or reuse from the cache) a TensorRT 10 engine "
                      "for an exported ONNX student"),
+    "train-local": ("distilvpr_core.localtrain.cli",
+                    "train the learned local descriptor on synthetic-town correspondences (CPU), "
+                    "checkpoint + ONNX export"),
     "map": ("distilvpr_core.mapdb.cli",
             "prior map: init (empty), build from a dataset or rosbag, "
             "info, verify, merge, query"),

@@ -2,13 +2,15 @@
 
 Mutual nearest neighbours whose best distance is below ``ratio`` x the second
 best (Lowe's ratio test), in the distance that suits the descriptor: Hamming
-for binary ORB, Euclidean for RootSIFT (= Hellinger on the SIFT histograms).
+for binary ORB, Euclidean for RootSIFT (= Hellinger on the SIFT histograms) and
+for the learned unit-norm descriptors.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import sift
+from .learned import runtime as learned
 from .types import Features
 
 
@@ -22,6 +24,8 @@ def match(query: Features, key: Features, ratio: float = 0.8) -> np.ndarray:
         return np.zeros((0, 2), np.int64)
     if query.kind == sift.KIND:
         qd, kd, norm = sift.as_float(query.descriptors), sift.as_float(key.descriptors), cv2.NORM_L2
+    elif query.kind == learned.KIND:
+        qd, kd, norm = learned.as_float(query.descriptors), learned.as_float(key.descriptors), cv2.NORM_L2
     else:
         qd, kd, norm = query.descriptors, key.descriptors, cv2.NORM_HAMMING
     bf = cv2.BFMatcher(norm)

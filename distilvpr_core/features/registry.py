@@ -6,16 +6,26 @@ gave 9 metric poses with no wrong one where ORB gave 1 (docs/replay_eval.md,
 "Per condition").  ``"orb"`` (32-byte binary, cheaper) stays as the fallback.  A map
 stores its kind (mapdb/features.py) and a query is only ever matched with
 features of the same kind.
+
+``"learned"`` (features/learned/, a small CNN trained on the synthetic town,
+128 bytes) needs its ONNX model: :func:`bound` gives the extract function of
+a kind with the model file a map carries (mapdb/features.py); the registry's
+own ``extract`` of it raises a UserError saying so.  Measured per condition
+(docs/local_features.md) it gives more poses than RootSIFT at dawn and in fog
+but is less precise at noon on the validation drives, so the default stays
+``"sift"``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..foundation.errors import UserError
 from . import orb, sift
+from .learned import runtime as learned
 from .types import Features
 
 
@@ -33,8 +43,11 @@ class Extractor:
 EXTRACTORS: dict[str, Extractor] = {
     orb.KIND: Extractor(orb.KIND, orb.extract, np.uint8, orb.DESC_DIM, orb.empty),
     sift.KIND: Extractor(sift.KIND, sift.extract, np.uint8, sift.DESC_DIM, sift.empty),
+    learned.KIND: Extractor(learned.KIND, learned.extract, np.uint8, learned.DESC_DIM, learned.empty),
 }
-DEFAULT = sift.KIND  # chosen on a validation drive (module doc)
+#: Kinds whose extractor is a model file (the map carries it).
+NEEDS_MODEL: frozenset[str] = frozenset({learned.KIND})
+DEFAULT = sift.KIND  # chosen on validation drives, learned included (module doc)
 KINDS: tuple[str, ...] = tuple(EXTRACTORS)
 
 
@@ -49,6 +62,18 @@ def get(kind: str, where: str = "features") -> Extractor:
 def extract(kind: str, rgb: np.ndarray, max_features: int) -> Features:
     """Features of ``kind`` of uint8 [H, W, 3] RGB, at most ``max_features``."""
     return get(kind).extract(rgb, max_features)
+
+
+def bound(kind: str, model_path: str | Path | None = None) -> Callable[[np.ndarray, int], Features]:
+    """``extract(rgb, max_features)`` of ``kind``; for a kind in NEEDS_MODEL the one of the
+    model at ``model_path`` (UserError when there is none or it cannot be loaded)."""
+    ex = get(kind)
+    if kind not in NEEDS_MODEL:
+        return ex.extract
+    if model_path is None:
+        raise UserError(f"features: {kind!r} local features need their model file; the map does not "
+                        f"carry one -- rebuild it with --features {kind} --local-model FILE.onnx")
+    return learned.load(str(model_path)).extract
 
 
 def check_same_kind(query_kind: str, map_kind: str, where: str) -> None:

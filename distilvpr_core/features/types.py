@@ -32,7 +32,8 @@ class Intrinsics:
 class Features:
     """keypoints float32 [F, 2] (x, y pixels of the original image, pixel centre at
     integer coordinates), descriptors [F, D] of ``kind`` (uint8 [F, 32] binary ORB,
-    uint8 [F, 128] quantised RootSIFT), ``kind`` the extractor's registry name."""
+    uint8 [F, 128] quantised RootSIFT or learned descriptors), ``kind`` the extractor's
+    registry name."""
     keypoints: np.ndarray
     descriptors: np.ndarray
     kind: str = "orb"

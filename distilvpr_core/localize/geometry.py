@@ -67,6 +67,11 @@ class GeometricVerifier:
 
     def __init__(self, prior_map: PlaceMap) -> None:
         self.map = prior_map
+        store = prior_map.features
+        # The map's kind, with the model file the map carries (kind "learned"): a missing or
+        # broken model is a UserError at start-up, not at the first query.
+        self._extract = (registry.bound(store.kind, getattr(store, "model_path", None))
+                         if store is not None else None)
 
     @property
     def available(self) -> bool:
@@ -79,7 +84,7 @@ class GeometricVerifier:
 
     def extract(self, rgb: np.ndarray, max_features: int) -> Features:
         """The query's features, of the map's kind."""
-        return registry.extract(self.map.features.kind, rgb, max_features)
+        return self._extract(rgb, max_features)
 
     def check(self, rgb: np.ndarray, ids: np.ndarray, settings) -> tuple[CandidateChecks, Features | None]:
         """Verify the first ``settings.verify_top_k`` of ``ids`` (keyframe ids, retrieval order)."""

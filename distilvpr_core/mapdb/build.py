@@ -129,7 +129,7 @@ def _span(a: Any, b: Any) -> str:
 
 def build_map(streams: list[FrameStream], embedder: Any, cfg: MapBuildConfig,
               progress: bool = True, features_max: int = 0, features_kind: str = "sift",
-              points: bool = True) -> PriorMap:
+              points: bool = True, local_model: str | Path | None = None) -> PriorMap:
     """Select keyframes from each stream, embed them with ``embedder`` and index them.
 
     embedder: a distilvpr_core.infer Embedder (``embed``, ``dim``,
@@ -137,12 +137,14 @@ def build_map(streams: list[FrameStream], embedder: Any, cfg: MapBuildConfig,
     that many local features of ``features_kind`` per keyframe (UserError,
     before any work, when a stream has no intrinsics or the streams'
     intrinsics differ), with their map-frame 3D points when ``points`` and
-    every stream has LiDAR scans and one camera mounting.  Raises UserError
-    if no keyframe results.
+    every stream has LiDAR scans and one camera mounting.  ``local_model``: the
+    ONNX file of a kind that needs one ("learned"); the map carries a copy.
+    Raises UserError if no keyframe results.
     """
     from tqdm import tqdm
     from ..features import registry
-    extractor = registry.get(features_kind, "map build --features") if features_max else None
+    registry.get(features_kind, "map build --features")
+    extractor = registry.bound(features_kind, local_model) if features_max else None
     camera = feature_camera(streams) if features_max else None
     t_bc = depth_mounting(streams) if (features_max and points) else None
     feats: list[Any] = []
@@ -189,7 +191,8 @@ def build_map(streams: list[FrameStream], embedder: Any, cfg: MapBuildConfig,
           np.asarray(frames, np.int64))
     if camera is not None:
         from .features import FeatureStore
-        store = FeatureStore(camera, features_max, features_kind, T_base_camera=t_bc)
+        store = FeatureStore(camera, features_max, features_kind, T_base_camera=t_bc,
+                             model_path=local_model if features_kind in registry.NEEDS_MODEL else None)
         for i, f in enumerate(feats):
             store.append(f, pts[i] if t_bc is not None else None)
         m.attach_features(store)
@@ -226,6 +229,6 @@ def _keyframe_features(rgb: np.ndarray, camera: Any, limit: int, source: str, in
         raise UserError(f"map build: {source} frame {index} is {rgb.shape[1]}x{rgb.shape[0]} but the "
                         f"camera intrinsics are for {camera.width}x{camera.height}; fix the "
                         "camera_info topic or pass --no-features")
-    return extractor.extract(rgb, limit)
+    return extractor(rgb, limit)
 
 

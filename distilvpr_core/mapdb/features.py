@@ -11,13 +11,17 @@ the checksums cover them) and described under the top-level key
                  "files": {"keypoints": "features_keypoints.npy",
                            "descriptors": "features_descriptors.npy",
                            "counts": "features_counts.npy",
-                           "points3d": "features_points3d.npy"}}           (optional)
+                           "points3d": "features_points3d.npy",           (optional)
+                           "model": "features_model.onnx"}}               (kind "learned" only)
 
     features_keypoints.npy    float32 [N, F, 2]  x, y pixels of the keyframe image (padded rows 0)
-    features_descriptors.npy  uint8   [N, F, D]  descriptors of ``kind`` (D = 32 orb, 128 sift)
+    features_descriptors.npy  uint8   [N, F, D]  descriptors of ``kind`` (D = 32 orb, 128 sift,
+                                                 128 learned)
     features_counts.npy       int32   [N]        valid rows of keyframe i (0..F)
     features_points3d.npy     float32 [N, F, 3]  each feature's 3D point in the MAP frame (m),
                                                  NaN where the depth source had none
+    features_model.onnx                          the network of kind "learned" (its ONNX export),
+                                                 so the localizer extracts what the map stores
 
 F = ``max_per_keyframe``; keyframe i's features are the first ``counts[i]``
 rows.  ``kind`` names the extractor (features/registry.py); a localizer
@@ -26,7 +30,7 @@ gives a metric pose by PnP (features/pnp.py); ``T_base_camera`` (the
 camera's pose on base_link, x y z qx qy qz qw) turns the camera pose into
 the robot's.  A keyframe added online has count 0 until the engine stores
 its features (its points are NaN: no depth on the robot).  Maps written
-before ``kind`` could be "sift" or before ``points3d`` load unchanged.
+before ``kind`` could be "sift" or "learned" or before ``points3d`` load unchanged.
 """
 from __future__ import annotations
 
@@ -40,11 +44,13 @@ from ..features import registry
 from ..features.types import Features, Intrinsics
 from .invariants import check_number
 from .rows import GrowableArray
-from .schema import FileEntry, load_npy, save_npy
+from ..foundation.atomic import write_bytes_atomic
+from .schema import FileEntry, file_entry, load_npy, save_npy
 
 FILES = {"keypoints": "features_keypoints.npy", "descriptors": "features_descriptors.npy",
          "counts": "features_counts.npy"}
 POINTS_FILE = "features_points3d.npy"
+MODEL_FILE = "features_model.onnx"
 CAMERA_KEYS = ("fx", "fy", "cx", "cy", "width", "height")
 #: Largest image side, pixels, and focal length per pixel of that side (a 0.06 degree
 #: field of view): bounds that no camera reaches and that keep projections finite.
@@ -73,18 +79,25 @@ class FeatureStore:
 
     ``camera``: intrinsics of the keyframe images; ``max_per_keyframe``: F;
     ``kind``: the extractor (features/registry.py); ``T_base_camera``: float64
-    [7] camera pose on base_link when the store keeps 3D points, else None.
+    [7] camera pose on base_link when the store keeps 3D points, else None;
+    ``model_path``: the ONNX file of a kind that needs one (registry.NEEDS_MODEL),
+    whose bytes the map carries (written as ``MODEL_FILE``).
     """
 
     def __init__(self, camera: Intrinsics, max_per_keyframe: int, kind: str = "orb",
                  arrays: tuple[np.ndarray, ...] | None = None,
-                 T_base_camera: np.ndarray | None = None):
+                 T_base_camera: np.ndarray | None = None, model_path: str | Path | None = None):
         f = int(max_per_keyframe)
         if f < 5:
             raise UserError(f"features: max_per_keyframe must be >= 5 (the minimal set), got {f}")
         self.camera, self.max_per_keyframe = check_intrinsics(camera, "features"), f
         self.kind = kind
         self.desc_dim = registry.get(kind).desc_dim
+        if (kind in registry.NEEDS_MODEL) != (model_path is not None):
+            raise UserError(f"features: kind {kind!r} " + ("needs its model file (--local-model FILE.onnx)"
+                                                            if model_path is None else "takes no model file"))
+        self.model_path = None if model_path is None else Path(model_path)
+        self._model_bytes = None if model_path is None else self.model_path.read_bytes()
         self.T_base_camera = None if T_base_camera is None else np.asarray(T_base_camera, np.float64).reshape(7)
         kp, desc, counts, pts = (*arrays, None)[:4] if arrays is not None else (None,) * 4
         self._kp = GrowableArray(np.float32, (f, 2), kp)
@@ -171,6 +184,8 @@ class FeatureStore:
         if self._pts is not None:
             files["points3d"] = POINTS_FILE
             out["T_base_camera"] = [float(v) for v in self.T_base_camera]
+        if self._model_bytes is not None:
+            files["model"] = MODEL_FILE
         out["files"] = files
         return out
 
@@ -181,6 +196,8 @@ class FeatureStore:
                FILES["counts"]: save_npy(directory / FILES["counts"], self._counts.view())}
         if self._pts is not None:
             out[POINTS_FILE] = save_npy(directory / POINTS_FILE, self._pts.view())
+        if self._model_bytes is not None:
+            out[MODEL_FILE] = file_entry(write_bytes_atomic(directory / MODEL_FILE, self._model_bytes))
         return out
 
     @classmethod
@@ -213,6 +230,11 @@ class FeatureStore:
                     raise ValueError("T_base_camera: the quaternion is not unit length")
             else:
                 t_bc = None
+            if kind in registry.NEEDS_MODEL:
+                if "model" not in files:
+                    raise UserError(f"{where}: kind {kind!r} but no \"model\" file; the map cannot "
+                                    f"extract its features -- rebuild it with --local-model FILE.onnx")
+                names["model"] = files["model"]
             if not all(isinstance(v, str) for v in names.values()):
                 raise TypeError(f"files {names}")
         except (KeyError, TypeError, ValueError) as exc:
@@ -239,7 +261,8 @@ class FeatureStore:
         if pts is not None and (np.isinf(pts).any() or (np.abs(pts[np.isfinite(pts)]) > 1e9).any()):
             raise UserError(f"{directory / names['points3d']}: points contain inf or |value| > 1e9 "
                             "(NaN is 'no depth'); the map is damaged")
-        return cls(check_intrinsics(cam, where), f, kind, (kp, desc, counts, pts), t_bc)
+        model = directory / names["model"] if "model" in names else None
+        return cls(check_intrinsics(cam, where), f, kind, (kp, desc, counts, pts), t_bc, model)
 
 
 def intrinsics_from_dataset(camera: Mapping[str, Any], where: str) -> Intrinsics:
