@@ -84,3 +84,11 @@ def test_normalised_student_round_trips_through_checkpoint_and_onnx(tmp_path, na
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     with torch.no_grad():
         np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_separable_box_mean_equals_the_two_dimensional_one_at_the_borders_too():
+    import torch.nn.functional as F
+    x = _textured(6)
+    norm = LocalContrastNorm(window=15)
+    ref = F.avg_pool2d(x, 15, stride=1, padding=7, count_include_pad=False)
+    torch.testing.assert_close(norm._box_mean(x), ref, atol=1e-5, rtol=1e-5)
