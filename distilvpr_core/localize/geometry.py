@@ -7,9 +7,10 @@ screens the best ``verify_top_k`` candidates with a fundamental-matrix RANSAC
 (:func:`features.two_view.verify`), and then
 
 * map with 3D points: PnP with RANSAC on each screened candidate's 2D-3D
-  matches (:func:`features.pnp.solve`); the candidate with most PnP inliers
-  is the match, and its pose is the robot's metric pose in the map frame
-  with a covariance from the inlier geometry;
+  matches (:func:`features.pnp.solve`); among the candidates whose pose is
+  :func:`plausible` (tight enough, near the keyframe it matched) the one with
+  most PnP inliers is the match, and its pose is the robot's metric pose in
+  the map frame with a covariance from the inlier geometry;
 * map without points: the essential matrix of the candidate with most
   screened inliers gives the rotation and the unit translation direction
   (:func:`relative_covariance`).
@@ -176,7 +177,7 @@ def cv2_seed(seed: int) -> None:
 
 def passes(checks: CandidateChecks | None, settings) -> bool:
     """Whether the best verified candidate meets the inlier count and ratio settings
-    (metric maps: a PnP pose with at least ``pnp_min_inliers`` inliers)."""
+    (metric maps: a plausible PnP pose with at least ``pnp_min_inliers`` inliers)."""
     if checks is not None and checks.metric_map:
         return checks.metric and checks.pnp is not None and checks.pnp.inliers >= settings.pnp_min_inliers
     if checks is None or checks.best < 0 or checks.result is None or checks.result.rotation is None:
