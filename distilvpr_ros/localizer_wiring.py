@@ -37,6 +37,7 @@ from visualization_msgs.msg import MarkerArray
 from distilvpr_core.data.images import BadImage
 from distilvpr_core.foundation.errors import UserError
 from distilvpr_core.localize import settings as settings_mod
+from distilvpr_core.localize import odom as odom_mod
 from distilvpr_core.localize.engine import LocalizationEngine
 from distilvpr_core.localize.geometry import metric_relative, relative_covariance
 from distilvpr_core.localize.resources import load_model_and_map
@@ -174,7 +175,7 @@ class LocalizerMixin:
         pose = np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w], np.float64)
         if not self.engine.add_odometry(outputs.stamp_to_ns(msg.header.stamp), pose):
             self.stats.bad["odom_nonfinite"] += 1
-            self.log_bad("odom_nonfinite", "odometry pose has NaN/inf or |value| > 1e9")
+            self.log_bad("odom_nonfinite", odom_mod.why_implausible(pose) or "odometry pose refused")
             return
         self.stats.counts["odom_received"] += 1
 

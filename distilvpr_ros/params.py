@@ -19,6 +19,7 @@ import sys
 from typing import Any, Sequence
 
 from distilvpr_core.foundation.errors import UserError
+from distilvpr_core.foundation.safe_yaml import InvalidYAML, load_yaml
 from distilvpr_core.localize.settings import SPECS, LocalizerSettings, check
 
 
@@ -88,15 +89,16 @@ def check_cli_overrides(argv: Sequence[str], node_name: str = "localizer") -> No
     """UserError naming the parameter, the value and the expected type for the
     first ``-p`` override of a setting with the wrong type (the rule rclpy
     applies: exactly the default's type, so ``1`` is no float) or out of range.
-    Values are read as YAML, as rcl reads them."""
-    import yaml
+    Values are read as YAML, as rcl reads them, by the bounded loader: an alias
+    bomb or an over-long value is refused (UserError) before it is expanded; text
+    that is not YAML at all is taken as the string it is."""
     for name, raw in cli_overrides(argv, node_name):
         spec = SPECS.get(name)
         if spec is None:
             continue
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
+            value = load_yaml(raw, f"-p {name}:=...")
+        except InvalidYAML:
             value = raw
         kind = type(spec.default)
         if type(value) is not kind:

@@ -55,13 +55,24 @@ def _oracle(engine, frames, map_xyz: np.ndarray, k: int, s) -> list:
         ok = passes(checks, s)
         pose = checks.pose if ok else None
         consistent = check.update(pose, f.odom)
+        if consistent is None and s.pose_require_odom and s.pose_consistency_n > 1:
+            consistent = False  # as the engine: no odometry, no closure
         stage = {"match_rank": 0, "raw_score": float("nan"), "inliers": -1, "verified": ok,
                  "verify_s": time.perf_counter() - t0, "embed_s": 0.0, "verify_ran": True,
                  "pose": pose, "localized": pose is not None and consistent is not False}
         out.append(QueryOutcome(f.stamp_ns, f.position, True, ids, np.ones(len(ids), np.float32),
                                 map_xyz[ids], accepted=stage["localized"], stage=stage,
-                                orientation=f.orientation))
+                                orientation=f.orientation, published_pose=pose if stage["localized"] else None))
     return out
+
+
+def _frames(dataset: str, traversal: str, no_odom: bool):
+    """The drive's frames, without their odometry when ``no_odom``."""
+    from distilvpr_core.loopeval.offline import frames_from_traversal
+    for f in frames_from_traversal(dataset, traversal):
+        if no_odom:
+            f.odom = None
+        yield f
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features-max", type=int, default=300)
     ap.add_argument("--oracle-k", type=int, default=3)
     ap.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE")
+    ap.add_argument("--no-odom", action="store_true",
+                    help="feed no odometry (a robot without it): the pose-consistency check cannot run")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
@@ -85,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from distilvpr_core.infer import load_embedder
     from distilvpr_core.localize.engine import LocalizationEngine
     from distilvpr_core.localize.settings import parse_overrides, settings_from_file
-    from distilvpr_core.loopeval.offline import frames_from_traversal, run_engine
+    from distilvpr_core.loopeval.offline import run_engine
     from distilvpr_core.loopeval.plots import error_cdf_png
     from distilvpr_core.loopeval.pose_metrics import pose_metrics
     from distilvpr_core.mapdb.build import build_map, dataset_stream
@@ -117,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                 cond = ds.traversal(trav).conditions
                 label = f"{trav} ({'/'.join(str(cond.get(k, '')) for k in ('time_of_day', 'weather', 'season'))})"
                 eng = LocalizationEngine(emb, m, settings, source="pose_conditions")
-                outcomes = run_engine(eng, _strided(frames_from_traversal(args.dataset, trav), args.frame_stride))
+                outcomes = run_engine(eng, _strided(_frames(args.dataset, trav, args.no_odom), args.frame_stride))
                 pm = pose_metrics(outcomes, map_xyz, always=True)
-                near = [f for f in _strided(frames_from_traversal(args.dataset, trav), args.frame_stride)
+                near = [f for f in _strided(_frames(args.dataset, trav, args.no_odom), args.frame_stride)
                         if np.min(np.linalg.norm(map_xyz - f.position[None], axis=1)) <= 5.0]
                 oracle = pose_metrics(_oracle(LocalizationEngine(emb, m, settings), near, map_xyz,
                                               args.oracle_k, settings), map_xyz, always=True) if near else None

@@ -29,6 +29,9 @@ def test_summary_reports_both_protocols_per_seed_with_spread(tmp_path):
         (tmp_path / "replay" / path / "metrics.json").write_text(json.dumps({"complete": True, "metrics": {
             "recall_at_n": {"1": 0.5}, "max_recall_at_100_precision": 0.1,
             "latency_s": {"median": 0.01, "p99": 0.02},
+            "operating_point": {"accepted": 3, "accepted_correct": 3},
+            "pose": {"stages": {"published": {"poses": 3, "wrong_closures": 0,
+                                              "share_of_poses": {"0.5m_5deg": 1.0}}}},
             "stages": {"stages": {"raw": stage(0.02, 71, 33), "geometric": stage(0.062, 4, 4)}}}}))
     s = summarise(tmp_path, [0, 1])
     assert s["R@1"]["unseen_places"]["student_distilvpr"] == [40.0, 44.0]
@@ -40,6 +43,9 @@ def test_summary_reports_both_protocols_per_seed_with_spread(tmp_path):
     assert "| geometric stage (offline): max recall at 100 % precision; closures accepted / correct " \
         "at the default settings | 6.2 %; 4 / 4 |" in text
     assert "| raw stage (offline)" in text and "71 / 33" in text
+    # what the node itself published, beside the offline stages
+    assert "| node (ROS): loop closures published / correct; metric poses published / wrong (> 5 m) | " \
+        "3 / 3; 3 / 0 |" in text
     # the per-condition D row, mean over seeds
     assert s["D_by_condition"]["student_distilvpr"]["night/clear/summer"] == [20.0, 24.0]
     assert "| DistilVPR student, R@1 D per query condition | night/clear/summer 22.0; " \

@@ -166,5 +166,34 @@ def test_engine_rejects_a_pose_that_disagrees_with_odometry(parts):
     # The robot claims (odometry) it stood still, but the view is of another place 10 m away.
     third = eng.query(render(SEEDS[2], R_TRUE, C_TRUE), NOW + 2 * 10**9, odom)
     assert third.pose is not None and third.reject == "pose_consistency"
-    # Without odometry PnP inliers alone decide.
-    assert eng.query(render(SEEDS[2], R_TRUE, C_TRUE), NOW + 3 * 10**9).accepted
+    # Without odometry there is nothing to check the pose against: no closure, unless asked for.
+    alone = eng.query(render(SEEDS[2], R_TRUE, C_TRUE), NOW + 3 * 10**9)
+    assert alone.pose is not None and not alone.accepted and alone.reject == "no_odometry"
+    assert alone.pose_consistent is None and not alone.geometry_ok
+    eng.configure(eng.settings.replace(pose_require_odom=False))
+    alone = eng.query(render(SEEDS[2], R_TRUE, C_TRUE), NOW + 4 * 10**9)
+    assert alone.accepted and alone.localized and alone.geometry_ok
+
+
+def test_a_pose_far_from_its_keyframe_or_too_uncertain_is_no_match(parts):
+    # The keyframes of the scene map stand 10 m apart; the query camera is near keyframe 1.
+    from distilvpr_core.localize.geometry import plausible, pose_std_m
+    eng = _engine(parts, pose_consistency_n=1)
+    q = eng.query(render(SEEDS[1], R_TRUE, C_TRUE), NOW)
+    assert q.localized and q.ids[0] == 1
+    kf = np.asarray(eng.map.poses[1], np.float64)
+    d = float(np.linalg.norm(q.pose[:3] - kf[:3]))
+    s = eng.settings
+    assert plausible(q.pose, q.pose_cov, kf, s)
+    assert not plausible(q.pose, q.pose_cov, kf, s.replace(pose_max_keyframe_m=0.5 * d))
+    assert not plausible(q.pose, q.pose_cov, kf + np.r_[20.0, 0, 0, 0, 0, 0, 0], s.replace(pose_max_keyframe_m=10.0))
+    std = pose_std_m(q.pose_cov)
+    assert not plausible(q.pose, q.pose_cov, kf, s.replace(pose_max_std_m=0.5 * std))
+    turned = kf.copy()
+    turned[3:] = rotation_to_quat(rot_y(60.0) @ pose_to_matrix(kf)[:3, :3])
+    assert not plausible(q.pose, q.pose_cov, turned, s.replace(pose_max_keyframe_deg=30.0))
+    # Through the engine: the only candidate with a pose is refused, so nothing is verified.
+    strict = _engine(parts, pose_consistency_n=1, pose_max_std_m=0.5 * std)
+    r = strict.query(render(SEEDS[1], R_TRUE, C_TRUE), NOW)
+    assert not r.accepted and r.reject == "geometry" and r.pose is None
+    assert r.checks.implausible >= 1 and r.checks.metric_map

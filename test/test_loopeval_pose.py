@@ -26,7 +26,8 @@ def _outcome(i, true_xyz, est_offset, est_deg, localized=True, pose=True):
              "odom": None, "pose": est if pose else None, "localized": localized and pose,
              "pose_consistent": True}
     return QueryOutcome(1000 + i, np.asarray(true_xyz, float), True, np.array([0]), np.array([0.9], np.float32),
-                        MAP[:1], accepted=localized, stage=stage, orientation=q_true)
+                        MAP[:1], accepted=localized, stage=stage, orientation=q_true,
+                        published_pose=est if (localized and pose) else None)
 
 
 def _outcomes():
@@ -69,3 +70,14 @@ def test_report_carries_pose_metrics_plot_and_section(tmp_path):
     assert (tmp_path / "pose_error_cdf.png").stat().st_size > 1000
     md = (tmp_path / "report.md").read_text()
     assert "## Metric pose" in md and "pose_error_cdf.png" in md
+
+
+def test_ros_outcomes_score_the_published_poses_only():
+    # The ROS path has no engine record per query, only the node's ~/pose of each frame.
+    outs = _outcomes()
+    for o in outs:
+        o.stage = None
+    pm = pose_metrics(outs, MAP)
+    assert list(pm["stages"]) == ["published"]
+    assert pm["stages"]["published"] == pose_metrics(_outcomes(), MAP)["stages"]["published"]
+    assert pm["latency_s"]["verify_and_pose_p50"] is None

@@ -70,6 +70,19 @@ def test_a_metric_map_recommends_pnp_min_inliers():
     assert m["recommended"]["params"] == {"verify": True, "score_threshold": 0.5, "pnp_min_inliers": 12}
 
 
+def test_a_metric_pose_the_pose_checks_refused_is_no_geometric_closure():
+    # The demo counted a PnP pose with enough inliers as an accepted closure although the
+    # odometry check refused it (so the node never published it).
+    s = LocalizerSettings(score_threshold=0.5, pnp_min_inliers=6)
+    outs = [outcome(0, 0.0, [0], [0.9], 40), outcome(1, 100.0, [0], [0.95], 9)]
+    for o, ok in zip(outs, (True, False)):
+        o.stage.update(pose=np.zeros(7), geometry_ok=ok)
+    p = stage_predictions(outs, 25.0, s, seq_n=3)
+    assert p["geometric"][0][0] == 40 and np.isnan(p["geometric"][0][1])
+    op = stage_metrics(outs, np.ones(2, bool), 25.0, s, metric=True)["stages"]["geometric"]["operating_point"]
+    assert (op["accepted"], op["correct"]) == (1, 1)
+
+
 def test_sequence_stage_passes_only_where_odometry_and_map_steps_agree():
     s = LocalizerSettings(sequence_tolerance_m=5.0, sequence_min_score=1.0)
     outs = [outcome(0, 0.0, [0], [0.9], 30, odom_x=0.0), outcome(1, 100.0, [1], [0.9], 30, odom_x=100.0),

@@ -62,3 +62,28 @@ def test_loop_closure_scope_session_keeps_only_this_runs_keyframes():
     assert outputs.in_scope("session", 10, 10) and outputs.in_scope("session", 11, 10)
     assert not outputs.in_scope("session", 9, 10)        # prior-map keyframe
     assert not outputs.in_scope("session", 9, None)      # no image yet
+
+
+def test_refused_odometry_is_logged_with_its_reason():
+    # The log said "NaN/inf or |value| > 1e9" for every refusal, also for an all-zero quaternion.
+    import types
+    from nav_msgs.msg import Odometry
+    from distilvpr_core.localize.odom import OdomBuffer
+    from distilvpr_ros.localizer_wiring import LocalizerMixin
+    logged = []
+    node = types.SimpleNamespace(stats=NodeStats(), log_bad=lambda kind, text: logged.append((kind, text)),
+                                 engine=types.SimpleNamespace(add_odometry=lambda st, p: OdomBuffer().add(st, p)))
+    msg = Odometry()
+    msg.pose.pose.orientation.w = 0.0        # all-zero orientation
+    LocalizerMixin._on_odom(node, msg)
+    msg.pose.pose.orientation.w, msg.pose.pose.position.x = 1.0, float("nan")
+    LocalizerMixin._on_odom(node, msg)
+    msg.pose.pose.position.x = 2e9
+    LocalizerMixin._on_odom(node, msg)
+    msg.pose.pose.position.x = 1.0
+    LocalizerMixin._on_odom(node, msg)
+    assert [k for k, _ in logged] == ["odom_nonfinite"] * 3 and node.stats.bad["odom_nonfinite"] == 3
+    assert "not a unit quaternion (norm 0," in logged[0][1]
+    assert "NaN/inf" in logged[1][1] and "quaternion" not in logged[1][1]
+    assert "|value| > 1e+09" in logged[2][1]
+    assert node.stats.counts["odom_received"] == 1

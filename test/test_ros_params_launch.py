@@ -311,6 +311,31 @@ def test_cli_overrides_are_type_checked_as_rclpy_would():
     check_cli_overrides(["p", "--ros-args", "-p", "use_sim_time:=true", "-p", "map_frame:=odom"])
 
 
+def test_cli_override_alias_bomb_is_refused_before_it_is_expanded(repo_root):
+    # yaml.safe_load followed every alias of a -p value, and the type error's repr walked the
+    # 10**9 nodes of a few hundred bytes (a hang).  Run in a child so old code fails, not hangs.
+    import subprocess
+    import sys
+    bomb = "[" + ", ".join(["&a0 [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]) + "]"
+    code = ("import sys\nfrom distilvpr_core.foundation.errors import UserError\n"
+            "from distilvpr_ros.params import check_cli_overrides\n"
+            "try:\n    check_cli_overrides(['p', '--ros-args', '-p', 'top_k:=' + sys.argv[1]])\n"
+            "except UserError as exc:\n    print(exc)\n")
+    try:
+        out = subprocess.run([sys.executable, "-c", code, bomb], cwd=repo_root, capture_output=True,
+                             text=True, timeout=30).stdout
+    except subprocess.TimeoutExpired:
+        pytest.fail("a YAML alias bomb in a -p value was expanded (no answer in 30 s)")
+    assert "-p top_k:=...: YAML expands to more than" in out and "alias bomb" in out, out
+    from distilvpr_ros.params import check_cli_overrides
+    with pytest.raises(UserError, match=r"-p map_frame:=\.\.\.: .* bytes of YAML, more than"):
+        check_cli_overrides(["p", "--ros-args", "-p", "map_frame:=" + "a" * (2 << 20)])
+    # Text that is not YAML at all is still the string rcl would take it for.
+    with pytest.raises(UserError, match=r"parameter 'top_k': -p top_k:=\[1, is str '\[1,', expected int"):
+        check_cli_overrides(["p", "--ros-args", "-p", "top_k:=[1,"])
+
+
 def test_respawn_backs_off_on_configuration_errors(repo_root, monkeypatch):
     # A permanent configuration error (exit 2) restarted the node every 1.8 s forever.
     _, nodes, handlers = _run_launch_file(repo_root, monkeypatch, respawn="true", respawn_delay="1.0")

@@ -171,3 +171,29 @@ def test_publish_tf_needs_tf2_msgs_and_says_so():
             tf_message_type()
     else:
         assert tf_message_type().__name__ == "TFMessage"
+
+
+@pytest.mark.slow
+def test_replay_eval_through_the_node_reports_pose_errors_like_offline(town, tmp_path):
+    # The ROS report scored only ~/candidates: no pose errors or threshold shares from the node.
+    import json
+    from distilvpr_ros.replay.replay_eval import run
+    from test_replay_helpers import eval_args
+    out = tmp_path / "cmp"
+    argv = ["--bag", str(town["bag"]), "--map", str(town["map"]), "--model", str(town["model"]),
+            "--out", str(out), "--compare-offline", "--pacing", "lockstep"]
+    for k, v in PARAMS.items():
+        argv += ["--node-param", f"{k}:={v}"]
+    assert run(eval_args(*argv)) == 0
+    ros = json.loads((out / "ros" / "metrics.json").read_text())["metrics"]["pose"]
+    off = json.loads((out / "offline" / "metrics.json").read_text())["metrics"]["pose"]
+    assert list(ros["stages"]) == ["published"]          # the node shows only what it publishes
+    r, o = ros["stages"]["published"], off["stages"]["published"]
+    assert r["poses"] >= 1 and r["poses"] == o["poses"] and r["revisits"] == o["revisits"]
+    for key in ("share_of_poses", "share_of_revisits", "translation_m", "rotation_deg"):
+        assert r[key] == pytest.approx(o[key], abs=1e-6), key
+    assert r["wrong_closures"] == o["wrong_closures"] == 0
+    assert set(r["share_of_poses"]) == {"0.25m_2deg", "0.5m_5deg", "5m_10deg"}
+    assert r["share_of_poses"]["5m_10deg"] == 1.0
+    report = (out / "ros" / "report.md").read_text()
+    assert "## Metric pose" in report and (out / "ros" / "pose_error_cdf.png").stat().st_size > 0

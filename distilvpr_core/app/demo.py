@@ -194,12 +194,24 @@ def summarise(out: Path, seeds: list[int] | None = None) -> dict[str, Any]:
                           "accepted": st["operating_point"]["accepted"],
                           "correct": st["operating_point"]["correct"]}
                    for name, st in ((offline["metrics"].get("stages") or {}).get("stages") or {}).items()},
+        # What the node itself published through ROS: loop closures (correct = within the
+        # radius) and, on a map with 3D points, metric poses more than 5 m off.
+        "node_published": _published(m),
         "node_latency_p50_ms": None if lat["median"] is None else 1000 * lat["median"],
         "node_latency_p99_ms": None if lat["p99"] is None else 1000 * lat["p99"],
         "replay_complete": ros.get("complete", False),
         "report": str(out / "replay" / "ros" / "report.md"),
         "plots": sorted(str(p) for p in (out / "replay" / "ros").glob("*.png")),
     }
+
+
+def _published(m: dict[str, Any]) -> dict[str, Any]:
+    """Closures the node published (ROS metrics.json): accepted, correct, wrong metric poses."""
+    op = m.get("operating_point") or {}
+    pub = ((m.get("pose") or {}).get("stages") or {}).get("published") or {}
+    return {"accepted": op.get("accepted"), "correct": op.get("accepted_correct"),
+            "poses": pub.get("poses"), "wrong_poses": pub.get("wrong_closures"),
+            "poses_within_0.5m_5deg": (pub.get("share_of_poses") or {}).get("0.5m_5deg")}
 
 
 def _pct(v: float | None) -> str:
@@ -240,6 +252,10 @@ def render(s: dict[str, Any]) -> str:
         *(f"| {name} stage (offline): max recall at 100 % precision; closures accepted / correct at "
           f"the default settings | {_pct(st['max_recall_at_100_precision'])}; {st['accepted']} / "
           f"{st['correct']} |" for name, st in s.get("stages", {}).items() if name in ("raw", "geometric")),
+        *([f"| node (ROS): loop closures published / correct; metric poses published / wrong (> 5 m) | "
+           f"{pub['accepted']} / {pub['correct']}; "
+           + (f"{pub['poses']} / {pub['wrong_poses']} |" if pub.get("poses") is not None else "no metric map |")]
+          if (pub := s.get("node_published") or {}).get("accepted") is not None else []),
         f"| node latency p50 / p99 | {s['node_latency_p50_ms']:.1f} / {s['node_latency_p99_ms']:.1f} ms |"
         if s["node_latency_p50_ms"] is not None else "| node latency p50 / p99 | n/a |",
     ]

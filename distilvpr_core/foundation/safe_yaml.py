@@ -28,6 +28,10 @@ MAX_NODES = 100_000
 MAX_DEPTH = 64
 
 
+class InvalidYAML(UserError):
+    """The text is not YAML at all (a syntax error), as opposed to YAML refused for its size."""
+
+
 def _expanded_size(root: yaml.Node, where: str) -> None:
     """UserError if ``root`` expands to more than MAX_NODES nodes, nests deeper than
     MAX_DEPTH, or refers to itself (an alias inside its own anchor)."""
@@ -84,7 +88,7 @@ def load_yaml(text: str | bytes, where: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise UserError(f"{where}: not valid YAML{at}: {str(problem)[:120]}") from None
+        raise InvalidYAML(f"{where}: not valid YAML{at}: {str(problem)[:120]}") from None
     except RecursionError:  # the composer recurses per nesting level
         raise UserError(f"{where}: YAML nests too deeply; refused") from None
     finally:

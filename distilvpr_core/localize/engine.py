@@ -46,8 +46,8 @@ class QueryResult:
     candidate geometric verification chose (``match_rank`` in retrieval
     order) is moved to the front.  ``accepted`` says whether that match
     passed every enabled stage; otherwise ``reject`` is ``"empty"``,
-    ``"score"``, ``"consistency"``, ``"sequence"``, ``"geometry"`` or
-    ``"pose_consistency"``.
+    ``"score"``, ``"consistency"``, ``"sequence"``, ``"geometry"``,
+    ``"pose_consistency"`` or ``"no_odometry"`` (metric map, the check needs odometry).
     ``raw_score``: retrieval top-1 cosine; ``sequence_score`` in [0, 1] or NaN
     (off / not enough history); ``checks``: verification of the candidates
     (retrieval order) or None when it did not run; ``verified``: the match
@@ -55,7 +55,9 @@ class QueryResult:
     ``pose_cov`` float64 [6, 6] (x y z roll pitch yaw): base_link in the map
     frame from PnP on the match (metric maps; None otherwise or when PnP found
     none); ``pose_consistent``: the pose consistency stage's verdict (None: not
-    checked, no odometry or no metric map).  ``embed_s``, ``search_s``,
+    checked, no odometry or no metric map); ``geometry_ok``: the whole geometric
+    acceptance passed (verified and, on a metric map, pose consistent, with
+    odometry where ``pose_require_odom`` asks for it), whatever the other stages said.  ``embed_s``, ``search_s``,
     ``verify_s`` are wall-clock seconds; ``added_id`` is the new keyframe id
     with online mapping, else -1.
     """
@@ -77,6 +79,7 @@ class QueryResult:
     pose: np.ndarray | None = None
     pose_cov: np.ndarray | None = None
     pose_consistent: bool | None = None
+    geometry_ok: bool = False
 
     @property
     def localized(self) -> bool:
@@ -221,6 +224,10 @@ class LocalizationEngine:
             reject = "geometry"
         if reject is None and self.verifying and pose_ok is False:
             reject = "pose_consistency"  # the PnP pose disagrees with the odometry
+        no_odom = bool(pose_ok is None and self.verifier.metric and s.pose_require_odom
+                       and s.pose_consistency_n > 1)
+        if reject is None and self.verifying and no_odom:
+            reject = "no_odometry"  # nothing to check the PnP pose against
         order = np.r_[match, np.delete(np.arange(len(ids)), match)].astype(np.int64) if len(ids) else ids
         verify_s = time.perf_counter() - t3
         added = -1
@@ -238,4 +245,5 @@ class LocalizationEngine:
                            added_id=added, match_rank=match,
                            raw_score=float(scores[0]) if len(ids) else float("nan"), sequence_score=seq,
                            checks=checks, verified=bool(verified), verify_s=verify_s, pose=pose,
-                           pose_cov=None if pose is None else checks.pose_cov, pose_consistent=pose_ok)
+                           pose_cov=None if pose is None else checks.pose_cov, pose_consistent=pose_ok,
+                           geometry_ok=bool(verified and pose_ok is not False and not no_odom))

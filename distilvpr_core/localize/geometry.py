@@ -7,9 +7,10 @@ screens the best ``verify_top_k`` candidates with a fundamental-matrix RANSAC
 (:func:`features.two_view.verify`), and then
 
 * map with 3D points: PnP with RANSAC on each screened candidate's 2D-3D
-  matches (:func:`features.pnp.solve`); the candidate with most PnP inliers
-  is the match, and its pose is the robot's metric pose in the map frame
-  with a covariance from the inlier geometry;
+  matches (:func:`features.pnp.solve`); among the candidates whose pose is
+  :func:`plausible` (tight enough, near the keyframe it matched) the one with
+  most PnP inliers is the match, and its pose is the robot's metric pose in
+  the map frame with a covariance from the inlier geometry;
 * map without points: the essential matrix of the candidate with most
   screened inliers gives the rotation and the unit translation direction
   (:func:`relative_covariance`).
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..features import pnp, registry, two_view
-from ..features.rotations import pose_to_matrix, rotation_to_quat  # noqa: F401  (re-exported)
+from ..features.rotations import pose_to_matrix, rotation_angle_deg, rotation_to_quat  # noqa: F401  (re-exported)
 from ..features.types import Features
 from .ports import PlaceMap
 
@@ -41,9 +42,10 @@ class CandidateChecks:
     5; ``result`` its :class:`two_view.Verification`; ``query_features`` how
     many the query had; ``seconds`` wall time of extraction + verification;
     ``why`` says why nothing could be verified (image size not the map
-    camera's).  Metric maps: ``pnp`` the best candidate's
+    camera's).  Metric maps (``metric_map``): ``pnp`` the best candidate's
     :class:`pnp.PnPResult`, ``pose`` float64 [7] base_link in the map frame
-    and ``pose_cov`` float64 [6, 6] (x y z roll pitch yaw), None without a pose.
+    and ``pose_cov`` float64 [6, 6] (x y z roll pitch yaw), None without a pose;
+    ``implausible`` counts the candidates whose PnP pose :func:`plausible` refused.
     """
     inliers: np.ndarray
     ratios: np.ndarray
@@ -55,6 +57,8 @@ class CandidateChecks:
     pnp: pnp.PnPResult | None = None
     pose: np.ndarray | None = None
     pose_cov: np.ndarray | None = None
+    metric_map: bool = False
+    implausible: int = 0
 
     @property
     def metric(self) -> bool:
@@ -125,9 +129,11 @@ class GeometricVerifier:
 
     def _metric(self, qf: Features, ids: np.ndarray, screened: dict, inliers: np.ndarray,
                 ratios: np.ndarray, settings, t0: float) -> CandidateChecks:
-        """PnP on every screened candidate; the one with most PnP inliers is the match."""
+        """PnP on every screened candidate; among the poses :func:`plausible` keeps, the one
+        with most PnP inliers is the match."""
         store = self.map.features
-        best, best_pnp = -1, None
+        T_cam_base = np.linalg.inv(pose_to_matrix(store.T_base_camera))
+        best, best_pnp, pose, cov, refused = -1, None, None, None, 0
         for rank, res in screened.items():
             kid = int(ids[rank])
             pairs = res.extra.get("pairs")
@@ -138,14 +144,34 @@ class GeometricVerifier:
                           seed=kid)
             inliers[rank] = r.inliers
             ratios[rank] = r.inliers / max(len(pairs), 1)
-            if r.ok and (best_pnp is None or r.inliers > best_pnp.inliers):
-                best, best_pnp = rank, r
-        pose = cov = None
-        if best_pnp is not None:
-            T_cam_base = np.linalg.inv(pose_to_matrix(store.T_base_camera))
-            pose, cov = pnp.body_pose(best_pnp, T_cam_base)
+            if not r.ok or (best_pnp is not None and r.inliers <= best_pnp.inliers):
+                continue
+            p, c = pnp.body_pose(r, T_cam_base)
+            if not plausible(p, c, np.asarray(self.map.poses[kid], np.float64), settings):
+                refused += 1
+                continue
+            best, best_pnp, pose, cov = rank, r, p, c
         return CandidateChecks(inliers, ratios, best, screened.get(best), len(qf),
-                               time.perf_counter() - t0, pnp=best_pnp, pose=pose, pose_cov=cov)
+                               time.perf_counter() - t0, pnp=best_pnp, pose=pose, pose_cov=cov,
+                               metric_map=True, implausible=refused)
+
+
+def pose_std_m(cov: np.ndarray) -> float:
+    """Position std-dev of a 6x6 pose covariance (x y z first), metres: sqrt of the xyz trace."""
+    return float(np.sqrt(max(float(np.trace(np.asarray(cov)[:3, :3])), 0.0)))
+
+
+def plausible(pose: np.ndarray, cov: np.ndarray, keyframe_pose: np.ndarray, settings) -> bool:
+    """Whether a PnP pose (float64 [7] base_link in map, covariance float64 [6, 6]) can be a
+    match to the keyframe (float64 [7]) whose 3D points gave it: its position std-dev is
+    at most ``pose_max_std_m``, and it lies within ``pose_max_keyframe_m`` /
+    ``pose_max_keyframe_deg`` of the keyframe (a query that sees a keyframe's points
+    stands near it; a degenerate PnP on a few inliers lands metres or floors away)."""
+    if pose_std_m(cov) > settings.pose_max_std_m:
+        return False
+    T, K = pose_to_matrix(pose), pose_to_matrix(keyframe_pose)
+    return bool(np.linalg.norm(T[:3, 3] - K[:3, 3]) <= settings.pose_max_keyframe_m
+                and rotation_angle_deg(K[:3, :3].T @ T[:3, :3]) <= settings.pose_max_keyframe_deg)
 
 
 def cv2_seed(seed: int) -> None:
@@ -156,9 +182,9 @@ def cv2_seed(seed: int) -> None:
 
 def passes(checks: CandidateChecks | None, settings) -> bool:
     """Whether the best verified candidate meets the inlier count and ratio settings
-    (metric maps: a PnP pose with at least ``pnp_min_inliers`` inliers)."""
-    if checks is not None and checks.pnp is not None:
-        return checks.metric and checks.pnp.inliers >= settings.pnp_min_inliers
+    (metric maps: a plausible PnP pose with at least ``pnp_min_inliers`` inliers)."""
+    if checks is not None and checks.metric_map:
+        return checks.metric and checks.pnp is not None and checks.pnp.inliers >= settings.pnp_min_inliers
     if checks is None or checks.best < 0 or checks.result is None or checks.result.rotation is None:
         return False
     return (int(checks.inliers[checks.best]) >= settings.verify_min_inliers

@@ -37,14 +37,29 @@ MAX_ABS = MAX_POSITION_M
 RESTART_S = 5.0
 
 
+def why_implausible(pose: np.ndarray) -> str | None:
+    """Why a float64 [7] odometry pose is refused, in words for the log, or None when it
+    is :func:`plausible`: a NaN/inf, a value beyond :data:`MAX_ABS`, or a quaternion
+    whose norm is not 1 within the map's tolerance (the norm is named)."""
+    pose = np.asarray(pose, np.float64).reshape(-1)
+    with np.errstate(all="ignore"):  # the check itself must not warn on 1e308
+        if not np.all(np.isfinite(pose)):
+            return "odometry pose has NaN/inf"
+        if not np.all(np.abs(pose) <= MAX_ABS):
+            return f"odometry pose has |value| > {MAX_ABS:g}"
+        norm = float(np.linalg.norm(pose[3:]))
+    if abs(norm - 1.0) > QUAT_NORM_TOL:
+        return (f"odometry orientation is not a unit quaternion (norm {norm:.4g}, expected 1 within "
+                f"{QUAT_NORM_TOL:g}; an all-zero orientation is no rotation)")
+    return None
+
+
 def plausible(pose: np.ndarray) -> bool:
     """True for a finite float64 [7] pose whose values are all within :data:`MAX_ABS`
     (= the map's position bound) and whose quaternion has unit norm within the map's
     tolerance (mapdb/invariants.py): online mapping must never hand ``PriorMap.add``
     a pose it refuses (an all-zero orientation is no rotation)."""
-    with np.errstate(all="ignore"):  # the check itself must not warn on 1e308
-        return bool(np.all(np.isfinite(pose)) and np.all(np.abs(pose) <= MAX_ABS)
-                    and abs(float(np.linalg.norm(pose[3:])) - 1.0) <= QUAT_NORM_TOL)
+    return why_implausible(pose) is None
 
 
 class OdomBuffer:

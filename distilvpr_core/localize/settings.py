@@ -101,6 +101,19 @@ class LocalizerSettings:
                                    lo=0.0, hi=10000.0)
     pose_consistency_deg: float = _s(5.0, "pose consistency: map->odom rotation agreement, degrees",
                                      lo=0.0, hi=180.0)
+    pose_require_odom: bool = _s(True, "map with 3D points and pose_consistency_n > 1: a frame without "
+                                 "odometry publishes no closure or pose (nothing to check the PnP pose "
+                                 "against; rejected as no_odometry); false = PnP alone decides then")
+    pose_max_std_m: float = _s(0.25, "map with 3D points: accept a PnP pose only when its position "
+                               "std-dev (square root of the covariance trace, metres) is at most this "
+                               "(0.25: no wrong PnP pose left on the validation drives, docs/replay_eval.md)",
+                               lo=0.0, hi=1.0e6)
+    pose_max_keyframe_m: float = _s(25.0, "map with 3D points: a PnP pose farther than this from the "
+                                    "matched keyframe (metres) is no match to it (the query sees that "
+                                    "keyframe's 3D points; 25 = the radius of a correct match)",
+                                    lo=0.0, hi=1.0e6)
+    pose_max_keyframe_deg: float = _s(45.0, "map with 3D points: a PnP pose turned more than this from "
+                                      "the matched keyframe (degrees) is no match to it", lo=0.0, hi=180.0)
     publish_tf: bool = _s(False, "broadcast map_frame -> odom_frame on /tf from each published ~/pose "
                           "(as AMCL does; needs odometry and tf2_msgs)", read_only=True)
     odom_frame: str = _s("odom", "child frame of the map -> odom transform on /tf (publish_tf)")

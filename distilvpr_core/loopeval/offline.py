@@ -87,7 +87,8 @@ def run_engine(engine: Any, frames: Iterable[Frame], warm_up: bool = True,
             continue
         outcomes.append(QueryOutcome(f.stamp_ns, f.position, True, q.ids, q.scores, q.poses[:, :3],
                                      latency_s=elapsed, accepted=bool(q.accepted),
-                                     stage=stage_record(q, res.odom), orientation=f.orientation))
+                                     stage=stage_record(q, res.odom), orientation=f.orientation,
+                                     published_pose=np.asarray(q.pose, np.float64) if q.localized else None))
     return outcomes
 
 
@@ -104,7 +105,8 @@ def stage_record(q: Any, odom: np.ndarray | None) -> dict[str, Any]:
             # Metric maps: the PnP pose of the verified match (even when a later stage
             # rejected it), whether it was published, the pose-consistency verdict.
             "pose": None if q.pose is None else np.asarray(q.pose, np.float64),
-            "localized": bool(q.localized), "pose_consistent": q.pose_consistent}
+            "localized": bool(q.localized), "pose_consistent": q.pose_consistent,
+            "geometry_ok": bool(q.geometry_ok)}
 
 
 def frames_from_bag(reader: BagReader, image_topic: str,

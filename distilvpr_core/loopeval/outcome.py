@@ -41,6 +41,10 @@ class QueryOutcome:
             None, ``match_orientation`` float64 [4] of the first candidate,
             ``embed_s``, ``verify_s``, ``odom`` float64 [3] or None.
         orientation: float64 [4] ground-truth x y z w (map frame) or None.
+        published_pose: float64 [7] the metric pose the localizer published on
+            ``~/pose`` for this frame (base_link in the map frame, x y z qx qy qz
+            qw), or None: offline from the engine's accepted PnP pose, on the ROS
+            path from the node's ``~/pose`` messages.
     """
 
     stamp_ns: int
@@ -53,6 +57,7 @@ class QueryOutcome:
     accepted: bool | None = None
     stage: dict | None = None
     orientation: np.ndarray | None = None
+    published_pose: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.stamp_ns = int(self.stamp_ns)

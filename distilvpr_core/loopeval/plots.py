@@ -123,8 +123,8 @@ def trajectory_png(outcomes: Sequence[QueryOutcome], map_positions: np.ndarray |
             p = np.stack(pts)
             ax.plot(p[:, 0], p[:, 1], "o", color=colors[key], ms=4, zorder=3,
                     label=f"{key} ({len(pts)})", mfc=colors[key] if key != "no match" else "none")
-    loc = [(o.position, o.stage["pose"]) for o in outcomes
-           if o.position is not None and o.stage is not None and o.stage.get("localized")]
+    loc = [(o.position, o.published_pose) for o in outcomes
+           if o.position is not None and o.published_pose is not None]
     if loc:
         ax.add_collection(LineCollection([[a[:2], b[:2]] for a, b in loc], colors="tab:blue",
                                          linewidths=0.8, zorder=4))

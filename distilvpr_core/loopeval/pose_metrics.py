@@ -7,7 +7,8 @@ rotation error (deg, angle of R_est^T R_true).  Two stages:
 
 * ``pnp``: every verified PnP pose (``pnp_min_inliers`` met), before the
   pose-consistency check;
-* ``published``: the poses the localizer accepts and publishes on ``~/pose``.
+* ``published``: the poses the localizer accepts and publishes on ``~/pose``
+  (:attr:`QueryOutcome.published_pose`; the ROS path sees only this stage).
 
 Per stage: the count, median and p90 errors, the share within (0.25 m, 2 deg),
 (0.5 m, 5 deg) and (5 m, 10 deg) -- the thresholds of the public
@@ -44,12 +45,11 @@ def errors(outcomes: Sequence[QueryOutcome], stage: str) -> np.ndarray:
     """float64 [Q, 2] (m, deg) per query; NaN rows where the stage gave no pose or no truth."""
     out = np.full((len(outcomes), 2), np.nan)
     for i, o in enumerate(outcomes):
-        st = o.stage
-        if st is None or st.get("pose") is None or o.position is None or o.orientation is None:
+        if o.position is None or o.orientation is None:
             continue
-        if stage == "published" and not st.get("localized"):
-            continue
-        out[i] = pose_error(st["pose"], o.position, o.orientation)
+        est = o.published_pose if stage == "published" else (o.stage or {}).get("pose")
+        if est is not None:
+            out[i] = pose_error(est, o.position, o.orientation)
     return out
 
 
@@ -98,11 +98,14 @@ def pose_metrics(outcomes: Sequence[QueryOutcome], map_positions: np.ndarray | N
     """Per-stage pose metrics (JSON-ready), or None when no query carried a pose estimate
     (a map without 3D points, or the ROS path) unless ``always`` (a metric map whose
     queries all failed: zeros, not nothing).  ``map_positions`` float64 [M, 3]."""
-    if not always and not any(o.stage is not None and o.stage.get("pose") is not None for o in outcomes):
+    if not always and not any(o.published_pose is not None or (o.stage or {}).get("pose") is not None
+                              for o in outcomes):
         return None
     revisit = np.asarray(revisit_mask(outcomes, map_positions, right_m), bool)
+    # The ROS path (no engine record per query) sees only what the node published.
+    stages = STAGES if any(o.stage is not None for o in outcomes) else ("published",)
     out: dict[str, Any] = {"thresholds": [list(t) for t in THRESHOLDS], "wrong_m": WRONG_M,
-                           "stages": {s: stage_summary(errors(outcomes, s), revisit) for s in STAGES},
+                           "stages": {s: stage_summary(errors(outcomes, s), revisit) for s in stages},
                            "retrieval": retrieval_ceiling(outcomes, revisit, right_m)}
     ver = [o.stage["verify_s"] for o in outcomes if o.stage is not None and o.stage["verify_ran"]]
     emb = [o.stage["embed_s"] for o in outcomes if o.stage is not None]

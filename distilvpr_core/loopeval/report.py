@@ -104,7 +104,7 @@ def _markdown(result: dict[str, Any]) -> str:
 
 def pose_markdown(pose: dict[str, Any]) -> list[str]:
     """The report's "Metric pose" section (loopeval/pose_metrics.py)."""
-    keys = list(pose["stages"]["pnp"]["share_of_poses"])
+    keys = list(next(iter(pose["stages"].values()))["share_of_poses"])
     lines = ["## Metric pose (PnP on the map's 3D points)", "",
              "| stage | poses | median m | p90 m | median deg | "
              + " | ".join(f"within {k.replace('_', ', ')}" for k in keys)
@@ -150,7 +150,7 @@ def write_report(out_dir: str | Path, outcomes: Sequence[QueryOutcome],
                  map_positions: np.ndarray | None, cfg: EvalConfig | None = None,
                  meta: dict[str, Any] | None = None, missing: Sequence[str] = (),
                  notes: Sequence[str] = (), extra_counts: dict[str, int] | None = None,
-                 stages: dict[str, Any] | None = None) -> dict[str, Any]:
+                 stages: dict[str, Any] | None = None, metric_map: bool = False) -> dict[str, Any]:
     """Compute the metrics and write the report directory; return metrics.json's content.
 
     Args:
@@ -163,6 +163,8 @@ def write_report(out_dir: str | Path, outcomes: Sequence[QueryOutcome],
         extra_counts: added to ``metrics.counts`` (e.g. unmatched answers).
         stages: per-stage metrics (loopeval/stages.py): ``metrics.stages``,
             a report section and ``pr_stages.png``.
+        metric_map: the map has 3D points, so ``metrics.pose`` is written even when
+            no query got a pose (zeros, not nothing).
     """
     cfg = cfg or EvalConfig()
     out = Path(out_dir)
@@ -171,7 +173,7 @@ def write_report(out_dir: str | Path, outcomes: Sequence[QueryOutcome],
     metrics["counts"].update(extra_counts or {})
     if stages is not None:
         metrics["stages"] = stages
-    pose = pose_metrics(outcomes, map_positions)
+    pose = pose_metrics(outcomes, map_positions, always=metric_map)
     if pose is not None:
         metrics["pose"] = pose
     meta = {k: v for k, v in (meta or {}).items()}

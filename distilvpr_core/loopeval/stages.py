@@ -11,7 +11,9 @@ record (:attr:`QueryOutcome.stage`) gives each stage's prediction:
   ``sequence_min_score``; scored by cosine.
 * ``geometric``: the verified match (the candidate with most inliers among
   the top ``verify_top_k``), kept when its cosine reaches
-  ``score_threshold``; scored by its inlier count.
+  ``score_threshold``; scored by its inlier count.  On a map with 3D points a
+  PnP pose the engine's pose checks refused (inconsistent with the odometry,
+  or no odometry to check it against) predicts nothing: it is never published.
 * ``both``: ``geometric`` kept only when the sequence gate passes.
 
 A query predicts nothing in a stage when that stage drops it; precision and
@@ -69,7 +71,10 @@ def stage_predictions(outcomes: Sequence[QueryOutcome], radius_m: float, s: Any,
         d = np.linalg.norm(o.cand_positions - o.position[None], axis=1) <= radius_m
         top = 1 if (o.stage["match_rank"] > 0 and len(o.cand_ids) > 1) else 0
         raw_s[i], raw_ok[i] = o.stage["raw_score"], d[top]
-        if o.stage["inliers"] >= 0 and float(o.cand_scores[0]) >= s.score_threshold:
+        # A metric map's geometric acceptance includes the pose checks (consistency with the
+        # odometry): a verified PnP pose they refuse is never published, so it predicts nothing.
+        refused = o.stage.get("pose") is not None and not o.stage.get("geometry_ok", True)
+        if o.stage["inliers"] >= 0 and float(o.cand_scores[0]) >= s.score_threshold and not refused:
             geo_s[i], geo_ok[i] = o.stage["inliers"], d[0]
     gate = seq >= s.sequence_min_score  # NaN fails
     return {"raw": (raw_s, raw_ok), "sequence": (np.where(gate, raw_s, np.nan), raw_ok),

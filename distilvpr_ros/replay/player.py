@@ -50,16 +50,20 @@ class AnswerCollector:
     best-effort publisher); depth 1000 keeps every answer of a replay.  With
     ``accept_topic`` (the node's ``~/match_pose``, published only for an
     accepted loop closure, stamped with the query's stamp) the stamps of the
-    accepted queries are recorded in ``accepted``.
+    accepted queries are recorded in ``accepted``; with ``pose_topic`` (the node's
+    ``~/pose``) every published metric pose, ``poses``: stamp -> float64 [7]
+    x y z qx qy qz qw (base_link in the map frame).
     """
 
-    def __init__(self, node: Any, topic: str, reliable: bool = True, accept_topic: str | None = None) -> None:
+    def __init__(self, node: Any, topic: str, reliable: bool = True, accept_topic: str | None = None,
+                 pose_topic: str | None = None) -> None:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import PointCloud2
         self.topic = topic
         self.answers: list[Answer] = []
         self.errors: list[str] = []
         self.accepted: set[int] = set()
+        self.poses: dict[int, np.ndarray] = {}
         self._stamps: set[int] = set()
         self._cond = threading.Condition()
         qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE if reliable
@@ -69,6 +73,17 @@ class AnswerCollector:
             from geometry_msgs.msg import PoseWithCovarianceStamped
             node.create_subscription(PoseWithCovarianceStamped, accept_topic, self._on_accept,
                                      QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+
+        if pose_topic:
+            from geometry_msgs.msg import PoseWithCovarianceStamped
+            node.create_subscription(PoseWithCovarianceStamped, pose_topic, self._on_pose,
+                                     QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+
+    def _on_pose(self, msg: Any) -> None:
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        with self._cond:
+            self.poses[int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)] = \
+                np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w], np.float64)
 
     def _on_accept(self, msg: Any) -> None:
         with self._cond:

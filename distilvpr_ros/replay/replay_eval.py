@@ -38,7 +38,7 @@ from distilvpr_core.localize.settings import (DEFAULTS, LocalizerSettings, parse
 from distilvpr_core.loopeval.config import EvalConfig
 from distilvpr_core.loopeval.groundtruth import bag_track, positions_at
 from distilvpr_core.loopeval.matching import match_answers
-from distilvpr_core.loopeval.offline import evaluate_bag, frames_from_traversal, run_engine
+from distilvpr_core.loopeval.offline import attach_orientations, evaluate_bag, frames_from_traversal, run_engine
 from distilvpr_core.loopeval.report import compare_reports, write_report
 from distilvpr_core.loopeval.stages_report import offline_stages, recommendation_line
 
@@ -137,12 +137,19 @@ def _eval_config(args: argparse.Namespace) -> EvalConfig:
     return load_config(EvalConfig, data={"radius_m": args.radius_m, "recall_ns": list(args.recall_n)})
 
 
-def _map_positions(args: argparse.Namespace, notes: list[str]) -> np.ndarray | None:
+def _map_positions(args: argparse.Namespace, notes: list[str]) -> tuple[np.ndarray | None, bool]:
+    """(keyframe positions float64 [M, 3] or None without --map, whether the map has 3D points)."""
     if not args.map:
         notes.append("no --map: every query with ground truth counts as a revisit")
-        return None
+        return None, False
     from distilvpr_core.mapdb import PriorMap
-    return np.asarray(PriorMap.load(args.map).poses, np.float64)[:, :3]
+    m = PriorMap.load(args.map)
+    return np.asarray(m.poses, np.float64)[:, :3], _metric(m)
+
+
+def _metric(prior_map: Any) -> bool:
+    """Whether the map's features carry 3D points (the node then publishes ~/pose)."""
+    return prior_map.features is not None and bool(prior_map.features.has_points)
 
 
 def _meta(args: argparse.Namespace, path: str, **extra: Any) -> dict[str, Any]:
@@ -200,7 +207,8 @@ def run_offline(args: argparse.Namespace, out: Path, settings: LocalizerSettings
     notes += _cap_note(settings.top_k, cfg)
     st = offline_stages(outcomes, prior_map, cfg, settings, args.dataset or args.bag, notes)
     print(recommendation_line(st["recommended"]))
-    return write_report(out, outcomes, np.asarray(prior_map.poses)[:, :3], cfg, meta, missing, notes, stages=st)
+    return write_report(out, outcomes, np.asarray(prior_map.poses)[:, :3], cfg, meta, missing, notes, stages=st,
+                        metric_map=_metric(prior_map))
 
 
 
@@ -213,10 +221,10 @@ def run_ros(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], dict[s
                         "(or pass --node to use a running one)")
     missing: list[str] = []
     notes: list[str] = []
-    map_positions = _map_positions(args, notes)
+    map_positions, metric = _map_positions(args, notes)
     run = RosRun()
     total = 0
-    track = None
+    track = gt_poses = None
     try:
         with BagReader(args.bag) as bag:
             msgtype = bag.check(args.image_topic, IMAGE_TYPES, "; choose one with --image-topic",
@@ -225,6 +233,8 @@ def run_ros(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], dict[s
             track, problem = bag_track(bag, args.pose_topic)
             if problem:
                 missing.append(f"no ground truth, so no recall/precision: {problem}")
+            else:
+                gt_poses = bag.poses(args.pose_topic)   # orientations too: the ~/pose errors
             run = start_and_replay(args, bag, msgtype, total, out, notes, node_overrides(args))
     except UserError as exc:
         missing.append(str(exc))
@@ -236,6 +246,10 @@ def run_ros(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], dict[s
     gt = (positions_at(*track, stamps, cfg.gt_max_gap_s) if track is not None
           else np.full((len(stamps), 3), np.nan))
     outcomes, summary = match_answers(run.sent, run.answers, gt, run.accepted)
+    for o in outcomes:  # the node's ~/pose of each frame, scored like the offline engine's
+        o.published_pose = run.poses.get(o.stamp_ns)
+    if gt_poses is not None:
+        attach_orientations(outcomes, *gt_poses, cfg.gt_max_gap_s)
     if total and len(run.sent) < total:
         missing.append(f"only {len(run.sent)} of {total} frames were sent")
     notes += _cap_note(run.node_params.get("top_k"), cfg)
@@ -245,7 +259,8 @@ def run_ros(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], dict[s
                  warmup_latency_s=run.warmup_latency_s)
     result = write_report(out, outcomes, map_positions, cfg, meta, missing, notes,
                           {"unmatched_answers": summary.unmatched_answers,
-                           "duplicate_answers": summary.duplicate_answers})
+                           "duplicate_answers": summary.duplicate_answers},
+                          metric_map=metric)
     return result, run.node_params
 
 

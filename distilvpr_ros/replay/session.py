@@ -31,6 +31,7 @@ class RosRun:
     sent: list = field(default_factory=list)
     answers: list = field(default_factory=list)
     accepted: set[int] = field(default_factory=set)
+    poses: dict[int, Any] = field(default_factory=dict)  # stamp -> ~/pose float64 [7]
     problems: list[str] = field(default_factory=list)
     node_params: dict[str, Any] = field(default_factory=dict)
     warmup_latency_s: float | None = None
@@ -129,7 +130,8 @@ def replay_through_node(args: argparse.Namespace, first: Any, records: Iterable[
         player = BagPlayer(ros_node, image_topic, msgtype)
         player.wait_for_subscriber(args.ready_timeout, alive)
         reliable = _reliable_publisher(ros_node, cand_topic, args.ready_timeout, alive)
-        collector = AnswerCollector(ros_node, cand_topic, reliable, accept_topic=f"{fq_name}/match_pose")
+        collector = AnswerCollector(ros_node, cand_topic, reliable, accept_topic=f"{fq_name}/match_pose",
+                                   pose_topic=f"{fq_name}/pose")
         deadline = time.monotonic() + args.ready_timeout
         while collector.subscription.get_publisher_count() == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -151,6 +153,7 @@ def replay_through_node(args: argparse.Namespace, first: Any, records: Iterable[
         if collector is not None:
             run.answers = [a for a in collector.answers if a.stamp_ns != warm_stamp]
             run.accepted = set(collector.accepted) - {warm_stamp}
+            run.poses = {k: v for k, v in collector.poses.items() if k != warm_stamp}
             run.table_errors = list(collector.errors)
         executor.shutdown(timeout_sec=2.0)
         ros_node.destroy_node()
