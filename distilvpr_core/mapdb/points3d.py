@@ -67,8 +67,16 @@ def keypoint_points_map(keypoints: np.ndarray, scan_xyz: np.ndarray, cam: Intrin
                         T_base_lidar: np.ndarray, T_base_camera: np.ndarray,
                         pose_map_base: np.ndarray) -> np.ndarray:
     """float32 [F, 3] map-frame point of each keypoint (NaN where no depth), see module doc."""
+    return points_from_camera(keypoints, camera_points(scan_xyz, T_base_lidar, T_base_camera), cam,
+                              T_base_camera, pose_map_base)
+
+
+def points_from_camera(keypoints: np.ndarray, cam_pts: np.ndarray, cam: Intrinsics,
+                       T_base_camera: np.ndarray, pose_map_base: np.ndarray) -> np.ndarray:
+    """float32 [F, 3] map-frame point of each keypoint float [F, 2] from returns already in
+    the keyframe's camera frame (float [P, 3], e.g. several scans, mapdb/depth_aggregate.py)."""
     kp = np.asarray(keypoints, np.float64).reshape(-1, 2)
-    depth = keypoint_depths(kp, camera_points(scan_xyz, T_base_lidar, T_base_camera), cam)
+    depth = keypoint_depths(kp, cam_pts, cam)
     rays = np.c_[(kp[:, 0] - cam.cx) / cam.fx, (kp[:, 1] - cam.cy) / cam.fy, np.ones(len(kp))]
     p_cam = rays * depth[:, None]
     T = pose_to_matrix(pose_map_base) @ pose_to_matrix(T_base_camera)
