@@ -11,10 +11,12 @@ disagree and the point is NaN rather than a blend of two surfaces; so is a
 keypoint with no return near it (sky, beyond the LiDAR's vertical field).
 Dense returns (several scans, mapdb/depth_aggregate.py) on a surface seen at a
 grazing angle (a wall along the road, the road far ahead) spread more than that
-over 2 px without any edge; so when the returns disagree, a plane is fitted
-(inverse depth is affine in the pixel coordinates on a plane) and the
-keypoint takes the plane's depth if every return lies within ``PLANE_TOL``
-(relative) of it; two surfaces at an edge do not fit one plane and stay NaN.
+over 2 px without any edge, and the nearest return's depth is off by the
+slope; so where at least ``PLANE_MIN`` returns (not on one line) are near, a
+plane is fitted (inverse depth is affine in the pixel coordinates on a plane)
+and the keypoint takes the plane's depth at its pixel if every return lies
+within ``PLANE_TOL`` (relative) of it; two surfaces at an edge do not fit one
+plane and fall back to the rule above (NaN when they disagree).
 The pixel ray scaled to that depth is the point in the camera frame, and the
 keyframe's ground-truth pose (base_link in map) takes it to the map frame.
 """
@@ -69,8 +71,10 @@ def keypoint_depths(keypoints: np.ndarray, cam_pts: np.ndarray, cam: Intrinsics,
         hi = np.where(near, z[None, :], -np.inf).max(axis=1)
         ok = near.any(axis=1) & (hi <= lo * (1.0 + max_spread))
         out[start:start + len(block)] = np.where(ok, lo, np.nan)
-        for b in np.flatnonzero(~ok & (near.sum(axis=1) >= PLANE_MIN)):
-            out[start + b] = _plane_depth(block[b], uv[near[b]], z[near[b]])
+        for b in np.flatnonzero(near.sum(axis=1) >= PLANE_MIN):
+            d = _plane_depth(block[b], uv[near[b]], z[near[b]])
+            if np.isfinite(d):
+                out[start + b] = d
     return out
 
 
