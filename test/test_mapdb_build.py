@@ -257,6 +257,8 @@ def test_depth_from_neighbouring_scans_gives_more_points_on_the_right_pixels(syn
     option are UserErrors naming it."""
     from distilvpr_core.features.rotations import pose_to_matrix
     cfg = MapBuildConfig()
+    assert (cfg.depth.frames, cfg.depth.prefer) == (8, True)      # the default, chosen on validation
+    cfg.depth.frames, cfg.depth.prefer = 0, False
     base = build_map([dataset_stream(synth, "train_noon")], embedder, cfg, progress=False,
                      features_max=100, features_kind="sift")
     cfg.depth.frames, cfg.depth.prefer = 3, True

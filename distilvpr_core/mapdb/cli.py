@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--depth-frames", type=int, metavar="N",
                    help="3D points from the LiDAR scans of the frames within +-N of each keyframe too "
                         "(their poses known; occluded returns dropped), not only its own scan: more "
-                        "features get a 3D point (default: config depth.frames; 0 = own scan only)")
+                        "features get a 3D point (default: config depth.frames, 8; 0 = own scan only)")
     b.add_argument("--out", required=True, help="map directory to write")
     b.add_argument("--overwrite", action="store_true", help="replace an existing map at --out")
     b.add_argument("--quiet", action="store_true", help="no progress bar")

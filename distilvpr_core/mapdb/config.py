@@ -41,10 +41,11 @@ class DepthConfig:
     """How keyframe features get their 3D points from the mapping drive's LiDAR
     (mapdb/points3d.py, mapdb/depth_aggregate.py)."""
 
-    frames: int = field(default=0, metadata=spec(
+    frames: int = field(default=8, metadata=spec(
         "also project the scans of the frames within +-N of a keyframe (their poses known) into it, "
-        "with an occlusion test; 0 = the keyframe's own scan only", ge=0, le=50))
-    prefer: bool = field(default=False, metadata=spec(
+        "with an occlusion test; 0 = the keyframe's own scan only (8: chosen on validation drives, "
+        "docs/local_features.md)", ge=0, le=50))
+    prefer: bool = field(default=True, metadata=spec(
         "extract twice the feature budget and keep the features with a 3D point first"))
 
 
