@@ -171,8 +171,10 @@ def test_map_cli_build_info_verify_query_merge(synth, student, tmp_path, capsys)
 
 def test_bag_camera_info_and_dataset_camera_give_the_same_features(synth, embedder):
     """Intrinsics come from the bag's CameraInfo or the dataset's camera model; both
-    paths store identical local features (same images, same extractor)."""
+    paths store identical local features (same images, same extractor).  depth.prefer off:
+    it would put the dataset's features with a LiDAR point first (the bag has no scans)."""
     cfg = MapBuildConfig()
+    cfg.depth.prefer = False
     bag = synth / "bags" / "train_noon"
     from_bag = build_map([bag_stream(bag, "/camera/image_raw", "/ground_truth/pose", 0.05,
                                      "/camera/camera_info")], embedder, cfg, progress=False, features_max=300)
