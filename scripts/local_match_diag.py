@@ -12,7 +12,8 @@ model) are matched to them with the engine's matcher:
   within 2 px (the detector's share);
 * ``matches``: putative matches per frame (mutual nearest neighbours + ratio test);
 * ``correct``: matches whose keyframe 3D point projects within 3 px of the query
-  keypoint (what PnP can use; a feature without depth never counts).
+  keypoint (what PnP can use; a feature without depth never counts);
+* ``map_features_with_point``: how many of the map's stored features have a 3D point.
 
     python scripts/local_match_diag.py --dataset DIR --map OUT/map_learned \\
         --queries val_dawn train_night --out diag_learned.json
@@ -66,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     T_bc = pose_to_matrix(np.asarray(st.T_base_camera))
     K = st.camera.matrix()
     key_xyz = np.asarray(m.poses)[:, :3]
-    out = {"command": " ".join(sys.argv), "kind": st.kind, "drives": {}}
+    with_pt = sum(int(np.isfinite(st.points(i)).all(axis=1).sum()) for i in range(len(m)))
+    out = {"command": " ".join(sys.argv), "kind": st.kind, "map_features": int(st.counts.sum()),
+           "map_features_with_point": with_pt, "drives": {}}
+    print(f"{args.map}: {with_pt} of {int(st.counts.sum())} map features have a 3D point", flush=True)
     for trav in args.queries:
         t = ds.traversal(trav)
         rep, nm, nc, frames = [], [], [], 0

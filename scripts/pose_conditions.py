@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--local-model", help="ONNX of the learned local features (for --features learned)")
     ap.add_argument("--frame-stride", type=int, default=1, help="query every N-th frame (default 1: all)")
     ap.add_argument("--features-max", type=int, default=300)
+    ap.add_argument("--depth-frames", type=int, help="map build: LiDAR scans of the frames within +-N of a "
+                    "keyframe give its depth too (default: the map build config's depth.frames)")
+    ap.add_argument("--depth-prefer", choices=["on", "off"], help="map build: keep the features with a 3D "
+                    "point first (default: the map build config's depth.prefer)")
     ap.add_argument("--oracle-k", type=int, default=3)
     ap.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE")
     ap.add_argument("--no-odom", action="store_true",
@@ -110,18 +114,29 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"min_interval_s": 0.0, "min_distance_m": 0.0, "intra_op_threads": 1,
                  **parse_overrides(args.node_param)}
     settings = settings_from_file(REPO / "config" / "localize.yaml", overrides)
+    build_cfg = MapBuildConfig()
+    if args.depth_frames is not None:
+        build_cfg.depth.frames = args.depth_frames
+    if args.depth_prefer is not None:
+        build_cfg.depth.prefer = args.depth_prefer == "on"
     emb = load_embedder(args.model, intra_op_threads=1)
-    results: dict = {"command": " ".join(sys.argv), "settings": settings.to_dict(), "kinds": {}}
+    results: dict = {"command": " ".join(sys.argv), "settings": settings.to_dict(),
+                     "map_depth": {"frames": build_cfg.depth.frames, "prefer": build_cfg.depth.prefer},
+                     "kinds": {}}
     try:
         for kind in args.features:
             t0 = time.perf_counter()
-            m = build_map([dataset_stream(args.dataset, args.map_traversal)], emb, MapBuildConfig(),
+            m = build_map([dataset_stream(args.dataset, args.map_traversal)], emb, build_cfg,
                           progress=False, features_max=args.features_max, features_kind=kind,
                           local_model=args.local_model if kind == "learned" else None)
             m.save(out / f"map_{kind}", overwrite=True)
             size = sum(e.bytes for e in m.schema.files.values()) / len(m)
             feat = sum(e.bytes for n, e in m.schema.files.items() if n.startswith("features_")) / len(m)
+            counts = m.features.counts
+            with_pt = sum(int(np.isfinite(m.features.points(i)).all(axis=1).sum()) for i in range(len(m)))
             per = results["kinds"][kind] = {"map_keyframes": len(m), "map_bytes_per_keyframe": size,
+                                            "map_features": int(counts.sum()),
+                                            "map_features_with_point": with_pt,
                                             "feature_bytes_per_keyframe": feat,
                                             "map_build_s": time.perf_counter() - t0, "drives": {}}
             map_xyz = np.asarray(m.poses)[:, :3]
@@ -203,7 +218,10 @@ def _markdown(results: dict) -> str:
                     f"{'n/a' if lat is None else f'{1000 * lat:.0f}'} |")
         lines.append(f"| {kind} | map | | | | | | | | | {per['map_keyframes']} keyframes, "
                      f"{per['map_bytes_per_keyframe'] / 1024:.1f} KiB each "
-                     f"({per['feature_bytes_per_keyframe'] / 1024:.1f} KiB features) | |")
+                     f"({per['feature_bytes_per_keyframe'] / 1024:.1f} KiB features); "
+                     f"{per['map_features_with_point']} of {per['map_features']} features with a 3D point "
+                     f"(depth frames +-{results['map_depth']['frames']}, "
+                     f"prefer {'on' if results['map_depth']['prefer'] else 'off'}) | |")
     return "\n".join(lines) + "\n"
 
 

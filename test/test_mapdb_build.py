@@ -171,8 +171,10 @@ def test_map_cli_build_info_verify_query_merge(synth, student, tmp_path, capsys)
 
 def test_bag_camera_info_and_dataset_camera_give_the_same_features(synth, embedder):
     """Intrinsics come from the bag's CameraInfo or the dataset's camera model; both
-    paths store identical local features (same images, same extractor)."""
+    paths store identical local features (same images, same extractor).  depth.prefer off:
+    it would put the dataset's features with a LiDAR point first (the bag has no scans)."""
     cfg = MapBuildConfig()
+    cfg.depth.prefer = False
     bag = synth / "bags" / "train_noon"
     from_bag = build_map([bag_stream(bag, "/camera/image_raw", "/ground_truth/pose", 0.05,
                                      "/camera/camera_info")], embedder, cfg, progress=False, features_max=300)
@@ -248,3 +250,44 @@ def test_cli_learned_features_need_a_model_and_the_map_carries_it(synth, student
     m = PriorMap.load(tmp_path / "m2")
     assert m.features.kind == "learned" and (tmp_path / "m2" / MODEL_FILE).read_bytes() == onnx_path.read_bytes()
     assert m.features.counts.max() > 0 and m.features.get(int(m.features.counts.argmax())).descriptors.shape[1] == 128
+
+
+def test_depth_from_neighbouring_scans_gives_more_points_on_the_right_pixels(synth, embedder, student, tmp_path):
+    """depth.frames > 0 (and depth.prefer) store more features with a 3D point, each still
+    projecting onto its keypoint through the keyframe's true pose; the map's files and
+    schema are those of a single-scan map (old maps and new load alike); bad values of the
+    option are UserErrors naming it."""
+    from distilvpr_core.features.rotations import pose_to_matrix
+    cfg = MapBuildConfig()
+    assert (cfg.depth.frames, cfg.depth.prefer) == (8, True)      # the default, chosen on validation
+    cfg.depth.frames, cfg.depth.prefer = 0, False
+    base = build_map([dataset_stream(synth, "train_noon")], embedder, cfg, progress=False,
+                     features_max=100, features_kind="sift")
+    cfg.depth.frames, cfg.depth.prefer = 3, True
+    dense = build_map([dataset_stream(synth, "train_noon")], embedder, cfg, progress=False,
+                      features_max=100, features_kind="sift")
+
+    def with_point(m):
+        return sum(int(np.isfinite(m.features.points(k)).all(1).sum()) for k in range(len(m)))
+    assert with_point(dense) > with_point(base) > 0
+    st = dense.features
+    for kid in range(len(dense)):
+        pts, kp = st.points(kid), st.get(kid).keypoints
+        ok = np.isfinite(pts[:, 0])
+        T = np.linalg.inv(pose_to_matrix(dense.poses[kid]) @ pose_to_matrix(st.T_base_camera))
+        pc = pts[ok] @ T[:3, :3].T + T[:3, 3]
+        c = st.camera
+        np.testing.assert_allclose(np.c_[c.fx * pc[:, 0] / pc[:, 2] + c.cx, c.fy * pc[:, 1] / pc[:, 2] + c.cy],
+                                   kp[ok], atol=1e-2)
+    base.save(tmp_path / "base")
+    dense.save(tmp_path / "dense")
+    a, b = (json.loads((tmp_path / n / "schema.json").read_text())["features"] for n in ("base", "dense"))
+    assert a.keys() == b.keys() and a["files"] == b["files"]
+    assert PriorMap.load(tmp_path / "dense").features.has_points
+    args = ("build", "--model", str(student), "--backend", "torch", "--dataset", str(synth),
+            "--traversal", "train_noon", "--quiet", "--out", str(tmp_path / "m"))
+    with pytest.raises(UserError, match="--depth-frames 51"):
+        run_cli(*args, "--depth-frames", "51")
+    with pytest.raises(UserError, match="depth.frames"):
+        run_cli(*args, "--set", "depth.frames=-2")
+    assert not (tmp_path / "m").exists()

@@ -11,7 +11,11 @@ model, or the bag's CameraInfo.  When every stream also has a LiDAR scan per
 frame and the extrinsics of camera and LiDAR (a native dataset does), each
 feature's 3D point in the map frame is stored as well (mapdb/points3d.py),
 which gives the localizer a metric pose; bags keep the features without
-points (essential-matrix verification only).
+points (essential-matrix verification only).  ``cfg.depth.frames`` > 0 adds
+the scans of the neighbouring frames (a stream with per-frame poses, like a
+native dataset; others fall back to the single scan, with a note on stderr)
+through an occlusion test (mapdb/depth_aggregate.py); ``cfg.depth.prefer``
+fills the feature budget with features that have a 3D point first.
 """
 from __future__ import annotations
 
@@ -42,6 +46,9 @@ class FrameStream:
     scan: Any = None
     T_base_camera: Any = None  # float64 [7] camera pose on base_link (with scan)
     T_base_lidar: Any = None   # float64 [7] LiDAR pose on base_link (with scan)
+    #: float64 [T, 7] base_link pose in the map of every frame_index 0..T-1 (with scan), so
+    #: neighbouring scans can be moved into a keyframe (cfg.depth.frames); None: unknown.
+    scan_poses: Any = None
 
 
 def dataset_stream(root: str | Path, traversal: str) -> FrameStream:
@@ -62,7 +69,8 @@ def dataset_stream(root: str | Path, traversal: str) -> FrameStream:
             yield i, int(stamps[i]), poses[i], (lambda i=i: trav.load_image(i))
     t_bc, t_bl = _extrinsic(ds.camera, "T_base_camera"), _extrinsic(getattr(ds, "lidar", None), "T_base_lidar")
     scan = trav.load_lidar if (camera is not None and t_bc is not None and t_bl is not None) else None
-    return FrameStream(traversal, len(trav), frames(), camera, scan, t_bc, t_bl)
+    return FrameStream(traversal, len(trav), frames(), camera, scan, t_bc, t_bl,
+                       poses if scan is not None else None)
 
 
 def _extrinsic(sensor: Any, key: str) -> np.ndarray | None:
@@ -149,6 +157,7 @@ def build_map(streams: list[FrameStream], embedder: Any, cfg: MapBuildConfig,
     t_bc = depth_mounting(streams) if (features_max and points) else None
     feats: list[Any] = []
     pts: list[Any] = []
+    depth = _DepthSource(camera, cfg.depth.frames) if t_bc is not None else None
     desc, stamps, poses, frames, sources = [], [], [], [], []
     k = cfg.keyframes
     for stream in streams:
@@ -168,12 +177,14 @@ def build_map(streams: list[FrameStream], embedder: Any, cfg: MapBuildConfig,
                     continue
                 batch.append(image() if callable(image) else image)
                 if camera is not None:
-                    feats.append(_keyframe_features(batch[-1], camera, features_max, stream.name, index,
-                                                    extractor))
-                    if t_bc is not None:
-                        from .points3d import keypoint_points_map
-                        pts.append(keypoint_points_map(feats[-1].keypoints, stream.scan(index), camera,
-                                                       stream.T_base_lidar, stream.T_base_camera, pose))
+                    prefer = t_bc is not None and cfg.depth.prefer
+                    f = _keyframe_features(batch[-1], camera, features_max * (2 if prefer else 1),
+                                           stream.name, index, extractor)
+                    p = None if t_bc is None else depth.points(stream, index, pose, f.keypoints)
+                    if prefer:
+                        f, p = _depth_first(f, p, features_max)
+                    feats.append(f)
+                    pts.append(p)
                 stamps.append(stamp)
                 poses.append(np.asarray(pose, np.float64))
                 frames.append(index)
@@ -193,10 +204,76 @@ def build_map(streams: list[FrameStream], embedder: Any, cfg: MapBuildConfig,
         from .features import FeatureStore
         store = FeatureStore(camera, features_max, features_kind, T_base_camera=t_bc,
                              model_path=local_model if features_kind in registry.NEEDS_MODEL else None)
-        for i, f in enumerate(feats):
-            store.append(f, pts[i] if t_bc is not None else None)
+        for f, p in zip(feats, pts):
+            store.append(f, p)
         m.attach_features(store)
+    if depth is not None:
+        depth.report()
     return m
+
+
+class _DepthSource:
+    """Map-frame 3D points of a keyframe's features from its stream's LiDAR scans:
+    its own scan, plus those of the frames within +-``frames`` when the stream knows
+    their poses (mapdb/depth_aggregate.py), else the own scan alone (noted once)."""
+
+    def __init__(self, camera: Any, frames: int):
+        if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or not 0 <= frames <= 50:
+            raise UserError(f"map build: depth frames {frames!r} must be an integer 0..50 "
+                            "(0 = each keyframe's own scan only)")
+        self.camera, self.frames = camera, int(frames)
+        self._cache: dict[tuple[str, int], np.ndarray] = {}
+        self._single: list[str] = []
+        self._skipped = 0
+
+    def points(self, stream: FrameStream, index: int, pose: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        """float32 [F, 3] map-frame points of ``keypoints`` float [F, 2] (NaN: no depth)."""
+        from . import depth_aggregate, points3d
+        poses = stream.scan_poses
+        if self.frames == 0 or poses is None or not 0 <= index < len(poses):
+            if self.frames and stream.name not in self._single:
+                self._single.append(stream.name)
+                print(f"map build: {stream.name} has no per-frame poses for its scans; its keyframes "
+                      "use their own scan only (depth frames ignored)", file=sys.stderr)
+            return points3d.keypoint_points_map(keypoints, stream.scan(index), self.camera,
+                                                stream.T_base_lidar, stream.T_base_camera, pose)
+        scans = []
+        for j in depth_aggregate.neighbour_frames(index, len(poses), self.frames):
+            scan = self._scan(stream, j, required=j == index)
+            if scan is not None and np.all(np.isfinite(poses[j])):
+                scans.append((scan, poses[j]))
+        cam_pts = depth_aggregate.scans_in_camera(scans, pose, stream.T_base_lidar, stream.T_base_camera)
+        cam_pts = cam_pts[depth_aggregate.visible(cam_pts, self.camera)]
+        return points3d.points_from_camera(keypoints, cam_pts, self.camera, stream.T_base_camera, pose)
+
+    def _scan(self, stream: FrameStream, j: int, required: bool) -> np.ndarray | None:
+        key = (stream.name, j)
+        if key not in self._cache:
+            try:
+                self._cache[key] = np.asarray(stream.scan(j), np.float32)[:, :3]
+            except (UserError, OSError):
+                if required:
+                    raise
+                self._skipped += 1
+                return None
+            while len(self._cache) > 4 * self.frames + 2:   # keyframes advance: drop the oldest
+                self._cache.pop(next(iter(self._cache)))
+        return self._cache[key]
+
+    def report(self) -> None:
+        """Say on stderr how many neighbouring scans could not be read (and were left out)."""
+        if self._skipped:
+            print(f"map build: {self._skipped} neighbouring LiDAR scan(s) could not be read and were "
+                  "left out of the keyframes' depth", file=sys.stderr)
+
+
+def _depth_first(feats: Any, points: np.ndarray, limit: int) -> tuple[Any, np.ndarray]:
+    """The first ``limit`` features, those with a 3D point first (each group in the
+    extractor's order), and their points float32 [<= limit, 3]."""
+    has = np.isfinite(points).all(axis=1)
+    order = np.r_[np.flatnonzero(has), np.flatnonzero(~has)][:limit]
+    from ..features.types import Features
+    return Features(feats.keypoints[order], feats.descriptors[order], feats.kind), points[order]
 
 
 def feature_camera(streams: list[FrameStream]) -> Any:

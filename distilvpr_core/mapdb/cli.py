@@ -63,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--no-points", action="store_true",
                    help="store no 3D points of the features even when the dataset has LiDAR "
                         "(no metric pose; essential-matrix verification only)")
+    b.add_argument("--depth-frames", type=int, metavar="N",
+                   help="3D points from the LiDAR scans of the frames within +-N of each keyframe too "
+                        "(their poses known; occluded returns dropped), not only its own scan: more "
+                        "features get a 3D point (default: config depth.frames, 8; 0 = own scan only)")
     b.add_argument("--out", required=True, help="map directory to write")
     b.add_argument("--overwrite", action="store_true", help="replace an existing map at --out")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -163,6 +167,11 @@ def _build(args: argparse.Namespace) -> int:
     from .build import bag_stream, build_map, dataset_stream
     from .config import MapBuildConfig
     cfg = load_config(MapBuildConfig, args.config, args.overrides)
+    if args.depth_frames is not None:
+        if not 0 <= args.depth_frames <= 50:
+            raise UserError(f"--depth-frames {args.depth_frames}: expected 0..50 (0 = each keyframe's "
+                            "own LiDAR scan only)")
+        cfg.depth.frames = args.depth_frames
     if not args.bag and not args.dataset:
         raise UserError("map build: give --dataset ROOT --traversal NAME and/or --bag PATH")
     if args.dataset and not args.traversal:

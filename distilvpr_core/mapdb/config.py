@@ -37,11 +37,25 @@ class IndexConfig:
 
 
 @dataclass
+class DepthConfig:
+    """How keyframe features get their 3D points from the mapping drive's LiDAR
+    (mapdb/points3d.py, mapdb/depth_aggregate.py)."""
+
+    frames: int = field(default=8, metadata=spec(
+        "also project the scans of the frames within +-N of a keyframe (their poses known) into it, "
+        "with an occlusion test; 0 = the keyframe's own scan only (8: chosen on validation drives, "
+        "docs/local_features.md)", ge=0, le=50))
+    prefer: bool = field(default=True, metadata=spec(
+        "extract twice the feature budget and keep the features with a 3D point first"))
+
+
+@dataclass
 class MapBuildConfig:
     """Everything ``distilvpr map build`` needs besides its inputs and model."""
 
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
     sync_tolerance_s: float = field(default=0.05, metadata=spec(
         "bag input: an image takes the pose with the nearest stamp if within this many seconds", gt=0))
     batch_size: int = field(default=32, metadata=spec("images embedded per batch", ge=1))

@@ -9,6 +9,14 @@ radius lies within ``max_spread`` (relative) of the nearest depth.  At a
 depth edge (a facade against the sky, a pole before a wall) the returns
 disagree and the point is NaN rather than a blend of two surfaces; so is a
 keypoint with no return near it (sky, beyond the LiDAR's vertical field).
+Dense returns (several scans, mapdb/depth_aggregate.py) on a surface seen at a
+grazing angle (a wall along the road, the road far ahead) spread more than that
+over 2 px without any edge, and the nearest return's depth is off by the
+slope; so where at least ``PLANE_MIN`` returns (not on one line) are near, a
+plane is fitted (inverse depth is affine in the pixel coordinates on a plane)
+and the keypoint takes the plane's depth at its pixel if every return lies
+within ``PLANE_TOL`` (relative) of it; two surfaces at an edge do not fit one
+plane and fall back to the rule above (NaN when they disagree).
 The pixel ray scaled to that depth is the point in the camera frame, and the
 keyframe's ground-truth pose (base_link in map) takes it to the map frame.
 """
@@ -23,6 +31,9 @@ from ..features.types import Intrinsics
 RADIUS_PX = 2.0
 #: Relative depth spread allowed among those returns (an edge beyond it: NaN).
 MAX_SPREAD = 0.05
+#: Relative depth residual allowed for the plane fit (at least PLANE_MIN returns, not on a line).
+PLANE_TOL = 0.01
+PLANE_MIN = 4
 
 
 def camera_points(scan_xyz: np.ndarray, T_base_lidar: np.ndarray, T_base_camera: np.ndarray) -> np.ndarray:
@@ -60,15 +71,40 @@ def keypoint_depths(keypoints: np.ndarray, cam_pts: np.ndarray, cam: Intrinsics,
         hi = np.where(near, z[None, :], -np.inf).max(axis=1)
         ok = near.any(axis=1) & (hi <= lo * (1.0 + max_spread))
         out[start:start + len(block)] = np.where(ok, lo, np.nan)
+        for b in np.flatnonzero(near.sum(axis=1) >= PLANE_MIN):
+            d = _plane_depth(block[b], uv[near[b]], z[near[b]])
+            if np.isfinite(d):
+                out[start + b] = d
     return out
+
+
+def _plane_depth(kp: np.ndarray, uv: np.ndarray, z: np.ndarray) -> float:
+    """Depth at pixel kp [2] of the plane through returns at pixels uv [n, 2] with depths
+    z [n] (1/z = a u + b v + c), or NaN when they are not one plane within PLANE_TOL."""
+    A = np.c_[uv - kp, np.ones(len(z))]
+    if np.linalg.matrix_rank(A[:, :2] - A[:, :2].mean(0), tol=0.5) < 2:
+        return np.nan   # returns on a line (one beam): the plane is not determined
+    coef, *_ = np.linalg.lstsq(A, 1.0 / z, rcond=None)
+    fit = A @ coef
+    if coef[2] <= 0 or np.any(fit <= 0) or np.max(np.abs(z * fit - 1.0)) > PLANE_TOL:
+        return np.nan
+    return float(1.0 / coef[2])
 
 
 def keypoint_points_map(keypoints: np.ndarray, scan_xyz: np.ndarray, cam: Intrinsics,
                         T_base_lidar: np.ndarray, T_base_camera: np.ndarray,
                         pose_map_base: np.ndarray) -> np.ndarray:
     """float32 [F, 3] map-frame point of each keypoint (NaN where no depth), see module doc."""
+    return points_from_camera(keypoints, camera_points(scan_xyz, T_base_lidar, T_base_camera), cam,
+                              T_base_camera, pose_map_base)
+
+
+def points_from_camera(keypoints: np.ndarray, cam_pts: np.ndarray, cam: Intrinsics,
+                       T_base_camera: np.ndarray, pose_map_base: np.ndarray) -> np.ndarray:
+    """float32 [F, 3] map-frame point of each keypoint float [F, 2] from returns already in
+    the keyframe's camera frame (float [P, 3], e.g. several scans, mapdb/depth_aggregate.py)."""
     kp = np.asarray(keypoints, np.float64).reshape(-1, 2)
-    depth = keypoint_depths(kp, camera_points(scan_xyz, T_base_lidar, T_base_camera), cam)
+    depth = keypoint_depths(kp, cam_pts, cam)
     rays = np.c_[(kp[:, 0] - cam.cx) / cam.fx, (kp[:, 1] - cam.cy) / cam.fy, np.ones(len(kp))]
     p_cam = rays * depth[:, None]
     T = pose_to_matrix(pose_map_base) @ pose_to_matrix(T_base_camera)
