@@ -30,7 +30,10 @@ LABELS = {"teacher": "teacher (camera + LiDAR)", "teacher_image": "teacher image
           "cross_from_start": "ablation: cross-agent terms from step 0",
           "cross_late": "ablation: cross-agent terms from half-way",
           "default": "default: DistilVPR self-agent terms only (the product default)",
-          "default_photometric": "default + photometric condition augmentation (p 0.5)"}
+          "default_photometric": "default + photometric condition augmentation (p 0.5)",
+          "default_no_input_norm": "ablation: default without the input normalisation",
+          "no_distillation_no_input_norm": "ablation: no distillation, without the input normalisation",
+          "default_instance_norm": "ablation: default with per-image instead of local normalisation"}
 BASELINES = ("mse", "rkd", "kd", "pkt", "sp", "cc")
 ABLATIONS = ("self_only", "cross_only", "no_euclidean", "no_sphere", "no_poincare", "cross_from_start",
              "cross_late")

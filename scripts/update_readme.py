@@ -7,8 +7,10 @@ Blocks between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` are replaced:
 
 * ``demo``: the table ``distilvpr demo`` printed (``demo_out/summary.md``'s table, from its
   summary.json), with the seeds it ran;
-* ``benchmark``: R@1 of the key rows under protocols P, D and S, mean ± std over seeds, from
-  ``docs/benchmark_synth.json`` (CPU), ``docs/benchmark_synth_gpu.json`` (GPU) and the frozen
+* ``benchmark``: R@1 of the key rows under protocols P, D, S and T, mean ± std over seeds, from
+  ``docs/benchmark_synth.json`` (CPU, several towns: the product default's table),
+  ``docs/bench_cpu/single_town/benchmark_synth.json`` (CPU, one town), ``docs/benchmark_synth_gpu.json``
+  (GPU) and the frozen
   paper-schedule CPU table ``docs/bench_cpu/paper_schedule/benchmark_synth.json``, when present.
 
 Numbers are never typed into README by hand; rerun this after the commands.
@@ -23,8 +25,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS = (("teacher", "teacher (camera + LiDAR)"), ("teacher_image", "teacher image branch"),
-        ("no_distillation", "student, no distillation"), ("distilvpr", "DistilVPR student"))
-PROTOS = (("unseen_places", "P"), ("deployment", "D"), ("unseen_condition", "S"))
+        ("no_distillation", "student, no distillation"),
+        ("default", "student, default recipe"), ("distilvpr", "DistilVPR student"))
+PROTOS = (("unseen_places", "P"), ("deployment", "D"), ("unseen_condition", "S"), ("unseen_town", "T"))
 
 
 def _ms(values: list[float]) -> str:
@@ -49,6 +52,8 @@ def benchmark_block(paths: list[tuple[str, Path]]) -> str:
                for k in (*BASELINES, *ABLATIONS, *RECIPE_ROWS)
                if any(k in protos.get(p, {}).get("rows", {}) for p, _ in PROTOS)]
         for key, name in (*ROWS, *ran):
+            if not any(key in protos.get(p, {}).get("rows", {}) for p, _ in PROTOS):
+                continue   # e.g. the one-town tables have no 'default' row
             cells = [_ms(protos.get(p, {}).get("rows", {}).get(key, {}).get("r1", [])) for p, _ in PROTOS]
             lines.append(f"| {label} | {name} | " + " | ".join(cells) + " |")
         chance = [protos.get(p, {}).get("chance_r1") for p, _ in PROTOS]
@@ -68,8 +73,8 @@ def demo_block(summary: Path, note: str = "") -> str:
 
 #: README's headline rows: (key in the benchmark JSON, label); a row is shown when it ran.
 HEADLINE_ROWS = (("teacher", "teacher (camera + LiDAR)"), ("no_distillation", "student, no distillation"),
-                 ("default", "student, default recipe (DistilVPR self-agent terms only)"),
-                 ("distilvpr", "student, DistilVPR (paper's full method)"),
+                 ("default", "student, default recipe (DistilVPR self-agent terms, local contrast input)"),
+                 ("distilvpr", "student, DistilVPR (the paper's losses, same student)"),
                  ("self_only", "student, DistilVPR self-agent terms only"))
 #: Query conditions of the benchmark town, in the order a day goes wrong.
 CONDITIONS = (("noon/clear/summer", "noon"), ("dawn/overcast/winter", "dawn-winter"),
@@ -116,13 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     sys.path[:0] = [str(REPO), str(REPO / "scripts")]
     readme = args.readme.read_text()
     # The headline is the newest table: several towns, the product's default recipe, protocol T.
-    readme = replace_block(readme, "headline", headline_block(REPO / "docs/benchmark_towns.json"))
+    readme = replace_block(readme, "headline", headline_block(REPO / "docs/benchmark_synth.json"))
     args.readme.write_text(readme)
     print(f"updated {args.readme}")
     bench_md = args.docs / "benchmarks.md"
     text = bench_md.read_text()
     text = replace_block(text, "benchmark", benchmark_block([
-        ("CPU (docs/benchmark_synth.md)", REPO / "docs/benchmark_synth.json"),
+        ("CPU, several towns (docs/benchmark_synth.md)", REPO / "docs/benchmark_synth.json"),
+        ("CPU, one town (docs/bench_cpu/single_town/benchmark_synth.md)",
+         REPO / "docs/bench_cpu/single_town/benchmark_synth.json"),
         ("GPU H200, paper schedule, lr 3e-4 (docs/benchmark_synth_gpu.md)", REPO / "docs/benchmark_synth_gpu.json"),
         ("CPU, paper schedule, first machine (docs/bench_cpu/paper_schedule/)",
          REPO / "docs/bench_cpu/paper_schedule/benchmark_synth.json")]))

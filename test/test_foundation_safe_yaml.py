@@ -35,15 +35,16 @@ def bomb_block(key: str = "x") -> str:
 
 def _bounded(fn, match: str) -> None:
     tracemalloc.start()
-    t0 = time.perf_counter()
+    t0 = time.process_time()   # CPU time, not wall: a loaded machine does not make it fail
     try:
         with pytest.raises(UserError, match=match) as info:
             fn()
-        elapsed = time.perf_counter() - t0
+        elapsed = time.process_time() - t0
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
+    # Expanding the 387 million leaves would take minutes of CPU; refusing it takes milliseconds.
+    assert elapsed < 10.0, f"{elapsed:.2f} s"
     assert peak < 100 << 20, f"{peak / 2**20:.0f} MiB"
     assert len(str(info.value)) < 300 and "lol, 'lol'" not in str(info.value)
 
@@ -77,10 +78,10 @@ def test_the_cli_says_one_line_and_exits_2(tmp_path, capsys):
     from distilvpr_core.app.cli import main
     f = tmp_path / "bomb.yaml"
     f.write_text(bomb_block("keyframes"))
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     assert main(["map", "build", "--model", "m.onnx", "--dataset", "d", "--traversal", "t",
                  "--out", str(tmp_path / "o"), "--config", str(f)]) == 2
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 10.0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "YAML expands to more than" in err
 
