@@ -25,18 +25,21 @@ sys.path.insert(0, str(REPO))
 from distilvpr_core.foundation.atomic import write_text_atomic  # noqa: E402
 from distilvpr_core.foundation.errors import UserError  # noqa: E402
 
-MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-
 
 def _drive(path: Path, size: tuple[int, int], stride: int):
-    """(images float32 [N, 3, H, W] ImageNet-normalised, positions [N, 3] map frame, metres)."""
+    """(images float32 [N, 3, H, W] as the student sees them, positions [N, 3] map frame, metres).
+
+    The frames go through the project's one preprocessing (foundation/preprocess.py: resize,
+    ImageNet mean/std), so the check sees what the student's input_norm would see."""
     from PIL import Image
+    from distilvpr_core.foundation.contract import PreprocessContract
+    from distilvpr_core.foundation.preprocess import preprocess
     ims = sorted((path / "images").iterdir())[::stride]
     poses = np.load(path / "poses.npy")[::stride]
     pos = poses[:, :3, 3] if poses.ndim == 3 else poses[:, :3]
-    x = np.stack([np.asarray(Image.open(p).convert("RGB").resize(size, Image.BILINEAR)) for p in ims])
-    x = (x.astype(np.float32) / 255 - MEAN) / STD
-    return x.transpose(0, 3, 1, 2).astype(np.float32), pos
+    contract = PreprocessContract(input_size=tuple(size))
+    x = preprocess([np.asarray(Image.open(p).convert("RGB")) for p in ims], contract)
+    return np.asarray(x, np.float32), pos
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-CLAHE_CLIP = 3.0
-CLAHE_TILES = (4, 4)
+from ..sift import CLAHE_CLIP, CLAHE_TILES  # one contrast normalisation for both kinds
 #: Smallest distance between two corners, pixels of the image as captured.
 MIN_CORNER_DISTANCE = 3
 #: Corner quality relative to the strongest corner of the image (OpenCV's qualityLevel).
