@@ -27,6 +27,9 @@ def _drive(root: Path, name: str, gain: float, n: int = 4) -> None:
 
 
 def test_dark_drive_is_found_once_normalised(tmp_path):
+    """The script's plumbing: drives, thumbnails, R@1 table and files.  The normalisations'
+    own invariances are tested strictly in test_models_input_norm.py (random scenes are too
+    distinct for the un-normalised row to fail here, so this test does not claim it)."""
     _drive(tmp_path, "map_noon", 1.0)
     _drive(tmp_path, "night", 0.1)
     out = tmp_path / "check.json"
