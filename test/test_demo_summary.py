@@ -37,7 +37,7 @@ def test_summary_reports_both_protocols_per_seed_with_spread(tmp_path):
     assert s["R@1"]["unseen_places"]["student_distilvpr"] == [40.0, 44.0]
     assert s["R@1"]["deployment"]["student_nodistill"] == [20.0, 26.0]
     text = render(s)
-    assert "default student (DistilVPR self-agent terms), R@1 P (unseen places) | 42.0 ± 2.8 % (40.0 / 44.0)" in text
+    assert "DistilVPR student, R@1 P (unseen places) | 42.0 ± 2.8 % (40.0 / 44.0)" in text
     assert "student without distillation, R@1 D (deployment, map = train_noon) | 23.0 ± 4.2 %" in text
     assert "on P: +5.0 / +7.0 R@1 points" in text and "on D: +10.0 / +8.0 R@1 points" in text
     assert "| geometric stage (offline): max recall at 100 % precision; closures accepted / correct " \
@@ -48,6 +48,6 @@ def test_summary_reports_both_protocols_per_seed_with_spread(tmp_path):
         "3 / 3; 3 / 0 |" in text
     # the per-condition D row, mean over seeds
     assert s["D_by_condition"]["student_distilvpr"]["night/clear/summer"] == [20.0, 24.0]
-    assert "| default student (DistilVPR self-agent terms), R@1 D per query condition | night/clear/summer 22.0; " \
+    assert "| DistilVPR student, R@1 D per query condition | night/clear/summer 22.0; " \
         "noon/clear/summer 42.0 % |" in text
     assert "| student without distillation, R@1 D per query condition | night/clear/summer 13.0;" in text

@@ -5,11 +5,10 @@ printed commands are exactly what a user would type) and each skipped when
 its output already exists (``--fresh`` redoes everything):
 
 1. town     ``distilvpr synth --config config/synth_demo.yaml``
-2. distil   ``distilvpr distil``: teacher -> cache -> the default student (DistilVPR's
-            self-agent terms, local contrast input) -> eval
+2. distil   ``distilvpr distil``: teacher -> cache -> DistilVPR student -> eval
 3. nodistil ``distilvpr distil`` with ``distill.method=none`` (the baseline)
    (2 and 3 once per ``--seeds`` value; the later stages use the first seed's student)
-4. export   ``distilvpr export``: the default student -> ONNX
+4. export   ``distilvpr export``: DistilVPR student -> ONNX
 5. map      ``distilvpr map build`` from the map traversal
 6. replay   ``distilvpr replay-eval`` of another traversal's rosbag through
             the real localizer node over DDS (plus the offline path)
@@ -107,7 +106,7 @@ def _late_stages(args: argparse.Namespace, out: Path) -> list[Stage]:
     town = out / "town"
     run = _run_dir(out / "runs", _run_name("distilvpr", args.seeds[0]))
     if run is None or not (run / "student_best.pt").is_file():
-        raise UserError(f"{out / 'runs'}: the default student's run left no student_best.pt; rerun with --fresh")
+        raise UserError(f"{out / 'runs'}: the DistilVPR run left no student_best.pt; rerun with --fresh")
     onnx = out / "student.onnx"
     return [
         Stage("export", onnx, _cli("export", "--checkpoint", str(run / "student_best.pt"),
@@ -235,7 +234,7 @@ def _mean(values: list[float]) -> float:
 def render(s: dict[str, Any]) -> str:
     """The headline table as Markdown; R@1 of eval.json is already in percent."""
     names = (("teacher", "teacher (camera + LiDAR)"), ("teacher_image", "teacher image branch alone"),
-             ("student_nodistill", "student without distillation"), ("student_distilvpr", "default student (DistilVPR self-agent terms)"))
+             ("student_nodistill", "student without distillation"), ("student_distilvpr", "DistilVPR student"))
     lines = ["| result | value |", "|---|---|"]
     for proto, label in PROTOCOL_ROWS:
         for key, name in names:
@@ -262,7 +261,7 @@ def render(s: dict[str, Any]) -> str:
     ]
     gains = {proto: [a - b for a, b in zip(s["R@1"][proto]["student_distilvpr"],
                                            s["R@1"][proto]["student_nodistill"])] for proto, _ in PROTOCOL_ROWS}
-    verdict = "; ".join(f"default - no distillation on {label.split()[0]}: "
+    verdict = "; ".join(f"DistilVPR - no distillation on {label.split()[0]}: "
                         + " / ".join(f"{g:+.1f}" for g in gains[p]) + " R@1 points"
                         for p, label in PROTOCOL_ROWS)
     return ("\n".join(lines) + f"\n\nSeeds {s['seeds']}; test traversals {s['test_traversals']}; "
