@@ -33,7 +33,13 @@ LABELS = {"teacher": "teacher (camera + LiDAR)", "teacher_image": "teacher image
           "default_photometric": "default + photometric condition augmentation (p 0.5)",
           "default_no_input_norm": "ablation: default without the input normalisation",
           "no_distillation_no_input_norm": "ablation: no distillation, without the input normalisation",
-          "default_instance_norm": "ablation: default with per-image instead of local normalisation"}
+          "default_instance_norm": "ablation: default with per-image instead of local normalisation",
+          # the recipe sweep of config/bench_towns.yaml (seed 0, one change each, same 240 steps)
+          "default_lr5e-4": "recipe: default at lr 5e-4", "default_lr2e-3": "recipe: default at lr 2e-3",
+          "default_warmup0": "recipe: default without warm-up",
+          "default_pairs8": "recipe: default with 8 pairs per batch",
+          "no_distillation_lr5e-4": "recipe: no distillation at lr 5e-4",
+          "no_distillation_lr2e-3": "recipe: no distillation at lr 2e-3"}
 BASELINES = ("mse", "rkd", "kd", "pkt", "sp", "cc")
 ABLATIONS = ("self_only", "cross_only", "no_euclidean", "no_sphere", "no_poincare", "cross_from_start",
              "cross_late")
