@@ -18,8 +18,11 @@ Two rows per drive and kind:
         --queries val_dawn test_noon --model student.onnx --features orb sift --out OUT
 
 ``--features learned`` needs ``--local-model local_features.onnx`` (distilvpr
-train-local); ``--frame-stride N`` queries every N-th frame of each drive (the
-odometry between the kept frames is still the drive's own).
+train-local), ``--features patch`` ``--local-model patch.onnx`` (distilvpr
+export-patch; one model kind per run); ``--frame-stride N`` queries every N-th
+frame of each drive (the odometry between the kept frames is still the drive's
+own); ``--oracle-only`` skips the engine rows (a cheaper run for choosing a
+feature kind's settings).
 
 Writes OUT/pose_conditions.json, OUT/pose_conditions.md and OUT/pose_error_cdf_<kind>.png.
 """
@@ -81,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--map-traversal", default="train_noon")
     ap.add_argument("--queries", nargs="+", required=True)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--features", nargs="+", default=["orb", "sift"], choices=["orb", "sift", "learned"])
-    ap.add_argument("--local-model", help="ONNX of the learned local features (for --features learned)")
+    ap.add_argument("--features", nargs="+", default=["orb", "sift"], choices=["orb", "sift", "learned", "patch"])
+    ap.add_argument("--local-model", help="ONNX of the learned or patch local features (for --features "
+                    "learned or patch; one of them per run)")
     ap.add_argument("--frame-stride", type=int, default=1, help="query every N-th frame (default 1: all)")
     ap.add_argument("--features-max", type=int, default=300)
     ap.add_argument("--depth-frames", type=int, help="map build: LiDAR scans of the frames within +-N of a "
@@ -91,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                     "point first (default: the map build config's depth.prefer)")
     ap.add_argument("--oracle-k", type=int, default=3)
     ap.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE")
+    ap.add_argument("--oracle-only", action="store_true", help="skip the engine rows (no retrieval)")
     ap.add_argument("--no-odom", action="store_true",
                     help="feed no odometry (a robot without it): the pose-consistency check cannot run")
     ap.add_argument("--out", required=True)
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             m = build_map([dataset_stream(args.dataset, args.map_traversal)], emb, build_cfg,
                           progress=False, features_max=args.features_max, features_kind=kind,
-                          local_model=args.local_model if kind == "learned" else None)
+                          local_model=args.local_model if kind in ("learned", "patch") else None)
             m.save(out / f"map_{kind}", overwrite=True)
             size = sum(e.bytes for e in m.schema.files.values()) / len(m)
             feat = sum(e.bytes for n, e in m.schema.files.items() if n.startswith("features_")) / len(m)
@@ -144,9 +149,13 @@ def main(argv: list[str] | None = None) -> int:
             for trav in args.queries:
                 cond = ds.traversal(trav).conditions
                 label = f"{trav} ({'/'.join(str(cond.get(k, '')) for k in ('time_of_day', 'weather', 'season'))})"
-                eng = LocalizationEngine(emb, m, settings, source="pose_conditions")
-                outcomes = run_engine(eng, _strided(_frames(args.dataset, trav, args.no_odom), args.frame_stride))
-                pm = pose_metrics(outcomes, map_xyz, always=True)
+                frames = _strided(_frames(args.dataset, trav, args.no_odom), args.frame_stride)
+                if args.oracle_only:
+                    outcomes, pm = list(frames), None
+                else:
+                    eng = LocalizationEngine(emb, m, settings, source="pose_conditions")
+                    outcomes = run_engine(eng, frames)
+                    pm = pose_metrics(outcomes, map_xyz, always=True)
                 near = [f for f in _strided(_frames(args.dataset, trav, args.no_odom), args.frame_stride)
                         if np.min(np.linalg.norm(map_xyz - f.position[None], axis=1)) <= 5.0]
                 oracle = pose_metrics(_oracle(LocalizationEngine(emb, m, settings), near, map_xyz,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-KINDS = ("orb", "sift", "learned")
+KINDS = ("orb", "sift", "learned", "patch")
 
 
 def table(title: str, files: list[str]) -> str:
