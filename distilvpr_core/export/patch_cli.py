@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     images = (img for src in sources for img in iter_images(src))
     res = export_patch_onnx(student, out, args.input_size, args.pool, images)
     w, h = args.input_size
-    print(f"wrote {res.path}: input image float32 [1, 3, {h}, {w}] -> descriptors [1, 128, {h // 16}, "
-          f"{w // 16}] + score, pool {args.pool}")
+    print(f"wrote {res.path}: input image float32 [1, 3, {h}, {w}] -> descriptors [1, 128, {-(-h // 16)}, "
+          f"{-(-w // 16)}] + score, pool {args.pool}")
     print(f"  student fingerprint {student.fingerprint}")
     print(f"  PCA on {res.pca_vectors} cells keeps {100 * res.pca_explained:.1f} % of the variance; "
           f"torch vs onnxruntime max |diff| {res.max_abs_diff:.2e}")
