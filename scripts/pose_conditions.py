@@ -18,8 +18,11 @@ Two rows per drive and kind:
         --queries val_dawn test_noon --model student.onnx --features orb sift --out OUT
 
 ``--features learned`` needs ``--local-model local_features.onnx`` (distilvpr
-train-local); ``--frame-stride N`` queries every N-th frame of each drive (the
-odometry between the kept frames is still the drive's own).
+train-local), ``--features patch`` ``--local-model patch.onnx`` (distilvpr
+export-patch; one model kind per run); ``--frame-stride N`` queries every N-th
+frame of each drive (the odometry between the kept frames is still the drive's
+own); ``--oracle-only`` skips the engine rows (a cheaper run for choosing a
+feature kind's settings).
 
 Writes OUT/pose_conditions.json, OUT/pose_conditions.md and OUT/pose_error_cdf_<kind>.png.
 """
@@ -39,9 +42,11 @@ sys.path.insert(0, str(REPO))
 from distilvpr_core.foundation.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
 
 
-def _oracle(engine, frames, map_xyz: np.ndarray, k: int, s) -> list:
+def _oracle(engine, frames, map_xyz: np.ndarray, k: int, s, snaps: list | None = None) -> list:
     """Outcomes of the verifier + PnP on the k keyframes nearest the truth (no retrieval),
-    then the same pose-consistency check against the drive's odometry as the engine's."""
+    then the same pose-consistency check against the drive's odometry as the engine's.
+    ``snaps`` gets, per published pose, (its position error, the truth's distance to the
+    keyframe whose points gave it, the pose's distance to that keyframe), metres."""
     from distilvpr_core.localize.geometry import passes
     from distilvpr_core.localize.pose_consistency import PoseConsistency
     from distilvpr_core.loopeval.outcome import QueryOutcome
@@ -63,7 +68,27 @@ def _oracle(engine, frames, map_xyz: np.ndarray, k: int, s) -> list:
         out.append(QueryOutcome(f.stamp_ns, f.position, True, ids, np.ones(len(ids), np.float32),
                                 map_xyz[ids], accepted=stage["localized"], stage=stage,
                                 orientation=f.orientation, published_pose=pose if stage["localized"] else None))
+        if stage["localized"] and snaps is not None:
+            kf = map_xyz[ids[checks.best]]
+            snaps.append((float(np.linalg.norm(pose[:3] - f.position)), float(np.linalg.norm(f.position - kf)),
+                          float(np.linalg.norm(pose[:3] - kf))))
     return out
+
+
+def _beyond_keyframe(snaps: list) -> dict | None:
+    """Whether the oracle's poses localise or only return the keyframe's own pose: medians of
+    the position error, of the truth's and of the pose's distance to the keyframe that gave
+    it, and the share of poses closer to the truth than that keyframe is, by more than 5 cm
+    (a pose that is the keyframe's own pose never is).  The query frames of the synthetic drives lie at
+    about the map drive's frame positions, so a pose that only repeats the keyframe's pose
+    still lands within 0.5 m of the truth."""
+    if not snaps:
+        return None
+    a = np.asarray(snaps)
+    return {"poses": len(a), "median_error_m": float(np.median(a[:, 0])),
+            "median_truth_to_keyframe_m": float(np.median(a[:, 1])),
+            "median_pose_to_keyframe_m": float(np.median(a[:, 2])),
+            "share_closer_than_keyframe": float(np.mean(a[:, 0] < a[:, 1] - 0.05))}
 
 
 def _frames(dataset: str, traversal: str, no_odom: bool):
@@ -81,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--map-traversal", default="train_noon")
     ap.add_argument("--queries", nargs="+", required=True)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--features", nargs="+", default=["orb", "sift"], choices=["orb", "sift", "learned"])
-    ap.add_argument("--local-model", help="ONNX of the learned local features (for --features learned)")
+    ap.add_argument("--features", nargs="+", default=["orb", "sift"], choices=["orb", "sift", "learned", "patch"])
+    ap.add_argument("--local-model", help="ONNX of the learned or patch local features (for --features "
+                    "learned or patch; one of them per run)")
     ap.add_argument("--frame-stride", type=int, default=1, help="query every N-th frame (default 1: all)")
     ap.add_argument("--features-max", type=int, default=300)
     ap.add_argument("--depth-frames", type=int, help="map build: LiDAR scans of the frames within +-N of a "
@@ -91,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                     "point first (default: the map build config's depth.prefer)")
     ap.add_argument("--oracle-k", type=int, default=3)
     ap.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE")
+    ap.add_argument("--oracle-only", action="store_true", help="skip the engine rows (no retrieval)")
     ap.add_argument("--no-odom", action="store_true",
                     help="feed no odometry (a robot without it): the pose-consistency check cannot run")
     ap.add_argument("--out", required=True)
@@ -122,13 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     emb = load_embedder(args.model, intra_op_threads=1)
     results: dict = {"command": " ".join(sys.argv), "settings": settings.to_dict(),
                      "map_depth": {"frames": build_cfg.depth.frames, "prefer": build_cfg.depth.prefer},
-                     "kinds": {}}
+                     "oracle_only": args.oracle_only, "kinds": {}}
     try:
         for kind in args.features:
             t0 = time.perf_counter()
             m = build_map([dataset_stream(args.dataset, args.map_traversal)], emb, build_cfg,
                           progress=False, features_max=args.features_max, features_kind=kind,
-                          local_model=args.local_model if kind == "learned" else None)
+                          local_model=args.local_model if kind in ("learned", "patch") else None)
             m.save(out / f"map_{kind}", overwrite=True)
             size = sum(e.bytes for e in m.schema.files.values()) / len(m)
             feat = sum(e.bytes for n, e in m.schema.files.items() if n.startswith("features_")) / len(m)
@@ -144,18 +171,25 @@ def main(argv: list[str] | None = None) -> int:
             for trav in args.queries:
                 cond = ds.traversal(trav).conditions
                 label = f"{trav} ({'/'.join(str(cond.get(k, '')) for k in ('time_of_day', 'weather', 'season'))})"
-                eng = LocalizationEngine(emb, m, settings, source="pose_conditions")
-                outcomes = run_engine(eng, _strided(_frames(args.dataset, trav, args.no_odom), args.frame_stride))
-                pm = pose_metrics(outcomes, map_xyz, always=True)
+                frames = _strided(_frames(args.dataset, trav, args.no_odom), args.frame_stride)
+                if args.oracle_only:
+                    outcomes, pm = list(frames), None
+                else:
+                    eng = LocalizationEngine(emb, m, settings, source="pose_conditions")
+                    outcomes = run_engine(eng, frames)
+                    pm = pose_metrics(outcomes, map_xyz, always=True)
                 near = [f for f in _strided(_frames(args.dataset, trav, args.no_odom), args.frame_stride)
                         if np.min(np.linalg.norm(map_xyz - f.position[None], axis=1)) <= 5.0]
+                snaps: list = []
                 oracle = pose_metrics(_oracle(LocalizationEngine(emb, m, settings), near, map_xyz,
-                                              args.oracle_k, settings), map_xyz, always=True) if near else None
+                                              args.oracle_k, settings, snaps), map_xyz, always=True) if near else None
                 per["drives"][trav] = {"role": ds.role(trav), "conditions": cond, "frames": len(outcomes),
-                                       "engine": pm, "oracle": oracle}
-                if pm is not None:
-                    cdf[label] = pm
-                print(f"{kind} {label}: {_line(pm)} | oracle {_line(oracle)}", flush=True)
+                                       "engine": pm, "oracle": oracle,
+                                       "oracle_beyond_keyframe": _beyond_keyframe(snaps)}
+                if pm is not None or (args.oracle_only and oracle is not None):
+                    cdf[label] = pm if pm is not None else oracle
+                print(f"{kind} {label}: {_line(pm)} | oracle {_line(oracle)} | beyond keyframe "
+                      f"{per['drives'][trav]['oracle_beyond_keyframe']}", flush=True)
             write_bytes_atomic(out / f"pose_error_cdf_{kind}.png",
                                error_cdf_png(cdf, f"{kind}, map {args.map_traversal}"))
     finally:
@@ -204,6 +238,8 @@ def _markdown(results: dict) -> str:
             for row in ("engine", "oracle"):
                 pm = d[row]
                 if pm is None:
+                    if row == "engine" and results.get("oracle_only"):
+                        continue  # not run (--oracle-only)
                     lines.append(f"| {kind} | {trav} ({d['role']}) | {row} | | 0 | | | | | | | |")
                     continue
                 st = pm["stages"]["published"]
@@ -222,6 +258,17 @@ def _markdown(results: dict) -> str:
                      f"{per['map_features_with_point']} of {per['map_features']} features with a 3D point "
                      f"(depth frames +-{results['map_depth']['frames']}, "
                      f"prefer {'on' if results['map_depth']['prefer'] else 'off'}) | |")
+    lines += ["", "Oracle poses against the keyframe that gave them (medians, metres; share of poses closer "
+              "to the truth than that keyframe, by more than 5 cm):", "",
+              "| features | drive | poses | error | truth to keyframe | pose to keyframe | closer than keyframe |",
+              "|---|---|---|---|---|---|---|"]
+    for kind, per in results["kinds"].items():
+        for trav, d in per["drives"].items():
+            b = d.get("oracle_beyond_keyframe")
+            if b is not None:
+                lines.append(f"| {kind} | {trav} | {b['poses']} | {b['median_error_m']:.2f} | "
+                             f"{b['median_truth_to_keyframe_m']:.2f} | {b['median_pose_to_keyframe_m']:.2f} | "
+                             f"{pct(b['share_closer_than_keyframe'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -40,6 +40,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("distilvpr_core.export.cli",
                "export a student checkpoint to ONNX (opset>=17, dynamic batch, "
                "contract in metadata), optional INT8"),
+    "export-patch": ("distilvpr_core.export.patch_cli",
+                     "export a student's layer-3 map as the dense model of the 'patch' local features "
+                     "(PCA to 128-d fitted on calibration images)"),
     "build-engine": ("distilvpr_core.export.engine_cli",
                      "build (or reuse from the cache) a TensorRT 10 engine "
                      "for an exported ONNX student"),

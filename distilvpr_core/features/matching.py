@@ -4,6 +4,11 @@ Mutual nearest neighbours whose best distance is below ``ratio`` x the second
 best (Lowe's ratio test), in the distance that suits the descriptor: Hamming
 for binary ORB, Euclidean for RootSIFT (= Hellinger on the SIFT histograms) and
 for the learned unit-norm descriptors.
+
+``"patch"`` features (the student's layer-3 cells) are matched by mutual nearest
+neighbours alone, as in Patch-NetVLAD: neighbouring cells see overlapping
+windows, so the second-nearest keyframe patch is often the true one's
+neighbour and the ratio test would drop the good matches with the bad.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import numpy as np
 
 from . import sift
 from .learned import runtime as learned
+from .patch import runtime as patch
 from .types import Features
 
 
@@ -26,6 +32,9 @@ def match(query: Features, key: Features, ratio: float = 0.8) -> np.ndarray:
         qd, kd, norm = sift.as_float(query.descriptors), sift.as_float(key.descriptors), cv2.NORM_L2
     elif query.kind == learned.KIND:
         qd, kd, norm = learned.as_float(query.descriptors), learned.as_float(key.descriptors), cv2.NORM_L2
+    elif query.kind == patch.KIND:
+        qd, kd, norm = patch.as_float(query.descriptors), patch.as_float(key.descriptors), cv2.NORM_L2
+        ratio = float("inf")  # mutual nearest neighbours only (module doc)
     else:
         qd, kd, norm = query.descriptors, key.descriptors, cv2.NORM_HAMMING
     bf = cv2.BFMatcher(norm)
@@ -33,6 +42,6 @@ def match(query: Features, key: Features, ratio: float = 0.8) -> np.ndarray:
     back = bf.match(kd, qd)
     best_back = {m.queryIdx: m.trainIdx for m in back}
     pairs = [(m[0].queryIdx, m[0].trainIdx) for m in fwd
-             if len(m) == 2 and m[0].distance < ratio * m[1].distance
+             if len(m) == 2 and (ratio == float("inf") or m[0].distance < ratio * m[1].distance)
              and best_back.get(m[0].trainIdx) == m[0].queryIdx]
     return np.asarray(pairs, np.int64).reshape(-1, 2)

@@ -14,39 +14,48 @@ own ``extract`` of it raises a UserError saying so.  Measured per condition
 (docs/local_features.md) it gives more poses than RootSIFT at dawn and in fog
 but is less precise at noon on the validation drives, so the default stays
 ``"sift"``.
+
+``"patch"`` (features/patch/, the place-recognition student's own layer-3
+cells, PCA to 128 bytes, as in Patch-NetVLAD) needs its ONNX model too
+(``distilvpr export-patch``); it is bound the same way.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from ..foundation.errors import UserError
 from . import orb, sift
 from .learned import runtime as learned
+from .patch import runtime as patch
 from .types import Features
 
 
 @dataclass(frozen=True)
 class Extractor:
     """name; ``extract(rgb, max_features) -> Features``; descriptor dtype and width;
-    ``empty()`` a zero-feature result of this kind."""
+    ``empty()`` a zero-feature result of this kind; ``load(path)`` the extractor object
+    (with an ``extract`` method) of a model file, for a kind that needs one, else None."""
     name: str
     extract: Callable[[np.ndarray, int], Features]
     desc_dtype: type
     desc_dim: int
     empty: Callable[[], Features]
+    load: Callable[[str], Any] | None = None
 
 
 EXTRACTORS: dict[str, Extractor] = {
     orb.KIND: Extractor(orb.KIND, orb.extract, np.uint8, orb.DESC_DIM, orb.empty),
     sift.KIND: Extractor(sift.KIND, sift.extract, np.uint8, sift.DESC_DIM, sift.empty),
-    learned.KIND: Extractor(learned.KIND, learned.extract, np.uint8, learned.DESC_DIM, learned.empty),
+    learned.KIND: Extractor(learned.KIND, learned.extract, np.uint8, learned.DESC_DIM, learned.empty,
+                            learned.load),
+    patch.KIND: Extractor(patch.KIND, patch.extract, np.uint8, patch.DESC_DIM, patch.empty, patch.load),
 }
 #: Kinds whose extractor is a model file (the map carries it).
-NEEDS_MODEL: frozenset[str] = frozenset({learned.KIND})
+NEEDS_MODEL: frozenset[str] = frozenset(k for k, e in EXTRACTORS.items() if e.load is not None)
 DEFAULT = sift.KIND  # chosen on validation drives, learned included (module doc)
 KINDS: tuple[str, ...] = tuple(EXTRACTORS)
 
@@ -73,7 +82,7 @@ def bound(kind: str, model_path: str | Path | None = None) -> Callable[[np.ndarr
     if model_path is None:
         raise UserError(f"features: {kind!r} local features need their model file; the map does not "
                         f"carry one -- rebuild it with --features {kind} --local-model FILE.onnx")
-    return learned.load(str(model_path)).extract
+    return ex.load(str(model_path)).extract
 
 
 def check_same_kind(query_kind: str, map_kind: str, where: str) -> None:

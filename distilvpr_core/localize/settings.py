@@ -86,9 +86,9 @@ class LocalizerSettings:
                                  lo=0.05, hi=50.0)
     verify_max_features: int = _s(300, "local features extracted from each query", lo=5, hi=10000)
     local_features: str = _s("map", "local feature kind of the queries: map = the kind the map stores; "
-                             "orb, sift or learned must equal the map's (a map of another kind is refused at "
-                             "start-up, naming both); learned uses the model the map carries",
-                             choices=("map", "orb", "sift", "learned"), read_only=True)
+                             "orb, sift, learned or patch must equal the map's (a map of another kind is refused "
+                             "at start-up, naming both); learned and patch use the model the map carries",
+                             choices=("map", "orb", "sift", "learned", "patch"), read_only=True)
     pnp_min_inliers: int = _s(6, "map with 3D points: accept only with at least this many PnP inliers "
                               "(replaces verify_min_inliers/ratio there; 6 gave no wrong pose on the "
                               "validation drive with pose_consistency_n 2)", lo=6, hi=100000)

@@ -52,14 +52,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--features-max", type=int, default=300,
                    help="local features stored per keyframe (default 300: about 12 KB with orb, "
                         "42 KB with sift or learned, plus 3.5 KB of 3D points with depth)")
-    b.add_argument("--features", default="sift", choices=["orb", "sift", "learned"],
+    b.add_argument("--features", default="sift", choices=["orb", "sift", "learned", "patch"],
                    help="local feature kind stored for verification and metric pose: sift (default: "
                         "RootSIFT on a CLAHE-normalised image, chosen on a validation drive), orb "
-                        "(cheaper fallback) or learned (needs --local-model); the localizer uses the "
-                        "map's kind")
+                        "(cheaper fallback), learned or patch (the student's own layer-3 cells; both "
+                        "need --local-model); the localizer uses the map's kind")
     b.add_argument("--local-model", metavar="FILE.onnx",
                    help="with --features learned: the network written by 'distilvpr train-local' "
-                        "(local_features.onnx); the map stores a copy, so the localizer needs nothing else")
+                        "(local_features.onnx); with --features patch: the file written by 'distilvpr "
+                        "export-patch'; the map stores a copy, so the localizer needs nothing else")
     b.add_argument("--no-points", action="store_true",
                    help="store no 3D points of the features even when the dataset has LiDAR "
                         "(no metric pose; essential-matrix verification only)")
@@ -184,11 +185,12 @@ def _build(args: argparse.Namespace) -> int:
     streams += [bag_stream(b, args.image_topic, args.pose_topic, cfg.sync_tolerance_s,
                            "" if args.no_features else args.camera_info_topic) for b in args.bag]
     nfeat = 0 if args.no_features else args.features_max
-    if args.features == "learned" and not args.no_features and not args.local_model:
-        raise UserError("map build --features learned needs --local-model FILE.onnx (from 'distilvpr "
-                        "train-local'); or choose --features sift")
-    if args.local_model and args.features != "learned":
-        raise UserError(f"--local-model is only for --features learned (got --features {args.features})")
+    source = {"learned": "distilvpr train-local", "patch": "distilvpr export-patch"}
+    if args.features in source and not args.no_features and not args.local_model:
+        raise UserError(f"map build --features {args.features} needs --local-model FILE.onnx (from "
+                        f"'{source[args.features]}'); or choose --features sift")
+    if args.local_model and args.features not in source:
+        raise UserError(f"--local-model is only for --features learned or patch (got --features {args.features})")
     if not args.no_features:
         from .build import feature_camera
         feature_camera(streams)  # missing intrinsics: fail before loading the model

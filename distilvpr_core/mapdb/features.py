@@ -12,16 +12,16 @@ the checksums cover them) and described under the top-level key
                            "descriptors": "features_descriptors.npy",
                            "counts": "features_counts.npy",
                            "points3d": "features_points3d.npy",           (optional)
-                           "model": "features_model.onnx"}}               (kind "learned" only)
+                           "model": "features_model.onnx"}}               (kinds "learned", "patch")
 
     features_keypoints.npy    float32 [N, F, 2]  x, y pixels of the keyframe image (padded rows 0)
     features_descriptors.npy  uint8   [N, F, D]  descriptors of ``kind`` (D = 32 orb, 128 sift,
-                                                 128 learned)
+                                                 128 learned, 128 patch)
     features_counts.npy       int32   [N]        valid rows of keyframe i (0..F)
     features_points3d.npy     float32 [N, F, 3]  each feature's 3D point in the MAP frame (m),
                                                  NaN where the depth source had none
-    features_model.onnx                          the network of kind "learned" (its ONNX export),
-                                                 so the localizer extracts what the map stores
+    features_model.onnx                          the network of kind "learned" or "patch" (its ONNX
+                                                 export), so the localizer extracts what the map stores
 
 F = ``max_per_keyframe``; keyframe i's features are the first ``counts[i]``
 rows.  ``kind`` names the extractor (features/registry.py); a localizer

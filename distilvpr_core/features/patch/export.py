@@ -1,0 +1,174 @@
+"""Export a student's trunk as the dense patch model of the ``"patch"`` local features.
+
+The network (torch, :class:`PatchNet`): the student's input normalisation and
+backbone (its stride-16 layer-3 map, C = 256 channels for ResNet18), then per
+cell: mean over a ``pool`` x ``pool`` window of cells (stride 1, as
+Patch-NetVLAD's patch sizes; 1 = the cell itself), L2-normalised, centred and
+projected on the first 128 principal components (PCA), L2-normalised again.
+Why PCA: 300 cells x 256 float values would not fit the 64 KB per keyframe
+the map allows; 128 components at one byte each take what RootSIFT takes.  The
+PCA is fitted on the cells of calibration images (training-town frames, never
+a drive that measures the choice) and baked into the graph as a 1x1
+convolution, so the runtime needs nothing but the file.
+
+ONNX: input ``image`` float32 [1, 3, H, W] (the student's normalisation, H and
+W dynamic; the runtime feeds ``input_height`` x ``input_width``); outputs
+``descriptors`` float32 [1, 128, h, w] (unit norm per cell) and ``score``
+float32 [1, 1, h, w] (norm of the pooled cell before normalisation).
+metadata_props: ``format`` = ``distilvpr_patch_features``, ``format_version``,
+``desc_dim``, ``stride``, ``input_width``, ``input_height``, ``pool``,
+``preprocess`` (the student's contract JSON), ``student_fingerprint``,
+``pca_vectors`` (how many cells the PCA saw), ``pca_explained`` (share of the
+variance the 128 components keep) and ``weights_sha256`` (infer/model_meta.py
+``weights_digest``: graph and weights without the metadata), checked at load.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ...foundation.atomic import write_bytes_atomic
+from ...foundation.errors import UserError
+from . import runtime
+
+OPSET = 17
+STRIDE = 16
+#: Pooling windows offered (odd: a centred window keeps the cell grid and centres).
+POOLS = (1, 3, 5)
+
+
+class PatchNet(nn.Module):
+    """input float32 [B, 3, H, W] (student-normalised RGB) -> (descriptors float32 [B, D, h, w]
+    unit norm, score float32 [B, 1, h, w]); see the module doc."""
+
+    def __init__(self, input_norm: nn.Module, backbone: nn.Module, pool: int,
+                 mean: np.ndarray | None = None, components: np.ndarray | None = None) -> None:
+        super().__init__()
+        if pool not in POOLS:
+            raise UserError(f"patch export: pool {pool} must be one of {list(POOLS)} cells")
+        self.input_norm, self.backbone, self.pool = input_norm, backbone, int(pool)
+        self.proj = None
+        if components is not None:
+            w = torch.from_numpy(np.asarray(components, np.float32))            # [D, C]
+            self.proj = nn.Conv2d(w.shape[1], w.shape[0], 1)
+            with torch.no_grad():
+                self.proj.weight.copy_(w[:, :, None, None])
+                self.proj.bias.copy_(-(w @ torch.from_numpy(np.asarray(mean, np.float32))))
+
+    def cells(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled cells L2-normalised float32 [B, C, h, w], their norms float32 [B, 1, h, w])."""
+        f = self.backbone(self.input_norm(x))
+        if self.pool > 1:
+            f = F.avg_pool2d(f, self.pool, stride=1, padding=self.pool // 2, count_include_pad=False)
+        norm = torch.sqrt((f * f).sum(dim=1, keepdim=True))
+        return f / norm.clamp_min(1e-12), norm
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f, score = self.cells(x)
+        d = self.proj(f)
+        return d / torch.sqrt((d * d).sum(dim=1, keepdim=True)).clamp_min(1e-12), score
+
+
+def fit_pca(cells: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(mean float32 [C], components float32 [dim, C], share of variance kept) of cell
+    vectors float32 [N, C]; UserError when there are fewer channels or cells than ``dim``."""
+    x = np.asarray(cells, np.float64)
+    n, c = x.shape
+    if c < dim:
+        raise UserError(f"patch export: the backbone gives {c} channels, fewer than the {dim} "
+                        "descriptor dimensions the map stores; use a ResNet student")
+    if n < 2 * dim:
+        raise UserError(f"patch export: {n} calibration cells for a {dim}-d PCA; give more "
+                        f"calibration images (at least {2 * dim} cells)")
+    mean = x.mean(axis=0)
+    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    var = s ** 2
+    return mean.astype(np.float32), vt[:dim].astype(np.float32), float(var[:dim].sum() / var.sum())
+
+
+@dataclass(frozen=True)
+class PatchExport:
+    """The written file, its weights digest, the PCA's vectors and kept variance, and the
+    largest torch vs ONNX Runtime difference."""
+    path: Path
+    weights_sha256: str
+    pca_vectors: int
+    pca_explained: float
+    max_abs_diff: float
+
+
+def export_patch_onnx(student, out: str | Path, input_size: tuple[int, int], pool: int,
+                      calib_images: Iterable[np.ndarray]) -> PatchExport:
+    """Write the patch model of ``student`` (a models.student_io.LoadedStudent) to ``out``
+    atomically.  ``input_size`` (W, H) the runtime feeds, at least 32 x 32 (any size: the
+    trunk is fully convolutional, cell j of an input of n pixels is centred on pixel 16 j,
+    ceil(n / 16) cells);
+    ``calib_images`` uint8 [H, W, 3] frames whose cells fit the PCA.  UserError for a bad
+    size, too few cells, or ONNX Runtime disagreeing with torch by more than 1e-4."""
+    import dataclasses
+    import onnx
+    import onnxruntime as ort
+    from ...foundation.preprocess import preprocess
+    from ...infer.model_meta import weights_digest
+
+    w_in, h_in = (int(v) for v in input_size)
+    if min(w_in, h_in) < 2 * STRIDE or max(w_in, h_in) > 4096:
+        raise UserError(f"patch export: input size {w_in}x{h_in} must be {2 * STRIDE}..4096 pixels per "
+                        f"side (the trunk's stride is {STRIDE})")
+    model = student.model.float().cpu().eval()
+    if not hasattr(model, "backbone") or not hasattr(model, "input_norm"):
+        raise UserError(f"patch export: {student.path} is not a camera-only student "
+                        "(no input_norm/backbone); pass student_best.pt of 'distilvpr distil'")
+    contract = dataclasses.replace(student.contract, input_size=(w_in, h_in), resize="stretch")
+    net = PatchNet(model.input_norm, model.backbone, pool).eval()
+    cells = []
+    with torch.no_grad():
+        for img in calib_images:
+            f, _ = net.cells(torch.from_numpy(preprocess(img, contract)))
+            cells.append(f[0].flatten(1).T.numpy())
+    if not cells:
+        raise UserError("patch export: no calibration images; pass --calib with images of the "
+                        "training town (never the drives that validate or test)")
+    cells_np = np.concatenate(cells)
+    mean, comp, explained = fit_pca(cells_np, runtime.DESC_DIM)
+    net = PatchNet(model.input_norm, model.backbone, pool, mean, comp).eval()
+
+    buf = io.BytesIO()
+    dummy = torch.zeros(1, 3, h_in, w_in)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (dummy,), buf, input_names=[runtime.INPUT_NAME],
+                          output_names=[runtime.DESC_NAME, runtime.SCORE_NAME],
+                          dynamic_axes={runtime.INPUT_NAME: {2: "height", 3: "width"},
+                                        runtime.DESC_NAME: {2: "h", 3: "w"}, runtime.SCORE_NAME: {2: "h", 3: "w"}},
+                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    proto = onnx.load_from_string(buf.getvalue())
+    proto.doc_string = "DistilVPR patch local features: the student's layer-3 cells (distilvpr export-patch)"
+    del proto.metadata_props[:]
+    digest = weights_digest(proto)
+    for key, value in {"format": runtime.META_FORMAT, "format_version": runtime.FORMAT_VERSION,
+                       "desc_dim": str(runtime.DESC_DIM), "stride": str(STRIDE), "input_width": str(w_in),
+                       "input_height": str(h_in), "pool": str(pool), "preprocess": student.contract.to_json(),
+                       "student_fingerprint": student.fingerprint, "pca_vectors": str(len(cells_np)),
+                       "pca_explained": f"{explained:.4f}", "weights_sha256": digest}.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto, full_check=True)
+    data = proto.SerializeToString()
+    x = torch.randn(1, 3, h_in, w_in, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = [t.numpy() for t in net(x)]
+    got = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(
+        [runtime.DESC_NAME, runtime.SCORE_NAME], {runtime.INPUT_NAME: x.numpy()})
+    diff = float(max(np.abs(r - g).max() / max(1.0, float(np.abs(r).max())) for r, g in zip(ref, got)))
+    if diff > 1e-4:
+        raise UserError(f"{out}: ONNX Runtime output differs from torch by {diff:.3g}; export is broken")
+    write_bytes_atomic(out, data)
+    return PatchExport(Path(out), digest, len(cells_np), explained, diff)

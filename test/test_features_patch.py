@@ -1,0 +1,241 @@
+"""The student's own layer-3 cells as local features ("patch"): the export (ONNX vs torch),
+the wrong-file refusals, the keypoint coordinates, and a map of the tiny town built and
+verified with them."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from distilvpr_core.features import matching, registry  # noqa: E402
+from distilvpr_core.features.patch import runtime  # noqa: E402
+from distilvpr_core.features.patch.export import PatchNet, export_patch_onnx, fit_pca  # noqa: E402
+from distilvpr_core.foundation.errors import UserError  # noqa: E402
+
+from two_plane_scene import H, W, render  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    """A random-init student (real trunk, the training checkpoint format), trained size 128x96."""
+    from distilvpr_core.models import StudentConfig, build_student, save_checkpoint
+    from distilvpr_core.models.student_io import load_student_checkpoint
+    torch.manual_seed(0)
+    cfg = StudentConfig(dim=64)
+    path = save_checkpoint(tmp_path_factory.mktemp("student") / "student.pt", build_student(cfg), "student",
+                           cfg, [128, 96])
+    return load_student_checkpoint(path)
+
+
+def _export(student, out, size=(W, H), pool=1, calib=3):
+    return export_patch_onnx(student, out, size, pool, (render(s) for s in range(calib)))
+
+
+@pytest.fixture(scope="module")
+def onnx_path(student, tmp_path_factory):
+    res = _export(student, tmp_path_factory.mktemp("patch") / "patch.onnx")
+    assert res.pca_vectors == 3 * (W // 16) * (H // 16) and 0 < res.pca_explained <= 1
+    return res.path
+
+
+def test_onnx_runtime_gives_the_torch_maps_and_the_pca_is_a_real_projection(student, onnx_path):
+    ex = runtime.load(str(onnx_path))
+    assert (ex.input_size, ex.stride, ex.pool, ex.desc_dim) == ((W, H), 16, 1, 128)
+    rgb = render(5)
+    desc, score = ex.dense(rgb)
+    from distilvpr_core.foundation.preprocess import preprocess
+    x = torch.from_numpy(preprocess(rgb, ex.contract))
+    assert x.shape == (1, 3, H, W)
+    with torch.no_grad():
+        cells, ref_score = PatchNet(student.model.input_norm, student.model.backbone, 1).cells(x)
+        # The layer-3 map itself: the student's trunk, nothing else.
+        trunk = student.model.backbone(student.model.input_norm(x))
+    np.testing.assert_allclose(score, ref_score[0, 0].numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(score, torch.linalg.vector_norm(trunk[0], dim=0).numpy(), rtol=1e-4, atol=1e-4)
+    assert desc.shape == (128, H // 16, W // 16)
+    np.testing.assert_allclose(np.linalg.norm(desc, axis=0), 1.0, atol=1e-4)
+    # The descriptors are the cells projected on the PCA of the calibration images' cells.
+    net = PatchNet(student.model.input_norm, student.model.backbone, 1)
+    with torch.no_grad():
+        calib = np.concatenate([net.cells(torch.from_numpy(preprocess(render(s), ex.contract)))[0][0]
+                                .flatten(1).T.numpy() for s in range(3)])
+    mean, comp, _ = fit_pca(calib, 128)
+    ref = (cells[0].flatten(1).T.numpy() - mean) @ comp.T
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    np.testing.assert_allclose(desc.reshape(128, -1).T, ref, atol=1e-3)
+
+
+def test_a_larger_input_gives_more_patches_and_the_pool_window_is_centred(student, tmp_path):
+    res = _export(student, tmp_path / "big.onnx", (2 * W, 2 * H), pool=3)
+    ex = runtime.load(str(res.path))
+    desc, score = ex.dense(render(0))
+    assert desc.shape == (128, 2 * H // 16, 2 * W // 16) and ex.pool == 3
+    # Any size: ceil(n / 16) cells per side.
+    assert runtime.load(str(_export(student, tmp_path / "odd.onnx", (W + 8, 120)).path)).dense(
+        render(0))[0].shape == (128, 8, W // 16 + 1)
+    with pytest.raises(UserError, match="32..4096 pixels"):
+        _export(student, tmp_path / "small.onnx", (W, 16))
+    with pytest.raises(UserError, match="pool 2"):
+        _export(student, tmp_path / "even.onnx", (W, H), pool=2)
+
+
+def test_cell_centres_are_the_trunks_receptive_field_centres(student):
+    """The gradient of one cell w.r.t. the input is centred on the pixel cell_centres names
+    (stride j, stride i), not on the cell's box centre (stride j + 7.5)."""
+    x = torch.zeros(1, 3, H, W, requires_grad=True)
+    net = student.model.backbone
+    net.eval()
+    out = net(student.model.input_norm(x + torch.from_numpy(render(0).transpose(2, 0, 1)[None] / 255.0).float()))
+    i, j = 7, 10
+    out[0, :, i, j].abs().sum().backward()
+    g = x.grad[0].abs().sum(0).numpy()
+    yy, xx = np.mgrid[:H, :W]
+    centroid = np.array([(g * xx).sum(), (g * yy).sum()]) / g.sum()
+    cc = runtime.cell_centres(H // 16, W // 16, 16, (W, H), (W, H))[i * (W // 16) + j]
+    np.testing.assert_allclose(cc, [16 * j, 16 * i])
+    assert np.abs(centroid - cc).max() < 3.0, (centroid, cc)
+    # Stretched input: the same cell maps through the scale (edges aligned).
+    np.testing.assert_allclose(runtime.cell_centres(1, 2, 16, (32, 16), (64, 32))[1], [32.5, 0.5])
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_a_shifted_image_moves_the_matched_patches_by_the_shift(student, tmp_path, scale):
+    """The frame shifted by 32 px (two cells at scale 1; one cell when the input is half the
+    frame): the mutual nearest neighbours of the interior patches are the cells the shift
+    maps onto, and their keypoints differ by exactly the shift in the frame's pixels."""
+    res = _export(student, tmp_path / f"s{scale}.onnx", (W // scale, H // scale), calib=4)
+    ex = registry.bound("patch", res.path)
+    base = render(1)
+    dx, dy = 32, 16 * scale
+    shifted = np.zeros_like(base)
+    shifted[dy:, dx:] = base[:-dy, :-dx]
+    a, b = ex(base, 1000), ex(shifted, 1000)
+    assert len(a) == -(-W // 16 // scale) * -(-H // 16 // scale)
+    pairs = matching.match(a, b)
+    moved = b.keypoints[pairs[:, 1]] - a.keypoints[pairs[:, 0]]
+    # Interior cells (away from the zero padding and the shifted-in black band).
+    inside = (a.keypoints[pairs[:, 0], 0] > 64) & (a.keypoints[pairs[:, 0], 0] < W - 96) \
+        & (a.keypoints[pairs[:, 0], 1] > 64) & (a.keypoints[pairs[:, 0], 1] < H - 96)
+    assert inside.sum() >= 4
+    np.testing.assert_allclose(moved[inside], np.tile([dx, dy], (int(inside.sum()), 1)), atol=1e-3)
+
+
+def test_extract_returns_features_of_the_registry_shape(onnx_path):
+    ex = registry.bound("patch", onnx_path)
+    f = ex(render(0), 40)
+    assert f.kind == "patch" and len(f) == 40
+    assert f.keypoints.dtype == np.float32 and f.descriptors.dtype == np.uint8
+    assert f.descriptors.shape == (40, registry.get("patch").desc_dim)
+    assert (f.keypoints >= 0).all() and (f.keypoints[:, 0] <= W - 1).all() and (f.keypoints[:, 1] <= H - 1).all()
+    np.testing.assert_allclose(np.linalg.norm(runtime.as_float(f.descriptors), axis=1), 1.0, atol=0.03)
+    # Highest score first: the 40 kept are the 40 strongest cells.
+    _, score = runtime.load(str(onnx_path)).dense(render(0))
+    assert np.isclose(np.sort(score.ravel())[-40], score.ravel()[np.argsort(-score.ravel())[39]])
+    pairs = matching.match(f, f)
+    assert len(pairs) == len(f) and (pairs[:, 0] == pairs[:, 1]).all()
+
+
+def test_wrong_files_are_refused_saying_what_to_pass(onnx_path, student, tmp_path):
+    import onnx
+    with pytest.raises(UserError, match="does not exist.*export-patch"):
+        runtime.PatchExtractor(tmp_path / "nope.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(UserError, match="not an ONNX model.*export-patch"):
+        runtime.PatchExtractor(tmp_path / "junk.onnx")
+    # The place-recognition student itself (distilvpr export).
+    from distilvpr_core.export.onnx_export import export_student_onnx
+    export_student_onnx(student.model, student.contract, student.fingerprint, tmp_path / "student.onnx")
+    with pytest.raises(UserError, match="place-recognition student.*export-patch"):
+        runtime.PatchExtractor(tmp_path / "student.onnx")
+    # The learned local descriptor (distilvpr train-local) -- and the other way round.
+    from distilvpr_core.features.learned.model import LocalFeatureNet
+    from distilvpr_core.features.learned.runtime import LearnedExtractor
+    from distilvpr_core.localtrain.export import export_local_onnx
+    export_local_onnx(LocalFeatureNet(width=8), tmp_path / "local.onnx")
+    with pytest.raises(UserError, match="learned local descriptor.*--features learned"):
+        runtime.PatchExtractor(tmp_path / "local.onnx")
+    with pytest.raises(UserError, match="not a local-feature model"):
+        LearnedExtractor(onnx_path)
+    proto = onnx.load(str(onnx_path))
+    w = proto.graph.initializer[0]
+    arr = onnx.numpy_helper.to_array(w).copy()
+    arr.flat[0] += 1.0
+    w.CopyFrom(onnx.numpy_helper.from_array(arr, w.name))
+    onnx.save(proto, str(tmp_path / "tampered.onnx"))
+    with pytest.raises(UserError, match="do not match the digest"):
+        runtime.PatchExtractor(tmp_path / "tampered.onnx")
+    with pytest.raises(UserError, match="--local-model"):
+        registry.bound("patch", None)
+    with pytest.raises(UserError, match="export-patch"):
+        registry.extract("patch", render(0), 10)
+
+
+def test_export_cli_writes_the_model_and_refuses_an_existing_file(student, tmp_path):
+    from PIL import Image
+    from distilvpr_core.export import patch_cli
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for s in range(4):
+        Image.fromarray(render(s)).save(calib / f"{s}.png")
+    parser = argparse.ArgumentParser()
+    patch_cli.add_arguments(parser)
+    argv = ["--checkpoint", str(student.path), "--out", str(tmp_path / "p.onnx"), "--calib", str(calib),
+            "--input-size", "160x128"]
+    assert patch_cli.run(parser.parse_args(argv)) == 0
+    assert runtime.load(str(tmp_path / "p.onnx")).input_size == (160, 128)
+    with pytest.raises(UserError, match="--overwrite"):
+        patch_cli.run(parser.parse_args(argv))
+    with pytest.raises(SystemExit):
+        parser.parse_args(argv[:-1] + ["160by128"])
+
+
+def test_tiny_town_map_with_patch_features_verifies_a_revisit(synth_tiny, student, tmp_path):
+    """map build --features patch on the tiny town: the map carries the model and verify
+    passes; the engine's verifier extracts the map's kind with it and gives a metric
+    pose for a frame of another drive near a keyframe."""
+    from distilvpr_core.export.onnx_export import export_student_onnx
+    from distilvpr_core.data import native
+    from distilvpr_core.localize.geometry import GeometricVerifier
+    from distilvpr_core.localize.settings import settings_from_file
+    from distilvpr_core.mapdb import PriorMap
+    from distilvpr_core.mapdb import cli as map_cli
+    from distilvpr_core.mapdb.features import MODEL_FILE
+    from distilvpr_core.infer.tensorrt.calibration import CalibrationSource, iter_images
+    ds = native.open_dataset(synth_tiny)
+    trav = ds.traversals[0]
+    img = ds.traversal(trav).load_image(0)
+    size = (img.shape[1] // 16 * 16, img.shape[0] // 16 * 16)
+    model = export_patch_onnx(student, tmp_path / "patch.onnx", size, 1,
+                              iter_images(CalibrationSource(synth_tiny, trav, 8))).path
+    student_onnx = tmp_path / "student.onnx"
+    export_student_onnx(student.model, student.contract, student.fingerprint, student_onnx)
+    parser = argparse.ArgumentParser()
+    map_cli.add_arguments(parser)
+    base = ["build", "--model", str(student_onnx), "--dataset", str(synth_tiny), "--traversal", "train_noon",
+            "--quiet", "--features", "patch"]
+    with pytest.raises(UserError, match="--features patch needs --local-model.*export-patch"):
+        map_cli.run(parser.parse_args(base + ["--out", str(tmp_path / "m0")]))
+    assert map_cli.run(parser.parse_args(base + ["--local-model", str(model), "--out",
+                                                 str(tmp_path / "map")])) == 0
+    assert map_cli.run(parser.parse_args(["verify", str(tmp_path / "map")])) == 0
+    m = PriorMap.load(tmp_path / "map")
+    assert m.features.kind == "patch" and m.features.has_points
+    assert (tmp_path / "map" / MODEL_FILE).read_bytes() == model.read_bytes()
+    assert m.features.counts.min() > 0
+    # A keyframe's own image gives the stored patches through the map's model (the build
+    # stores those with a 3D point first, so compare by keypoint).
+    v = GeometricVerifier(m)
+    t = ds.traversal("train_noon")
+    kid = len(m) // 2
+    q = v.extract(t.load_image(int(m.frame_index[kid])), 300)
+    kf = m.features.get(kid)
+    row = {tuple(k): i for i, k in enumerate(q.keypoints.tolist())}
+    np.testing.assert_array_equal(q.descriptors[[row[tuple(k)] for k in kf.keypoints.tolist()]], kf.descriptors)
+    settings = settings_from_file("config/localize.yaml", {})
+    checks, _ = v.check(t.load_image(int(m.frame_index[kid])), np.array([kid, (kid + 3) % len(m)]), settings)
+    assert checks.pose is not None
+    np.testing.assert_allclose(checks.pose[:3], m.poses[kid][:3], atol=0.5)
