@@ -16,6 +16,7 @@ from distilvpr_core.features.learned.model import LocalFeatureNet, sample  # noq
 from distilvpr_core.foundation.errors import UserError  # noqa: E402
 from distilvpr_core.localtrain.export import export_local_onnx  # noqa: E402
 
+from onnx_tamper import tamper_first_weight  # noqa: E402
 from two_plane_scene import H, K, W, render  # noqa: E402
 
 
@@ -88,12 +89,7 @@ def test_missing_foreign_and_tampered_models_are_clear_errors(onnx_path, tmp_pat
     onnx.save(proto, str(tmp_path / "plain.onnx"))
     with pytest.raises(UserError, match="not a local-feature model"):
         runtime.LearnedExtractor(tmp_path / "plain.onnx")
-    proto = onnx.load(str(onnx_path[0]))
-    w = proto.graph.initializer[0]
-    arr = onnx.numpy_helper.to_array(w).copy()
-    arr.flat[0] += 1.0
-    w.CopyFrom(onnx.numpy_helper.from_array(arr, w.name))
-    onnx.save(proto, str(tmp_path / "tampered.onnx"))
+    tamper_first_weight(onnx_path[0], tmp_path / "tampered.onnx")
     with pytest.raises(UserError, match="do not match the digest"):
         runtime.LearnedExtractor(tmp_path / "tampered.onnx")
     with pytest.raises(UserError, match="--local-model"):

@@ -16,6 +16,7 @@ from distilvpr_core.features.patch import runtime  # noqa: E402
 from distilvpr_core.features.patch.export import PatchNet, export_patch_onnx, fit_pca  # noqa: E402
 from distilvpr_core.foundation.errors import UserError  # noqa: E402
 
+from onnx_tamper import tamper_first_weight  # noqa: E402
 from two_plane_scene import H, W, render  # noqa: E402
 
 
@@ -140,7 +141,6 @@ def test_extract_returns_features_of_the_registry_shape(onnx_path):
 
 
 def test_wrong_files_are_refused_saying_what_to_pass(onnx_path, student, tmp_path):
-    import onnx
     with pytest.raises(UserError, match="does not exist.*export-patch"):
         runtime.PatchExtractor(tmp_path / "nope.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
@@ -160,12 +160,7 @@ def test_wrong_files_are_refused_saying_what_to_pass(onnx_path, student, tmp_pat
         runtime.PatchExtractor(tmp_path / "local.onnx")
     with pytest.raises(UserError, match="not a local-feature model"):
         LearnedExtractor(onnx_path)
-    proto = onnx.load(str(onnx_path))
-    w = proto.graph.initializer[0]
-    arr = onnx.numpy_helper.to_array(w).copy()
-    arr.flat[0] += 1.0
-    w.CopyFrom(onnx.numpy_helper.from_array(arr, w.name))
-    onnx.save(proto, str(tmp_path / "tampered.onnx"))
+    tamper_first_weight(onnx_path, tmp_path / "tampered.onnx")
     with pytest.raises(UserError, match="do not match the digest"):
         runtime.PatchExtractor(tmp_path / "tampered.onnx")
     with pytest.raises(UserError, match="--local-model"):

@@ -25,13 +25,13 @@ import numpy as np
 from ...foundation.errors import UserError
 from ..types import Features
 from . import preprocess
+from ..onnx_local import DESC_NAME, INPUT_NAME, SCORE_NAME  # one I/O contract for both kinds
 
 KIND = "learned"
 DESC_DIM = 128
 QUANT = 127.5
 #: Corner candidates per wanted feature, ranked by the network's score.
 OVERSAMPLE = 2
-INPUT_NAME, DESC_NAME, SCORE_NAME = "image", "descriptors", "score"
 #: metadata_props keys of the export.
 META_FORMAT = "distilvpr_local_features"
 FORMAT_VERSION = "1"

@@ -24,8 +24,6 @@ variance the 128 components keep) and ``weights_sha256`` (infer/model_meta.py
 """
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -35,11 +33,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...foundation.atomic import write_bytes_atomic
 from ...foundation.errors import UserError
+from ..onnx_local import export_checked
 from . import runtime
 
-OPSET = 17
 STRIDE = 16
 #: Pooling windows offered (odd: a centred window keeps the cell grid and centres).
 POOLS = (1, 3, 5)
@@ -114,10 +111,7 @@ def export_patch_onnx(student, out: str | Path, input_size: tuple[int, int], poo
     ``calib_images`` uint8 [H, W, 3] frames whose cells fit the PCA.  UserError for a bad
     size, too few cells, or ONNX Runtime disagreeing with torch by more than 1e-4."""
     import dataclasses
-    import onnx
-    import onnxruntime as ort
     from ...foundation.preprocess import preprocess
-    from ...infer.model_meta import weights_digest
 
     w_in, h_in = (int(v) for v in input_size)
     if min(w_in, h_in) < 2 * STRIDE or max(w_in, h_in) > 4096:
@@ -141,34 +135,12 @@ def export_patch_onnx(student, out: str | Path, input_size: tuple[int, int], poo
     mean, comp, explained = fit_pca(cells_np, runtime.DESC_DIM)
     net = PatchNet(model.input_norm, model.backbone, pool, mean, comp).eval()
 
-    buf = io.BytesIO()
-    dummy = torch.zeros(1, 3, h_in, w_in)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (dummy,), buf, input_names=[runtime.INPUT_NAME],
-                          output_names=[runtime.DESC_NAME, runtime.SCORE_NAME],
-                          dynamic_axes={runtime.INPUT_NAME: {2: "height", 3: "width"},
-                                        runtime.DESC_NAME: {2: "h", 3: "w"}, runtime.SCORE_NAME: {2: "h", 3: "w"}},
-                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
-    proto = onnx.load_from_string(buf.getvalue())
-    proto.doc_string = "DistilVPR patch local features: the student's layer-3 cells (distilvpr export-patch)"
-    del proto.metadata_props[:]
-    digest = weights_digest(proto)
-    for key, value in {"format": runtime.META_FORMAT, "format_version": runtime.FORMAT_VERSION,
-                       "desc_dim": str(runtime.DESC_DIM), "stride": str(STRIDE), "input_width": str(w_in),
-                       "input_height": str(h_in), "pool": str(pool), "preprocess": student.contract.to_json(),
-                       "student_fingerprint": student.fingerprint, "pca_vectors": str(len(cells_np)),
-                       "pca_explained": f"{explained:.4f}", "weights_sha256": digest}.items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(proto, full_check=True)
-    data = proto.SerializeToString()
-    x = torch.randn(1, 3, h_in, w_in, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        ref = [t.numpy() for t in net(x)]
-    got = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(
-        [runtime.DESC_NAME, runtime.SCORE_NAME], {runtime.INPUT_NAME: x.numpy()})
-    diff = float(max(np.abs(r - g).max() / max(1.0, float(np.abs(r).max())) for r, g in zip(ref, got)))
-    if diff > 1e-4:
-        raise UserError(f"{out}: ONNX Runtime output differs from torch by {diff:.3g}; export is broken")
-    write_bytes_atomic(out, data)
+    digest, diff = export_checked(
+        net, torch.zeros(1, 3, h_in, w_in), torch.randn(1, 3, h_in, w_in, generator=torch.Generator().manual_seed(0)),
+        "DistilVPR patch local features: the student's layer-3 cells (distilvpr export-patch)",
+        {"format": runtime.META_FORMAT, "format_version": runtime.FORMAT_VERSION,
+         "desc_dim": str(runtime.DESC_DIM), "stride": str(STRIDE), "input_width": str(w_in),
+         "input_height": str(h_in), "pool": str(pool), "preprocess": student.contract.to_json(),
+         "student_fingerprint": student.fingerprint, "pca_vectors": str(len(cells_np)),
+         "pca_explained": f"{explained:.4f}"}, out)
     return PatchExport(Path(out), digest, len(cells_np), explained, diff)

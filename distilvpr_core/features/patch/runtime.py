@@ -31,10 +31,10 @@ import numpy as np
 from ...foundation.errors import UserError
 from ..learned.runtime import as_float, quantise  # noqa: F401 - one quantisation for both learned kinds
 from ..types import Features
+from ..onnx_local import DESC_NAME, INPUT_NAME, SCORE_NAME  # one I/O contract for both kinds
 
 KIND = "patch"
 DESC_DIM = 128
-INPUT_NAME, DESC_NAME, SCORE_NAME = "image", "descriptors", "score"
 #: metadata_props ``format`` of the export; distinct from the student's and the learned kind's.
 META_FORMAT = "distilvpr_patch_features"
 FORMAT_VERSION = "1"
