@@ -151,13 +151,18 @@ class OdomFeeder:
     """
 
     SETTLE_S = 0.03
+    #: In lockstep wall time costs nothing, so the head start is larger: 0.03 s was once too short
+    #: for a fresh-clone CI run under load (the node took a frame before its odometry).
+    LOCKSTEP_SETTLE_S = 0.25
 
-    def __init__(self, node: Any, topic: str, stamps: np.ndarray, poses: np.ndarray) -> None:
+    def __init__(self, node: Any, topic: str, stamps: np.ndarray, poses: np.ndarray,
+                 settle_s: float = SETTLE_S) -> None:
         from nav_msgs.msg import Odometry
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         if len(stamps) == 0:
             raise UserError(f"odometry for {topic}: the bag's odometry topic holds no messages")
         self.topic, self._stamps, self._poses, self._msg = topic, stamps, poses, Odometry
+        self.settle_s = float(settle_s)
         self.publisher = node.create_publisher(
             Odometry, topic, QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
 
@@ -172,7 +177,7 @@ class OdomFeeder:
         self.publisher.publish(msg)
         # Odometry and image arrive on two subscriptions whose callbacks the node may run in
         # either order; a short head start lets the pose reach the engine before its frame.
-        time.sleep(self.SETTLE_S)
+        time.sleep(self.settle_s)
 
 
 class BagPlayer:

@@ -90,13 +90,15 @@ def _reliable_publisher(ros_node: Any, topic: str, timeout_s: float, alive: Any)
                     "under that name (see --node) in this ROS_DOMAIN_ID?")
 
 
-def _odom_feeder(ros_node: Any, odom: tuple[Any, Any] | None, fq_name: str) -> Callable[[int], None]:
+def _odom_feeder(ros_node: Any, odom: tuple[Any, Any] | None, fq_name: str,
+                 pacing: str = "rate") -> Callable[[int], None]:
     """``before_send`` for the player: the bag's odometry on the node's ``odom`` topic
     (a sibling of the node name), or nothing without odometry."""
     if odom is None:
         return lambda stamp_ns: None
     from .player import OdomFeeder
-    return OdomFeeder(ros_node, fq_name.rsplit("/", 1)[0] + "/odom", *odom).send
+    settle = OdomFeeder.LOCKSTEP_SETTLE_S if pacing == "lockstep" else OdomFeeder.SETTLE_S
+    return OdomFeeder(ros_node, fq_name.rsplit("/", 1)[0] + "/odom", *odom, settle_s=settle).send
 
 
 def replay_through_node(args: argparse.Namespace, first: Any, records: Iterable[Any], total: int,
@@ -139,7 +141,7 @@ def replay_through_node(args: argparse.Namespace, first: Any, records: Iterable[
         run.warmup_latency_s = player.warm_up(first, collector, args.answer_timeout, warm_stamp)
         result = player.play(records, collector, args.pacing, args.rate, args.answer_timeout,
                              args.silence_timeout, alive, total=total,
-                             before_send=_odom_feeder(ros_node, odom, fq_name))
+                             before_send=_odom_feeder(ros_node, odom, fq_name, args.pacing))
         run.sent = result.sent
         if result.stopped:
             run.problems.append(result.stopped)
