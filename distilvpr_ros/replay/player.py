@@ -140,6 +140,29 @@ class PlayResult:
     stopped: str | None = None
 
 
+def wait_for_subscriber(publisher: Any, topic: str, timeout_s: float,
+                        alive: Callable[[], str | None] = lambda: None) -> None:
+    """Wait until a subscription matches ``publisher`` (on ``topic``); NodeNotAnswering naming
+    the topic if none does within ``timeout_s``.
+
+    Why: a message published before DDS discovery has matched the node's subscription is
+    lost (volatile durability), so the first frames or odometry poses of a replay would
+    silently never reach the node.  ``alive`` returns a reason when the node process has
+    died, to stop early.
+    """
+    deadline = time.monotonic() + timeout_s
+    while publisher.get_subscription_count() == 0:
+        dead = alive()
+        if dead:
+            raise UserError(dead)
+        if time.monotonic() > deadline:
+            raise NodeNotAnswering(
+                f"no node subscribed to {topic} within {timeout_s:g} s; start the "
+                "localizer (or check its topic remapping, ROS_DOMAIN_ID and "
+                "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST)")
+        time.sleep(0.05)
+
+
 class OdomFeeder:
     """Publishes, just before each frame, the bag odometry pose nearest that frame's stamp,
     re-stamped to it, as ``nav_msgs/Odometry`` on the node's ``odom`` topic.
@@ -151,18 +174,13 @@ class OdomFeeder:
     """
 
     SETTLE_S = 0.03
-    #: In lockstep wall time costs nothing, so the head start is larger: 0.03 s was once too short
-    #: for a fresh-clone CI run under load (the node took a frame before its odometry).
-    LOCKSTEP_SETTLE_S = 0.25
 
-    def __init__(self, node: Any, topic: str, stamps: np.ndarray, poses: np.ndarray,
-                 settle_s: float = SETTLE_S) -> None:
+    def __init__(self, node: Any, topic: str, stamps: np.ndarray, poses: np.ndarray) -> None:
         from nav_msgs.msg import Odometry
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         if len(stamps) == 0:
             raise UserError(f"odometry for {topic}: the bag's odometry topic holds no messages")
         self.topic, self._stamps, self._poses, self._msg = topic, stamps, poses, Odometry
-        self.settle_s = float(settle_s)
         self.publisher = node.create_publisher(
             Odometry, topic, QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
 
@@ -177,7 +195,7 @@ class OdomFeeder:
         self.publisher.publish(msg)
         # Odometry and image arrive on two subscriptions whose callbacks the node may run in
         # either order; a short head start lets the pose reach the engine before its frame.
-        time.sleep(self.settle_s)
+        time.sleep(self.SETTLE_S)
 
 
 class BagPlayer:
@@ -195,21 +213,8 @@ class BagPlayer:
             self.msg_class, topic, QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE))
 
     def wait_for_subscriber(self, timeout_s: float, alive: Callable[[], str | None] = lambda: None) -> None:
-        """Wait until the node subscribes to ``topic``; UserError naming it if not.
-
-        ``alive`` returns a reason when the node process has died, to stop early.
-        """
-        deadline = time.monotonic() + timeout_s
-        while self.publisher.get_subscription_count() == 0:
-            dead = alive()
-            if dead:
-                raise UserError(dead)
-            if time.monotonic() > deadline:
-                raise NodeNotAnswering(
-                    f"no node subscribed to {self.topic} within {timeout_s:g} s; start the "
-                    "localizer (or check its image topic remapping, ROS_DOMAIN_ID and "
-                    "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST)")
-            time.sleep(0.05)
+        """Wait until the node subscribes to ``topic`` (:func:`wait_for_subscriber`)."""
+        wait_for_subscriber(self.publisher, self.topic, timeout_s, alive)
 
     def warm_up(self, record: ImageRecord, collector: AnswerCollector, timeout_s: float,
                 stamp_ns: int) -> float:

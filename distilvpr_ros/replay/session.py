@@ -90,15 +90,17 @@ def _reliable_publisher(ros_node: Any, topic: str, timeout_s: float, alive: Any)
                     "under that name (see --node) in this ROS_DOMAIN_ID?")
 
 
-def _odom_feeder(ros_node: Any, odom: tuple[Any, Any] | None, fq_name: str,
-                 pacing: str = "rate") -> Callable[[int], None]:
+def _odom_feeder(ros_node: Any, odom: tuple[Any, Any] | None, fq_name: str, timeout_s: float,
+                 alive: Callable[[], str | None]) -> Callable[[int], None]:
     """``before_send`` for the player: the bag's odometry on the node's ``odom`` topic
-    (a sibling of the node name), or nothing without odometry."""
+    (a sibling of the node name), or nothing without odometry.  Waits until the node's
+    odometry subscription has matched, as for the images, so no pose is lost to discovery."""
     if odom is None:
         return lambda stamp_ns: None
-    from .player import OdomFeeder
-    settle = OdomFeeder.LOCKSTEP_SETTLE_S if pacing == "lockstep" else OdomFeeder.SETTLE_S
-    return OdomFeeder(ros_node, fq_name.rsplit("/", 1)[0] + "/odom", *odom, settle_s=settle).send
+    from .player import OdomFeeder, wait_for_subscriber
+    feeder = OdomFeeder(ros_node, fq_name.rsplit("/", 1)[0] + "/odom", *odom)
+    wait_for_subscriber(feeder.publisher, feeder.topic, timeout_s, alive)
+    return feeder.send
 
 
 def replay_through_node(args: argparse.Namespace, first: Any, records: Iterable[Any], total: int,
@@ -131,6 +133,10 @@ def replay_through_node(args: argparse.Namespace, first: Any, records: Iterable[
         cand_topic = f"{fq_name}/candidates"
         player = BagPlayer(ros_node, image_topic, msgtype)
         player.wait_for_subscriber(args.ready_timeout, alive)
+        # Before the warm-up, so the node's best-effort odometry subscription has matched this
+        # publisher from its side too by the time the first pose goes out (a pose sent earlier
+        # is lost, and the node's sequence score would then differ from the offline engine's).
+        before_send = _odom_feeder(ros_node, odom, fq_name, args.ready_timeout, alive)
         reliable = _reliable_publisher(ros_node, cand_topic, args.ready_timeout, alive)
         collector = AnswerCollector(ros_node, cand_topic, reliable, accept_topic=f"{fq_name}/match_pose",
                                    pose_topic=f"{fq_name}/pose")
@@ -140,8 +146,7 @@ def replay_through_node(args: argparse.Namespace, first: Any, records: Iterable[
         run.node_params = _get_params(ros_node, fq_name, tuple(SPECS))
         run.warmup_latency_s = player.warm_up(first, collector, args.answer_timeout, warm_stamp)
         result = player.play(records, collector, args.pacing, args.rate, args.answer_timeout,
-                             args.silence_timeout, alive, total=total,
-                             before_send=_odom_feeder(ros_node, odom, fq_name, args.pacing))
+                             args.silence_timeout, alive, total=total, before_send=before_send)
         run.sent = result.sent
         if result.stopped:
             run.problems.append(result.stopped)
