@@ -8,7 +8,7 @@ the training loop's ``val_R@1`` (the validation drives and town of the run's con
 test protocol.
 
     python scripts/recipe_sweep.py --runs runs/bench_towns/seed0_default runs/bench_towns/seed0_default_lr2e-3 \\
-        --out docs/bench_cpu/towns/recipe_sweep
+        --out docs/bench_cpu/towns_v3/recipe_sweep
 
 Each ``--runs`` entry is a run directory or a folder holding exactly one (the benchmark's
 ``runs_root`` of one row).  Writes OUT.json (per run: the stage's val R@1 per epoch, the best
