@@ -39,7 +39,10 @@ LABELS = {"teacher": "teacher (camera + LiDAR)", "teacher_image": "teacher image
           "default_warmup0": "recipe: default without warm-up",
           "default_pairs8": "recipe: default with 8 pairs per batch",
           "no_distillation_lr5e-4": "recipe: no distillation at lr 5e-4",
-          "no_distillation_lr2e-3": "recipe: no distillation at lr 2e-3"}
+          "no_distillation_lr2e-3": "recipe: no distillation at lr 2e-3",
+          # session 11's sweep around the chosen lr 2e-3
+          "default_lr4e-3": "recipe: default at lr 4e-3",
+          "no_distillation_lr4e-3": "recipe: no distillation at lr 4e-3"}
 BASELINES = ("mse", "rkd", "kd", "pkt", "sp", "cc")
 ABLATIONS = ("self_only", "cross_only", "no_euclidean", "no_sphere", "no_poincare", "cross_from_start",
              "cross_late")
