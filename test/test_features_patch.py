@@ -14,6 +14,7 @@ pytest.importorskip("onnxruntime")
 from distilvpr_core.features import matching, registry  # noqa: E402
 from distilvpr_core.features.patch import runtime  # noqa: E402
 from distilvpr_core.features.patch.export import PatchNet, SubCellConfig, export_patch_onnx, fit_pca  # noqa: E402
+from distilvpr_core.features.patch.coarse_to_fine import FineMap, refine_points  # noqa: E402
 from distilvpr_core.features.patch.subcell import SubCell  # noqa: E402
 from distilvpr_core.foundation.errors import UserError  # noqa: E402
 
@@ -194,6 +195,79 @@ def test_sub_cell_keypoints_follow_a_shift_smaller_than_a_cell(student, tmp_path
     np.testing.assert_allclose(np.median(moved, axis=0), [dx, dy], atol=0.25)
 
 
+MATCH4 = SubCellConfig(source="match4", radius=4, beta=0.0)
+
+
+def test_coarse_to_fine_fine_map_is_the_cells_a_trous_and_onnx_gives_torch(student, tmp_path):
+    """match4: the ONNX file's fine map equals torch's, and every 4th fine sample is a cell's
+    descriptor (the trunk run a trous computes the same cells)."""
+    ex = runtime.load(str(_export(student, tmp_path / "m4.onnx", calib=4, subcell=MATCH4).path))
+    assert ex.coarse_to_fine and ex.subcell == {"source": "match4", "stride": "4", "radius": "4", "beta": "0.0"}
+    desc, score, fine = ex.dense(render(3))
+    assert fine.shape == (128, H // 4, W // 4)
+    np.testing.assert_allclose(fine[:, ::4, ::4], desc, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(fine, axis=0), 1.0, atol=1e-4)
+    from distilvpr_core.foundation.preprocess import preprocess
+    net = PatchNet(student.model.input_norm, student.model.backbone, 1, subcell=MATCH4)
+    with torch.no_grad():
+        trunk, fine_trunk = net.trunk(torch.from_numpy(preprocess(render(3), ex.contract)))
+        # The stride-16 map of the unmodified trunk is the fine map's every 4th sample.
+        plain = student.model.backbone(student.model.input_norm(torch.from_numpy(preprocess(render(3), ex.contract))))
+    np.testing.assert_allclose(trunk.numpy(), plain.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(score, torch.linalg.vector_norm(plain[0], dim=0).numpy(), rtol=1e-4, atol=1e-4)
+    assert fine_trunk.shape[2:] == (H // 4, W // 4)
+    # The features are the cells at their centres and carry the fine map for refinement.
+    f = ex.extract(render(3), 1000)
+    assert isinstance(f.dense, FineMap) and f.dense.desc.shape == fine.shape
+    np.testing.assert_allclose(np.sort(f.keypoints[:, 0]), np.sort(runtime.cell_centres(H // 16, W // 16, 16, (W, H),
+                                                                                       (W, H))[:, 0]))
+    with pytest.raises(UserError, match="needs --pool 1"):
+        _export(student, tmp_path / "p3.onnx", calib=4, pool=3, subcell=MATCH4)
+
+
+@pytest.mark.parametrize("dx, dy", [(5, 0), (2, 3)])
+def test_coarse_to_fine_finds_a_shift_smaller_than_a_cell(student, tmp_path, dx, dy):
+    """The keyframe's cell descriptors looked for in the fine map of the frame shifted by
+    less than a cell: the refined query points move by the shift (within a pixel), where
+    the cell centres (the unrefined keypoints) do not move at all."""
+    ex = runtime.load(str(_export(student, tmp_path / "m4.onnx", calib=4, subcell=MATCH4).path))
+    base = render(1)
+    shifted = np.zeros_like(base)
+    shifted[dy:, dx:] = base[:H - dy, :W - dx]
+    key_desc = ex.dense(base)[0].reshape(128, -1).T
+    q = ex.extract(shifted, 1000)
+    centres = runtime.cell_centres(H // 16, W // 16, 16, (W, H), (W, H))
+    moved = (refine_points(q.dense, centres, key_desc) - centres).reshape(H // 16, W // 16, 2)[3:-3, 3:-3]
+    err = np.linalg.norm(moved.reshape(-1, 2) - [dx, dy], axis=1)
+    assert np.mean(err < 1.0) >= 0.8, (np.median(moved.reshape(-1, 2), axis=0), np.mean(err < 1.0))
+    # The engine's entry (matching.query_points) gives the same for matched pairs.
+    key = matching.Features(centres, runtime.quantise(key_desc), "patch")
+    pairs = matching.match(q, key)
+    pts = matching.query_points(q, key, pairs)
+    same = refine_points(q.dense, q.keypoints[pairs[:, 0]], runtime.as_float(key.descriptors[pairs[:, 1]]))
+    np.testing.assert_allclose(pts, same)
+    assert not np.allclose(pts, q.keypoints[pairs[:, 0]])
+
+
+def test_refine_points_soft_argmax_and_parabola_on_a_known_map():
+    """A fine map of random unit vectors: the keyframe descriptor equal to the vector at a
+    known fine pixel is found there (soft-argmax, large beta: exactly; parabola: the best
+    pixel plus less than half a sample), and pixels beyond the map never win."""
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=(16, 12, 20)).astype(np.float32)
+    d /= np.linalg.norm(d, axis=0)
+    kp = np.array([[16.0, 16.0], [0.0, 0.0]])        # frame = input (stretch 1), cells (1, 1) and (0, 0)
+    key = np.stack([d[:, 5, 3], d[:, 1, 2]])        # fine pixels (u, v) = (3, 5) and (2, 1), stride 4
+    soft = refine_points(FineMap(d, 4, (80, 48), (80, 48), 4, 1000.0), kp, key)
+    np.testing.assert_allclose(soft, [[12, 20], [8, 4]], atol=1e-3)
+    para = refine_points(FineMap(d, 4, (80, 48), (80, 48), 4, 0.0), kp, key)
+    assert np.abs(para - [[12, 20], [8, 4]]).max() <= 2.0
+    # Stretched input (frame twice the input): the same points in frame pixels.
+    np.testing.assert_allclose(refine_points(FineMap(d, 4, (80, 48), (160, 96), 4, 1000.0),
+                                             (kp + 0.5) * 2 - 0.5, key), (soft + 0.5) * 2 - 0.5, atol=1e-3)
+    assert refine_points(FineMap(d, 4, (80, 48), (80, 48), 4, 0.0), np.zeros((0, 2)), key[:0]).shape == (0, 2)
+
+
 def test_subcell_softargmax_finds_a_peak_and_ignores_the_padding():
     """One response peak per cell window: the offset is the peak's position (large beta),
     the window centre for beta 0, and fine pixels beyond the map never pull a border cell."""
@@ -305,10 +379,11 @@ def test_export_cli_writes_the_model_and_refuses_an_existing_file(student, tmp_p
         parser.parse_args(argv[:-1] + ["160by128"])
 
 
-def test_tiny_town_map_with_patch_features_verifies_a_revisit(synth_tiny, student, tmp_path):
+@pytest.mark.parametrize("subcell", [SubCellConfig(), MATCH4], ids=["image", "match4"])
+def test_tiny_town_map_with_patch_features_verifies_a_revisit(synth_tiny, student, tmp_path, subcell):
     """map build --features patch on the tiny town: the map carries the model and verify
     passes; the engine's verifier extracts the map's kind with it and gives a metric
-    pose for a frame of another drive near a keyframe."""
+    pose for a keyframe's own frame (coarse-to-fine: refined on the query's fine map)."""
     from distilvpr_core.export.onnx_export import export_student_onnx
     from distilvpr_core.data import native
     from distilvpr_core.localize.geometry import GeometricVerifier
@@ -322,7 +397,7 @@ def test_tiny_town_map_with_patch_features_verifies_a_revisit(synth_tiny, studen
     img = ds.traversal(trav).load_image(0)
     size = (img.shape[1] // 16 * 16, img.shape[0] // 16 * 16)
     model = export_patch_onnx(student, tmp_path / "patch.onnx", size, 1,
-                              iter_images(CalibrationSource(synth_tiny, trav, 8))).path
+                              iter_images(CalibrationSource(synth_tiny, trav, 8)), subcell).path
     student_onnx = tmp_path / "student.onnx"
     export_student_onnx(student.model, student.contract, student.fingerprint, student_onnx)
     parser = argparse.ArgumentParser()
@@ -349,6 +424,6 @@ def test_tiny_town_map_with_patch_features_verifies_a_revisit(synth_tiny, studen
     rows = {tuple(k) + tuple(d) for k, d in zip(q.keypoints.tolist(), q.descriptors.tolist())}
     assert all(tuple(k) + tuple(d) in rows for k, d in zip(kf.keypoints.tolist(), kf.descriptors.tolist()))
     settings = settings_from_file("config/localize.yaml", {})
-    checks, _ = v.check(t.load_image(int(m.frame_index[kid])), np.array([kid, (kid + 3) % len(m)]), settings)
-    assert checks.pose is not None
+    checks, qf = v.check(t.load_image(int(m.frame_index[kid])), np.array([kid, (kid + 3) % len(m)]), settings)
+    assert checks.pose is not None and (qf.dense is not None) == subcell.coarse_to_fine
     np.testing.assert_allclose(checks.pose[:3], m.poses[kid][:3], atol=0.5)

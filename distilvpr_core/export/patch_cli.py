@@ -34,12 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", type=int, default=1, choices=(1, 3, 5),
                         help="patch size in layer-3 cells: each descriptor is the mean of a "
                              "pool x pool window around its cell (stride 1; default 1 = the cell itself)")
-    parser.add_argument("--subcell-source", default="image", choices=("image", "layer1", "layer2", "off"),
-                        help="where each patch's keypoint lies near its 16-pixel cell: the soft-argmax of a "
-                             "response in a window around the cell centre, so keypoints follow the image "
-                             "content: image (default) = Harris corners of the normalised input (stride 1), "
-                             "layer1 / layer2 = the trunk's activation norm (stride 4 / 8); off = the cell "
-                             "centre (PnP then returns the keyframe's pose; docs/local_features.md)")
+    parser.add_argument("--subcell-source", default="image",
+                        choices=("image", "layer1", "layer2", "match8", "match4", "off"),
+                        help="where each patch's keypoint lies near its 16-pixel cell, so PnP can give a pose "
+                             "of its own: the soft-argmax of a response in a window around the cell centre "
+                             "(image (default) = Harris corners of the normalised input, stride 1; layer1 / "
+                             "layer2 = the trunk's activation norm, stride 4 / 8), or coarse-to-fine "
+                             "(match8 / match4: the query's layer-3 map at stride 8 / 4, in which each "
+                             "matched keyframe cell is looked for); off = the cell centre (PnP then returns "
+                             "the keyframe's pose; docs/local_features.md)")
     parser.add_argument("--subcell-radius", type=int, default=12, metavar="N",
                         help="half-width of that window in fine pixels (default 12: +-12 input pixels with "
                              "--subcell-source image)")
@@ -77,9 +80,11 @@ def run(args: argparse.Namespace) -> int:
     res = export_patch_onnx(student, out, args.input_size, args.pool, images, subcell)
     w, h = args.input_size
     print(f"wrote {res.path}: input image float32 [1, 3, {h}, {w}] -> descriptors [1, 128, {-(-h // 16)}, "
-          f"{-(-w // 16)}] + score + offsets, pool {args.pool}")
-    print("  keypoints: " + (f"soft-argmax of the {subcell.source} response (stride {subcell.stride}), radius "
-                             f"{subcell.radius}, beta {subcell.beta:g}" if subcell.on else "cell centres"))
+          f"{-(-w // 16)}] + score + {subcell.output}, pool {args.pool}")
+    how = (f"coarse-to-fine on the layer-3 map at stride {subcell.stride}" if subcell.coarse_to_fine else
+           f"soft-argmax of the {subcell.source} response (stride {subcell.stride})")
+    print("  keypoints: " + (f"{how}, radius {subcell.radius}, beta {subcell.beta:g}" if subcell.on
+                             else "cell centres"))
     print(f"  student fingerprint {student.fingerprint}")
     print(f"  PCA on {res.pca_vectors} cells keeps {100 * res.pca_explained:.1f} % of the variance; "
           f"torch vs onnxruntime max |diff| {res.max_abs_diff:.2e}")

@@ -28,7 +28,7 @@ MAX_DIFF = 1e-4
 def export_checked(net, dummy, probe, doc: str, meta: dict[str, str], out: str | Path,
                    extra_outputs: tuple[str, ...] = ()) -> tuple[str, float]:
     """Export ``net`` (torch module, image -> (descriptors, score, *extra_outputs), each
-    [1, c, h, w] on the same grid) traced on ``dummy``, with
+    [1, c, h, w]; an extra output may have a grid of its own) traced on ``dummy``, with
     ``doc`` and ``meta`` (plus ``weights_sha256``) in the file; compare ONNX Runtime with torch
     on ``probe`` (a tensor shaped like the runtime's input) and write ``out`` atomically.
     Returns (weights digest, max relative difference); UserError when they disagree."""
@@ -43,7 +43,9 @@ def export_checked(net, dummy, probe, doc: str, meta: dict[str, str], out: str |
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (dummy,), buf, input_names=[INPUT_NAME], output_names=names,
                           dynamic_axes={INPUT_NAME: {2: "height", 3: "width"},
-                                        **{n: {2: "h", 3: "w"} for n in names}},
+                                        DESC_NAME: {2: "h", 3: "w"}, SCORE_NAME: {2: "h", 3: "w"},
+                                        # An extra output may have its own grid (a finer map).
+                                        **{n: {2: f"h_{n}", 3: f"w_{n}"} for n in extra_outputs}},
                           opset_version=OPSET, do_constant_folding=True, dynamo=False)
     proto = onnx.load_from_string(buf.getvalue())
     proto.doc_string = doc

@@ -10,17 +10,21 @@ the map allows; 128 components at one byte each take what RootSIFT takes.  The
 PCA is fitted on the cells of calibration images (training-town frames, never
 a drive that measures the choice) and baked into the graph as a 1x1
 convolution, so the runtime needs nothing but the file.  Where in its cell each
-patch's keypoint lies comes from a fine response in the cell's window
+patch's keypoint lies: either from a fine response in the cell's window
 (subcell.py: soft-argmax of the Harris response of the trunk's normalised
-input, or of the layer-1 / layer-2 activation norm), so keypoints move with the
-image content at finer than the 16-pixel cell.
+input, or of the layer-1 / layer-2 activation norm; output ``offsets``), or,
+coarse-to-fine (coarse_to_fine.py, sources ``match8`` / ``match4``), from the
+layer-3 map at stride 8 or 4 (the trunk run a trous; output ``fine``) in which
+the query looks for each matched keyframe cell.
 
 ONNX: input ``image`` float32 [1, 3, H, W] (the student's normalisation, H and
 W dynamic; the runtime feeds ``input_height`` x ``input_width``); outputs
 ``descriptors`` float32 [1, 128, h, w] (unit norm per cell), ``score``
 float32 [1, 1, h, w] (norm of the pooled cell before normalisation) and
 ``offsets`` float32 [1, 2, h, w] (the keypoint's (dx, dy) from the cell centre,
-input pixels; zeros with ``subcell_source`` "off").
+input pixels; zeros with ``subcell_source`` "off") or, for the coarse-to-fine
+sources, ``fine`` float32 [1, 128, Hf, Wf] (the cells' descriptors at stride
+8 or 4; every (16 / stride)-th sample is a cell's descriptor).
 metadata_props: ``format`` = ``distilvpr_patch_features``, ``format_version``,
 ``desc_dim``, ``stride``, ``input_width``, ``input_height``, ``pool``,
 ``subcell_source`` ("off": cell centres, or a subcell.SOURCES name),
@@ -44,6 +48,7 @@ from torch.nn import functional as F
 from ...foundation.errors import UserError
 from ..onnx_local import export_checked
 from . import runtime
+from .coarse_to_fine import MATCH_STRIDES, dilated_trunk
 from .subcell import SOURCES, SubCell, activation_norm, harris
 
 STRIDE = 16
@@ -61,9 +66,9 @@ class SubCellConfig:
     beta: float = 100.0
 
     def check(self) -> None:
-        if self.source != "off" and self.source not in SOURCES:
+        if self.source != "off" and self.source not in SOURCES and self.source not in MATCH_STRIDES:
             raise UserError(f"patch export: sub-cell source {self.source!r} must be 'off' (cell centres) or "
-                            f"one of {sorted(SOURCES)}")
+                            f"one of {sorted(SOURCES) + sorted(MATCH_STRIDES)}")
         if self.on and not 1 <= self.radius <= 2 * STRIDE // self.stride:
             raise UserError(f"patch export: sub-cell radius {self.radius} must be 1.."
                             f"{2 * STRIDE // self.stride} fine pixels of {self.source!r} (two cells at most)")
@@ -75,8 +80,20 @@ class SubCellConfig:
         return self.source != "off"
 
     @property
+    def coarse_to_fine(self) -> bool:
+        """Whether the query refines its matches on a fine layer-3 map (coarse_to_fine.py)."""
+        return self.source in MATCH_STRIDES
+
+    @property
+    def output(self) -> str:
+        """Name of the network's third output."""
+        return runtime.FINE_NAME if self.coarse_to_fine else runtime.OFFSETS_NAME
+
+    @property
     def stride(self) -> int:
         """Fine stride in input pixels (the cell's, 16, when off)."""
+        if self.coarse_to_fine:
+            return MATCH_STRIDES[self.source]
         return SOURCES[self.source][1] if self.on else STRIDE
 
 
@@ -93,13 +110,20 @@ class PatchNet(nn.Module):
         if pool not in POOLS:
             raise UserError(f"patch export: pool {pool} must be one of {list(POOLS)} cells")
         subcell.check()
-        self.fine_index = SOURCES[subcell.source][0] if subcell.on else -1
-        if self.fine_index >= 0 and not (isinstance(backbone, nn.Sequential) and len(backbone) == 7):
+        self.fine_index = SOURCES[subcell.source][0] if subcell.source in SOURCES else -1
+        needs_resnet = self.fine_index >= 0 or subcell.coarse_to_fine
+        if needs_resnet and not (isinstance(backbone, nn.Sequential) and len(backbone) == 7):
             raise UserError(f"patch export: sub-cell source {subcell.source!r} needs a ResNet student; "
                             "use --subcell-source image")
-        self.input_norm, self.backbone, self.pool = input_norm, backbone, int(pool)
-        self.source = subcell.source
-        self.subcell = SubCell(subcell.stride, subcell.radius, subcell.beta) if subcell.on else None
+        if subcell.coarse_to_fine and pool != 1:
+            raise UserError(f"patch export: --subcell-source {subcell.source} needs --pool 1 (the fine map "
+                            "is of single cells)")
+        self.source, self.pool, self.input_norm = subcell.source, int(pool), input_norm
+        # Coarse-to-fine: the same weights run a trous; the cells are every k-th fine sample.
+        self.k = STRIDE // subcell.stride if subcell.coarse_to_fine else 1
+        self.backbone = dilated_trunk(backbone, subcell.stride) if subcell.coarse_to_fine else backbone
+        self.subcell = (SubCell(subcell.stride, subcell.radius, subcell.beta)
+                        if subcell.on and not subcell.coarse_to_fine else None)
         self.proj = None
         if components is not None:
             w = torch.from_numpy(np.asarray(components, np.float32))            # [D, C]
@@ -109,14 +133,16 @@ class PatchNet(nn.Module):
                 self.proj.bias.copy_(-(w @ torch.from_numpy(np.asarray(mean, np.float32))))
 
     def trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(layer-3 map float32 [B, C, h, w], the sub-cell response float32 [B, 1, Hf, Wf] or
-        None when off)."""
+        """(layer-3 map float32 [B, C, h, w]; the sub-cell response float32 [B, 1, Hf, Wf], or the
+        fine layer-3 map float32 [B, C, Hf, Wf] (coarse-to-fine), or None when off)."""
         f = self.input_norm(x)
         response = harris(f) if self.source == "image" else None
         for i, m in enumerate(self.backbone):
             f = m(f)
             if i == self.fine_index:
                 response = activation_norm(f)
+        if self.k > 1:
+            return f[:, :, ::self.k, ::self.k], f
         return f, response
 
     def cells(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,13 +155,18 @@ class PatchNet(nn.Module):
         norm = torch.sqrt((f * f).sum(dim=1, keepdim=True))
         return f / norm.clamp_min(1e-12), norm
 
+    def _project(self, f: torch.Tensor) -> torch.Tensor:
+        d = self.proj(f)
+        return d / torch.sqrt((d * d).sum(dim=1, keepdim=True)).clamp_min(1e-12)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         coarse, fine = self.trunk(x)
         f, score = self._pooled(coarse)
-        d = self.proj(f)
+        if self.k > 1:   # coarse-to-fine: the fine layer-3 map, projected like the cells
+            return self._project(f), score, self._project(self._pooled(fine)[0])
         # Cell centres (off): zero offsets of the grid's shape, so the file's outputs are the same.
         offsets = self.subcell(fine) if self.subcell is not None else torch.cat([score * 0.0, score * 0.0], 1)
-        return d / torch.sqrt((d * d).sum(dim=1, keepdim=True)).clamp_min(1e-12), score, offsets
+        return self._project(f), score, offsets
 
 
 def fit_pca(cells: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -211,5 +242,5 @@ def export_patch_onnx(student, out: str | Path, input_size: tuple[int, int], poo
          "subcell_stride": str(subcell.stride), "subcell_radius": str(subcell.radius),
          "subcell_beta": repr(float(subcell.beta)), "preprocess": student.contract.to_json(),
          "student_fingerprint": student.fingerprint, "pca_vectors": str(len(cells_np)),
-         "pca_explained": f"{explained:.4f}"}, out, (runtime.OFFSETS_NAME,))
+         "pca_explained": f"{explained:.4f}"}, out, (subcell.output,))
     return PatchExport(Path(out), digest, len(cells_np), explained, diff)

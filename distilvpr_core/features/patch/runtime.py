@@ -39,10 +39,10 @@ KIND = "patch"
 DESC_DIM = 128
 #: metadata_props ``format`` of the export; distinct from the student's and the learned kind's.
 META_FORMAT = "distilvpr_patch_features"
-#: 2: the ``offsets`` output (sub-cell keypoints).  Version 1 files (cell centres) are refused:
-#: a map built with them stores other keypoints than this runtime would extract.
+#: 2: the ``offsets`` or ``fine`` output (sub-cell keypoints).  Version 1 files (cell centres) are
+#: refused: a map built with them stores other keypoints than this runtime would extract.
 FORMAT_VERSION = "2"
-OFFSETS_NAME = "offsets"
+OFFSETS_NAME, FINE_NAME = "offsets", "fine"
 _EXPORT_HINT = "export one with 'distilvpr export-patch --checkpoint student_best.pt --out patch.onnx'"
 
 
@@ -121,6 +121,8 @@ class PatchExtractor:
         self.input_size = (int(meta["input_width"]), int(meta["input_height"]))
         self.pool = int(meta["pool"])
         self.subcell = {k: meta.get(f"subcell_{k}") for k in ("source", "stride", "radius", "beta")}
+        from .coarse_to_fine import MATCH_STRIDES
+        self.coarse_to_fine = self.subcell["source"] in MATCH_STRIDES
         self.student_fingerprint = meta.get("student_fingerprint", "")
         self.weights_sha256 = meta["weights_sha256"]
         # The student's own normalisation, at the dense input size, stretched so that
@@ -134,20 +136,22 @@ class PatchExtractor:
         self.session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
     def dense(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(float32 [D, h, w] unit-norm descriptors, float32 [h, w] scores, float32 [2, h, w]
-        sub-cell offsets (dx, dy) in input pixels) of uint8 [H, W, 3] RGB (or [H, W] grey);
-        h = ceil(H_in / stride), w = ceil(W_in / stride)."""
+        """(float32 [D, h, w] unit-norm descriptors, float32 [h, w] scores, and float32 [2, h, w]
+        sub-cell offsets (dx, dy) in input pixels or, coarse-to-fine, the fine descriptors
+        float32 [D, Hf, Wf]) of uint8 [H, W, 3] RGB (or [H, W] grey); h = ceil(H_in / stride),
+        w = ceil(W_in / stride)."""
         from ...foundation.preprocess import preprocess
-        desc, score, off = self.session.run([DESC_NAME, SCORE_NAME, OFFSETS_NAME],
-                                            {INPUT_NAME: preprocess(rgb, self.contract)})
-        return desc[0], score[0, 0], off[0]
+        third = FINE_NAME if self.coarse_to_fine else OFFSETS_NAME
+        desc, score, extra = self.session.run([DESC_NAME, SCORE_NAME, third],
+                                              {INPUT_NAME: preprocess(rgb, self.contract)})
+        return desc[0], score[0, 0], extra[0]
 
     def extract(self, rgb: np.ndarray, max_features: int = 500) -> Features:
         """Features of uint8 [H, W, 3] RGB; at most ``max_features``, highest score first
         (module doc).  A blank frame still gives cells (every cell is a patch); a frame
         whose cells all score 0 gives zero features."""
         n = int(max_features)
-        desc, score, off = self.dense(rgb)
+        desc, score, extra = self.dense(rgb)
         d, h, w = desc.shape
         s = score.ravel()
         keep = np.argsort(-s, kind="stable")[:max(n, 0)]
@@ -155,8 +159,16 @@ class PatchExtractor:
         if len(keep) == 0:
             return empty()
         img = np.asarray(rgb)
-        pts = cell_keypoints(off, self.stride, self.input_size, (img.shape[1], img.shape[0]))[keep]
-        return Features(pts, quantise(desc.reshape(d, -1).T[keep]), KIND)
+        size = (img.shape[1], img.shape[0])
+        if not self.coarse_to_fine:
+            pts = cell_keypoints(extra, self.stride, self.input_size, size)[keep]
+            return Features(pts, quantise(desc.reshape(d, -1).T[keep]), KIND)
+        # Coarse-to-fine: cell centres, plus the fine map a query's matches are refined on.
+        from .coarse_to_fine import FineMap
+        fine = FineMap(extra, int(self.subcell["stride"]), self.input_size, size,
+                       int(self.subcell["radius"]), float(self.subcell["beta"]))
+        pts = cell_centres(h, w, self.stride, self.input_size, size)[keep]
+        return Features(pts, quantise(desc.reshape(d, -1).T[keep]), KIND, dense=fine)
 
 
 @lru_cache(maxsize=4)
