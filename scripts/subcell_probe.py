@@ -37,35 +37,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from distilvpr_core.features.patch.coarse_to_fine import dilated_trunk  # noqa: E402
 from distilvpr_core.foundation.atomic import write_text_atomic  # noqa: E402
 from keypoint_reprojection import _summary  # noqa: E402  (same shares and thresholds)
 
 #: fine source -> (trunk layers to run, -1: the normalised input; stride in input pixels)
 SOURCES = {"pixels": (-1, 1), "conv1": (2, 2), "layer1": (4, 4), "layer2": (5, 8), "layer3s8": (None, 8),
            "layer3s4": (None, 4)}
-
-
-def dilated_trunk(backbone, fine_stride: int):
-    """A copy of the ResNet trunk whose layer-3 map has stride ``fine_stride`` (8 or 4) instead
-    of 16, "a trous": the strided first convolution of layer 3 (and of layer 2 for 4) gets
-    stride 1 and every later 3x3 convolution a dilation that keeps its footprint, so the
-    samples at every (16 / fine_stride)-th pixel are the stride-16 map's cells exactly."""
-    import copy
-    net = copy.deepcopy(backbone)
-    layers = [net[6]] if fine_stride == 8 else [net[5], net[6]]
-    dil = 1
-    for layer in layers:
-        for b, block in enumerate(layer):
-            for name in ("conv1", "conv2"):
-                conv = getattr(block, name)
-                if b == 0 and name == "conv1":
-                    conv.stride, conv.dilation, conv.padding = (1, 1), (dil, dil), (dil, dil)
-                    dil *= 2  # everything after the removed stride sees a twice finer grid
-                    continue
-                conv.dilation, conv.padding = (dil, dil), (dil, dil)
-            if block.downsample is not None:
-                block.downsample[0].stride = (1, 1)
-    return net
 
 
 def fine_maps(model, x, dilated: dict) -> dict:
