@@ -2,13 +2,14 @@
 """Probe of coarse-to-fine refinement for the patch kind (design (b) of docs/local_features.md,
 "Sub-cell keypoints"), before building it: how close would refined query keypoints be to the truth?
 
-For a map built with cell-centre patch features (``export-patch --subcell-source
-off``, 3D points from depth) and the checkpoint it was exported from: every
+For a map built with cell-centre or Harris-anchored patch features
+(``export-patch --subcell-source off`` or ``image``, 3D points from depth) and the
+checkpoint it was exported from: every
 ``--frame-stride``-th frame of each ``--queries`` drive within 5 m of a keyframe
 is matched, as the engine does, with the keyframe nearest the truth.  For each
-match with a 3D point, the keyframe's fine descriptor at its cell centre (what a
+match with a 3D point, the keyframe's fine descriptor at its keypoint (what a
 map would store per feature) is correlated (cosine) with the query's fine map
-in a window of ``radius`` fine pixels around the matched query cell's centre,
+in a window of ``radius`` fine pixels around the matched query keypoint,
 and the query keypoint moves to the soft-argmax (``beta``) of the correlation.
 The error is the distance (pixels of the image as captured) from the
 projection of the 3D point into the query camera at its ground-truth pose.
@@ -110,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     m = PriorMap.load(args.map)
     store = m.features
     ex = registry.get("patch").load(str(store.model_path))
-    if ex.subcell.get("source") != "off":
-        print(f"{args.map}: its patch model places keypoints off the cell centres; build the map with "
-              "an --subcell-source off export", file=sys.stderr)
+    if ex.coarse_to_fine:
+        print(f"{args.map}: its patch model refines matches itself; build the map with an "
+              "--subcell-source off (cell centres) or image (Harris keypoints) export", file=sys.stderr)
         return 2
     model = load_student_checkpoint(args.checkpoint).model.float().eval()
     dilated = {src: dilated_trunk(model.backbone, SOURCES[src][1]).eval() for src, _, _ in variants
@@ -152,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
                            dilated)
             for src, radius, beta in variants:
                 s = SOURCES[src][1]
-                got = np.array([refine(fq[src], fk[src][:, int(round(kc[1] / s)), int(round(kc[0] / s))], qc, s,
+                hf, wf = fk[src].shape[1:]
+                got = np.array([refine(fq[src], fk[src][:, min(int(round(kc[1] / s)), hf - 1),
+                                                         min(int(round(kc[0] / s)), wf - 1)], qc, s,
                                        radius, beta) for qc, kc in zip(qin, kin)])
                 errs.setdefault(f"{src}:{radius}:{beta:g}", []).append(np.linalg.norm(to_frame(got) - uv, axis=1))
         out["drives"][trav] = {k: _summary(np.concatenate(v) if v else np.zeros(0)) for k, v in errs.items()}

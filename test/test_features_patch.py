@@ -35,6 +35,7 @@ def student(tmp_path_factory):
 
 
 CENTRES = SubCellConfig(source="off")
+IMAGE = SubCellConfig(source="image", radius=12, beta=100.0)
 
 
 def _export(student, out, size=(W, H), pool=1, calib=3, subcell=SubCellConfig()):
@@ -74,7 +75,7 @@ def _harris_softargmax_reference(x: np.ndarray, radius: int, beta: float) -> np.
 
 @pytest.fixture(scope="module")
 def onnx_path(student, tmp_path_factory):
-    res = _export(student, tmp_path_factory.mktemp("patch") / "patch.onnx")
+    res = _export(student, tmp_path_factory.mktemp("patch") / "patch.onnx", subcell=IMAGE)
     assert res.pca_vectors == 3 * (W // 16) * (H // 16) and 0 < res.pca_explained <= 1
     return res.path
 
@@ -115,13 +116,13 @@ def test_onnx_runtime_gives_the_torch_maps_and_the_pca_is_a_real_projection(stud
 
 
 def test_a_larger_input_gives_more_patches_and_the_pool_window_is_centred(student, tmp_path):
-    res = _export(student, tmp_path / "big.onnx", (2 * W, 2 * H), pool=3)
+    res = _export(student, tmp_path / "big.onnx", (2 * W, 2 * H), pool=3, subcell=IMAGE)
     ex = runtime.load(str(res.path))
     desc, score, offsets = ex.dense(render(0))
     assert desc.shape == (128, 2 * H // 16, 2 * W // 16) and ex.pool == 3
     assert offsets.shape == (2, 2 * H // 16, 2 * W // 16)
     # Any size: ceil(n / 16) cells per side.
-    assert runtime.load(str(_export(student, tmp_path / "odd.onnx", (W + 8, 120)).path)).dense(
+    assert runtime.load(str(_export(student, tmp_path / "odd.onnx", (W + 8, 120), subcell=IMAGE).path)).dense(
         render(0))[0].shape == (128, 8, W // 16 + 1)
     with pytest.raises(UserError, match="32..4096 pixels"):
         _export(student, tmp_path / "small.onnx", (W, 16))
@@ -189,7 +190,7 @@ def test_sub_cell_keypoints_follow_a_shift_smaller_than_a_cell(student, tmp_path
     base = render(1)
     centres = _cell_moves(_export(student, tmp_path / "c.onnx", calib=4, subcell=CENTRES).path, base, dx, dy)
     assert np.all(centres == 0)
-    moved = _cell_moves(_export(student, tmp_path / "s.onnx", calib=4).path, base, dx, dy)
+    moved = _cell_moves(_export(student, tmp_path / "s.onnx", calib=4, subcell=IMAGE).path, base, dx, dy)
     err = np.linalg.norm(moved - [dx, dy], axis=1)
     assert np.mean(err < 0.5) >= 0.5, (np.median(moved, axis=0), np.mean(err < 0.5))
     np.testing.assert_allclose(np.median(moved, axis=0), [dx, dy], atol=0.25)
@@ -291,7 +292,8 @@ def test_subcell_softargmax_finds_a_peak_and_ignores_the_padding():
 
 def test_bad_subcell_settings_are_refused(student, tmp_path):
     for cfg, msg in ((SubCellConfig(source="layer9"), "source 'layer9'"),
-                     (SubCellConfig(radius=0), "radius 0 must be 1..32"),
+                     (SubCellConfig(radius=0), "radius 0 must be 1..8"),
+                     (SubCellConfig(source="image", radius=33), "radius 33 must be 1..32"),
                      (SubCellConfig(source="layer1", radius=9), "radius 9 must be 1..8"),
                      (SubCellConfig(beta=-1.0), "beta -1.0")):
         with pytest.raises(UserError, match=msg):
@@ -343,6 +345,14 @@ def test_wrong_files_are_refused_saying_what_to_pass(onnx_path, student, tmp_pat
     onnx.save(proto, str(tmp_path / "v1.onnx"))
     with pytest.raises(UserError, match="version '1' .*cell centres.*reads '2'.*export-patch.*rebuild any map"):
         runtime.PatchExtractor(tmp_path / "v1.onnx")
+    # Metadata that names an output the graph lacks (edited after export: the digest covers the graph only).
+    proto = onnx.load(str(onnx_path))
+    for prop in proto.metadata_props:
+        if prop.key == "subcell_source":
+            prop.value = "match4"
+    onnx.save(proto, str(tmp_path / "edited.onnx"))
+    with pytest.raises(UserError, match="no 'fine' output.*export-patch"):
+        runtime.PatchExtractor(tmp_path / "edited.onnx")
     tamper_first_weight(onnx_path, tmp_path / "tampered.onnx")
     with pytest.raises(UserError, match="do not match the digest"):
         runtime.PatchExtractor(tmp_path / "tampered.onnx")
@@ -365,7 +375,8 @@ def test_export_cli_writes_the_model_and_refuses_an_existing_file(student, tmp_p
             "--input-size", "160x128"]
     assert patch_cli.run(parser.parse_args(argv)) == 0
     assert runtime.load(str(tmp_path / "p.onnx")).input_size == (160, 128)
-    assert runtime.load(str(tmp_path / "p.onnx")).subcell["source"] == "image"
+    assert runtime.load(str(tmp_path / "p.onnx")).subcell == {"source": "match4", "stride": "4", "radius": "4",
+                                                              "beta": "30.0"}
     assert patch_cli.run(parser.parse_args(argv[:3] + [str(tmp_path / "q.onnx")] + argv[4:] + [
         "--subcell-source", "layer2", "--subcell-radius", "2", "--subcell-beta", "20"])) == 0
     assert runtime.load(str(tmp_path / "q.onnx")).subcell == {"source": "layer2", "stride": "8", "radius": "2",
@@ -379,7 +390,7 @@ def test_export_cli_writes_the_model_and_refuses_an_existing_file(student, tmp_p
         parser.parse_args(argv[:-1] + ["160by128"])
 
 
-@pytest.mark.parametrize("subcell", [SubCellConfig(), MATCH4], ids=["image", "match4"])
+@pytest.mark.parametrize("subcell", [IMAGE, SubCellConfig()], ids=["image", "match4_default"])
 def test_tiny_town_map_with_patch_features_verifies_a_revisit(synth_tiny, student, tmp_path, subcell):
     """map build --features patch on the tiny town: the map carries the model and verify
     passes; the engine's verifier extracts the map's kind with it and gives a metric

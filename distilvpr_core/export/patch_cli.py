@@ -34,21 +34,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", type=int, default=1, choices=(1, 3, 5),
                         help="patch size in layer-3 cells: each descriptor is the mean of a "
                              "pool x pool window around its cell (stride 1; default 1 = the cell itself)")
-    parser.add_argument("--subcell-source", default="image",
+    parser.add_argument("--subcell-source", default="match4",
                         choices=("image", "layer1", "layer2", "match8", "match4", "off"),
-                        help="where each patch's keypoint lies near its 16-pixel cell, so PnP can give a pose "
-                             "of its own: the soft-argmax of a response in a window around the cell centre "
-                             "(image (default) = Harris corners of the normalised input, stride 1; layer1 / "
-                             "layer2 = the trunk's activation norm, stride 4 / 8), or coarse-to-fine "
-                             "(match8 / match4: the query's layer-3 map at stride 8 / 4, in which each "
-                             "matched keyframe cell is looked for); off = the cell centre (PnP then returns "
-                             "the keyframe's pose; docs/local_features.md)")
-    parser.add_argument("--subcell-radius", type=int, default=12, metavar="N",
-                        help="half-width of that window in fine pixels (default 12: +-12 input pixels with "
-                             "--subcell-source image)")
-    parser.add_argument("--subcell-beta", type=float, default=100.0, metavar="B",
-                        help="soft-argmax sharpness on the window's response divided by its maximum "
-                             "(0: the window centre; large: the arg-max; default 100)")
+                        help="where each patch's point lies near its 16-pixel cell, so PnP can give a pose "
+                             "of its own: coarse-to-fine (match4 (default) / match8: the query's layer-3 map "
+                             "at stride 4 / 8, in which each matched keyframe cell is looked for), or the "
+                             "soft-argmax of a response in a window around the cell centre (image = Harris "
+                             "corners of the normalised input, stride 1; layer1 / layer2 = the trunk's "
+                             "activation norm, stride 4 / 8); off = the cell centre (PnP then returns the "
+                             "keyframe's pose); measured in docs/local_features.md, 'Sub-cell keypoints'")
+    parser.add_argument("--subcell-radius", type=int, default=4, metavar="N",
+                        help="half-width of that window in fine pixels (default 4: +-16 input pixels with "
+                             "match4)")
+    parser.add_argument("--subcell-beta", type=float, default=30.0, metavar="B",
+                        help="soft-argmax sharpness (default 30; match4/match8 on the cosine, 0 = arg-max + "
+                             "parabola; image/layer1/layer2 on the response divided by its window maximum, "
+                             "0 = the window centre)")
     parser.add_argument("--calib", required=True, metavar="DIR",
                         help="calibration images for the PCA: a directory of images, or a dataset root "
                              "with --calib-traversal (use a training town, never a validation or test drive)")

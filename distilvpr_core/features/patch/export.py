@@ -58,12 +58,14 @@ POOLS = (1, 3, 5)
 
 @dataclass(frozen=True)
 class SubCellConfig:
-    """Sub-cell keypoints (subcell.py): ``source`` "off" (cell centres) or the response that
-    places the keypoint (a subcell.SOURCES name), ``radius`` the window half-width in fine
-    pixels, ``beta`` the soft-argmax sharpness."""
-    source: str = "image"
-    radius: int = 12
-    beta: float = 100.0
+    """Sub-cell keypoints: ``source`` "off" (cell centres), a response that places the keypoint
+    (subcell.py, a SOURCES name) or coarse-to-fine matching (coarse_to_fine.py, "match8" /
+    "match4"); ``radius`` the window half-width in fine pixels, ``beta`` the soft-argmax
+    sharpness (coarse-to-fine: 0 = arg-max + parabola).  Default: match4, radius 4, beta 30,
+    chosen on the validation drives (docs/local_features.md, "Sub-cell keypoints")."""
+    source: str = "match4"
+    radius: int = 4
+    beta: float = 30.0
 
     def check(self) -> None:
         if self.source != "off" and self.source not in SOURCES and self.source not in MATCH_STRIDES:
@@ -205,7 +207,7 @@ def export_patch_onnx(student, out: str | Path, input_size: tuple[int, int], poo
     trunk is fully convolutional, cell j of an input of n pixels is centred on pixel 16 j,
     ceil(n / 16) cells);
     ``calib_images`` uint8 [H, W, 3] frames whose cells fit the PCA; ``subcell`` where the
-    keypoints lie inside their cells (default: the soft-argmax of the input's Harris response).  UserError for a
+    keypoints lie inside their cells (default: coarse-to-fine at stride 4, SubCellConfig).  UserError for a
     bad size or sub-cell setting, too few cells, or ONNX Runtime disagreeing with torch by
     more than 1e-4."""
     import dataclasses

@@ -7,10 +7,14 @@ student's preprocessing contract says (foundation/preprocess.py); the network
 (export.py) gives a 128-d unit-norm descriptor and a score per layer-3 cell.
 Every cell is a candidate feature; the ``max_features`` with the highest score
 (the norm of the cell's pooled activation: where the trunk responds most) are
-kept.  A keypoint is the cell's centre plus the network's sub-cell offset (where
-in the cell the fine layer's response lies, subcell.py; zero for a file exported
-with ``--subcell-source off``), mapped to the image as captured
-(:func:`cell_keypoints`).  Descriptors are stored as uint8 like the learned
+kept.  Where a feature's point lies (the file's ``subcell_source``): the cell's
+centre plus the network's ``offsets`` output (content-anchored: where in the
+window the fine response peaks, subcell.py; zero for ``--subcell-source off``),
+mapped to the image as captured (:func:`cell_keypoints`); or, coarse-to-fine
+(``match4`` / ``match8``), the cell's centre, with the query's fine layer-3 map
+(the ``fine`` output) attached as ``Features.dense``, on which the engine moves
+each matched query point before PnP (coarse_to_fine.py,
+features/matching.query_points); keyframes keep the centres.  Descriptors are stored as uint8 like the learned
 kind's (``round(127.5 d + 127.5)``, features/learned/runtime.py): 128 bytes
 per feature.
 
@@ -134,6 +138,10 @@ class PatchExtractor:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        third = FINE_NAME if self.coarse_to_fine else OFFSETS_NAME
+        if third not in {o.name for o in self.session.get_outputs()}:
+            raise UserError(f"{where}: no {third!r} output for sub-cell source {self.subcell['source']!r} "
+                            f"(an incomplete or edited export); {_EXPORT_HINT}")
 
     def dense(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(float32 [D, h, w] unit-norm descriptors, float32 [h, w] scores, and float32 [2, h, w]
