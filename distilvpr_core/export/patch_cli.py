@@ -34,6 +34,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", type=int, default=1, choices=(1, 3, 5),
                         help="patch size in layer-3 cells: each descriptor is the mean of a "
                              "pool x pool window around its cell (stride 1; default 1 = the cell itself)")
+    parser.add_argument("--subcell-source", default="match4",
+                        choices=("image", "layer1", "layer2", "match8", "match4", "off"),
+                        help="where each patch's point lies near its 16-pixel cell, so PnP can give a pose "
+                             "of its own: coarse-to-fine (match4 (default) / match8: the query's layer-3 map "
+                             "at stride 4 / 8, in which each matched keyframe cell is looked for), or the "
+                             "soft-argmax of a response in a window around the cell centre (image = Harris "
+                             "corners of the normalised input, stride 1; layer1 / layer2 = the trunk's "
+                             "activation norm, stride 4 / 8); off = the cell centre (PnP then returns the "
+                             "keyframe's pose); measured in docs/local_features.md, 'Sub-cell keypoints'")
+    parser.add_argument("--subcell-radius", type=int, default=4, metavar="N",
+                        help="half-width of that window in fine pixels (default 4: +-16 input pixels with "
+                             "match4)")
+    parser.add_argument("--subcell-beta", type=float, default=30.0, metavar="B",
+                        help="soft-argmax sharpness (default 30; match4/match8 on the cosine, 0 = arg-max + "
+                             "parabola; image/layer1/layer2 on the response divided by its window maximum, "
+                             "0 = the window centre)")
     parser.add_argument("--calib", required=True, metavar="DIR",
                         help="calibration images for the PCA: a directory of images, or a dataset root "
                              "with --calib-traversal (use a training town, never a validation or test drive)")
@@ -47,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Export the patch model of the checkpoint; refuses an existing output without
     ``--overwrite``; returns 0."""
-    from ..features.patch.export import export_patch_onnx
+    from ..features.patch.export import SubCellConfig, export_patch_onnx
     from ..infer.tensorrt.calibration import CalibrationSource, iter_images
     from ..models.student_io import load_student_checkpoint
 
@@ -58,12 +74,18 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--calib-count {args.calib_count}: must be >= 1")
     sources = [CalibrationSource(Path(args.calib), t, args.calib_count) for t in args.calib_traversal] \
         or [CalibrationSource(Path(args.calib), None, args.calib_count)]
+    subcell = SubCellConfig(args.subcell_source, args.subcell_radius, args.subcell_beta)
+    subcell.check()  # before loading anything: a bad setting is the user's to fix
     student = load_student_checkpoint(args.checkpoint)
     images = (img for src in sources for img in iter_images(src))
-    res = export_patch_onnx(student, out, args.input_size, args.pool, images)
+    res = export_patch_onnx(student, out, args.input_size, args.pool, images, subcell)
     w, h = args.input_size
     print(f"wrote {res.path}: input image float32 [1, 3, {h}, {w}] -> descriptors [1, 128, {-(-h // 16)}, "
-          f"{-(-w // 16)}] + score, pool {args.pool}")
+          f"{-(-w // 16)}] + score + {subcell.output}, pool {args.pool}")
+    how = (f"coarse-to-fine on the layer-3 map at stride {subcell.stride}" if subcell.coarse_to_fine else
+           f"soft-argmax of the {subcell.source} response (stride {subcell.stride})")
+    print("  keypoints: " + (f"{how}, radius {subcell.radius}, beta {subcell.beta:g}" if subcell.on
+                             else "cell centres"))
     print(f"  student fingerprint {student.fingerprint}")
     print(f"  PCA on {res.pca_vectors} cells keeps {100 * res.pca_explained:.1f} % of the variance; "
           f"torch vs onnxruntime max |diff| {res.max_abs_diff:.2e}")

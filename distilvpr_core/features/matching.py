@@ -45,3 +45,16 @@ def match(query: Features, key: Features, ratio: float = 0.8) -> np.ndarray:
              if len(m) == 2 and (ratio == float("inf") or m[0].distance < ratio * m[1].distance)
              and best_back.get(m[0].trainIdx) == m[0].queryIdx]
     return np.asarray(pairs, np.int64).reshape(-1, 2)
+
+
+def query_points(query: Features, key: Features, pairs: np.ndarray) -> np.ndarray:
+    """float32 [M, 2] the query's image points of the matches ``pairs`` int [M, 2] (query row,
+    keyframe row), for PnP against the keyframe's 3D points: the query keypoints, or, when
+    the query carries a fine map (the patch kind's coarse-to-fine, features/patch/
+    coarse_to_fine.py), each moved to where the keyframe feature's descriptor fits best."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    pts = query.keypoints[pairs[:, 0]]
+    if query.dense is None or not len(pairs):
+        return pts
+    from .patch.coarse_to_fine import refine_points
+    return refine_points(query.dense, pts, patch.as_float(key.descriptors[pairs[:, 1]]))

@@ -2,7 +2,8 @@
 
 Both map one image to a dense descriptor map and a score map: input ``image`` float32
 [1, C, H, W] (H and W dynamic), outputs ``descriptors`` float32 [1, D, h, w] and ``score``
-float32 [1, 1, h, w].  :func:`export_checked` writes such a network with its contract in the
+float32 [1, 1, h, w] (a network may add outputs of the same grid, e.g. the patch kind's
+``offsets`` float32 [1, 2, h, w]).  :func:`export_checked` writes such a network with its contract in the
 ONNX metadata plus ``weights_sha256`` (infer/model_meta.weights_digest: graph and weights
 without the metadata, checked by the runtimes at load), after checking ONNX Runtime against
 torch, so a file that would extract other features than the network is never written.
@@ -24,8 +25,10 @@ OPSET = 17
 MAX_DIFF = 1e-4
 
 
-def export_checked(net, dummy, probe, doc: str, meta: dict[str, str], out: str | Path) -> tuple[str, float]:
-    """Export ``net`` (torch module, image -> (descriptors, score)) traced on ``dummy``, with
+def export_checked(net, dummy, probe, doc: str, meta: dict[str, str], out: str | Path,
+                   extra_outputs: tuple[str, ...] = ()) -> tuple[str, float]:
+    """Export ``net`` (torch module, image -> (descriptors, score, *extra_outputs), each
+    [1, c, h, w]; an extra output may have a grid of its own) traced on ``dummy``, with
     ``doc`` and ``meta`` (plus ``weights_sha256``) in the file; compare ONNX Runtime with torch
     on ``probe`` (a tensor shaped like the runtime's input) and write ``out`` atomically.
     Returns (weights digest, max relative difference); UserError when they disagree."""
@@ -34,12 +37,15 @@ def export_checked(net, dummy, probe, doc: str, meta: dict[str, str], out: str |
     import torch
     from ..infer.model_meta import weights_digest
 
+    names = [DESC_NAME, SCORE_NAME, *extra_outputs]
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (dummy,), buf, input_names=[INPUT_NAME], output_names=[DESC_NAME, SCORE_NAME],
+        torch.onnx.export(net, (dummy,), buf, input_names=[INPUT_NAME], output_names=names,
                           dynamic_axes={INPUT_NAME: {2: "height", 3: "width"},
-                                        DESC_NAME: {2: "h", 3: "w"}, SCORE_NAME: {2: "h", 3: "w"}},
+                                        DESC_NAME: {2: "h", 3: "w"}, SCORE_NAME: {2: "h", 3: "w"},
+                                        # An extra output may have its own grid (a finer map).
+                                        **{n: {2: f"h_{n}", 3: f"w_{n}"} for n in extra_outputs}},
                           opset_version=OPSET, do_constant_folding=True, dynamo=False)
     proto = onnx.load_from_string(buf.getvalue())
     proto.doc_string = doc
@@ -52,7 +58,7 @@ def export_checked(net, dummy, probe, doc: str, meta: dict[str, str], out: str |
     with torch.no_grad():
         ref = [t.numpy() for t in net(probe)]
     got = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(
-        [DESC_NAME, SCORE_NAME], {INPUT_NAME: probe.numpy()})
+        names, {INPUT_NAME: probe.numpy()})
     diff = float(max(np.abs(r - g).max() / max(1.0, float(np.abs(r).max())) for r, g in zip(ref, got)))
     if diff > MAX_DIFF:
         raise UserError(f"{out}: ONNX Runtime output differs from torch by {diff:.3g}; export is broken")

@@ -9,6 +9,7 @@ two kinds are never matched against each other by mistake.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,10 +34,13 @@ class Features:
     """keypoints float32 [F, 2] (x, y pixels of the original image, pixel centre at
     integer coordinates), descriptors [F, D] of ``kind`` (uint8 [F, 32] binary ORB,
     uint8 [F, 128] quantised RootSIFT or learned descriptors), ``kind`` the extractor's
-    registry name."""
+    registry name.  ``dense``: a query's own dense map for refining its matches before
+    PnP (the patch kind's coarse-to-fine FineMap, features/patch/coarse_to_fine.py), None
+    otherwise; never stored in a map."""
     keypoints: np.ndarray
     descriptors: np.ndarray
     kind: str = "orb"
+    dense: Any = None
 
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])

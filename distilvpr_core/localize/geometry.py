@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..features import pnp, registry, two_view
+from ..features import matching, pnp, registry, two_view
 from ..features.rotations import pose_to_matrix, rotation_angle_deg, rotation_to_quat  # noqa: F401  (re-exported)
 from ..features.types import Features
 from .ports import PlaceMap
@@ -140,8 +140,10 @@ class GeometricVerifier:
             if pairs is None or len(pairs) < 6:
                 continue
             pts3d = store.points(kid)[pairs[:, 1]]
-            r = pnp.solve(qf.keypoints[pairs[:, 0]], pts3d, store.camera, settings.pnp_ransac_px,
-                          seed=kid)
+            # The query's points of the matches (refined on its fine map for coarse-to-fine
+            # patch features; else its keypoints).
+            pts2d = matching.query_points(qf, store.get(kid), pairs)
+            r = pnp.solve(pts2d, pts3d, store.camera, settings.pnp_ransac_px, seed=kid)
             inliers[rank] = r.inliers
             ratios[rank] = r.inliers / max(len(pairs), 1)
             if not r.ok or (best_pnp is not None and r.inliers <= best_pnp.inliers):

@@ -7,8 +7,14 @@ student's preprocessing contract says (foundation/preprocess.py); the network
 (export.py) gives a 128-d unit-norm descriptor and a score per layer-3 cell.
 Every cell is a candidate feature; the ``max_features`` with the highest score
 (the norm of the cell's pooled activation: where the trunk responds most) are
-kept.  A keypoint is the cell's centre in the image as captured
-(:func:`cell_centres`).  Descriptors are stored as uint8 like the learned
+kept.  Where a feature's point lies (the file's ``subcell_source``): the cell's
+centre plus the network's ``offsets`` output (content-anchored: where in the
+window the fine response peaks, subcell.py; zero for ``--subcell-source off``),
+mapped to the image as captured (:func:`cell_keypoints`); or, coarse-to-fine
+(``match4`` / ``match8``), the cell's centre, with the query's fine layer-3 map
+(the ``fine`` output) attached as ``Features.dense``, on which the engine moves
+each matched query point before PnP (coarse_to_fine.py,
+features/matching.query_points); keyframes keep the centres.  Descriptors are stored as uint8 like the learned
 kind's (``round(127.5 d + 127.5)``, features/learned/runtime.py): 128 bytes
 per feature.
 
@@ -37,7 +43,10 @@ KIND = "patch"
 DESC_DIM = 128
 #: metadata_props ``format`` of the export; distinct from the student's and the learned kind's.
 META_FORMAT = "distilvpr_patch_features"
-FORMAT_VERSION = "1"
+#: 2: the ``offsets`` or ``fine`` output (sub-cell keypoints).  Version 1 files (cell centres) are
+#: refused: a map built with them stores other keypoints than this runtime would extract.
+FORMAT_VERSION = "2"
+OFFSETS_NAME, FINE_NAME = "offsets", "fine"
 _EXPORT_HINT = "export one with 'distilvpr export-patch --checkpoint student_best.pt --out patch.onnx'"
 
 
@@ -49,7 +58,8 @@ def empty() -> Features:
 def cell_centres(h: int, w: int, stride: int, input_size: tuple[int, int],
                  image_size: tuple[int, int]) -> np.ndarray:
     """float32 [h * w, 2] (x, y) pixels of the image as captured (``image_size`` (W, H), pixel
-    centre at integer coordinates) of the centres of an [h, w] cell map, row-major.
+    centre at integer coordinates) of the centres of an [h, w] cell map, row-major
+    (:func:`cell_keypoints` with zero offsets).
 
     Cell (i, j) of a stride-``stride`` ResNet trunk is centred on input pixel (stride j,
     stride i): every strided convolution and pooling of the trunk has a centred, symmetric
@@ -57,10 +67,20 @@ def cell_centres(h: int, w: int, stride: int, input_size: tuple[int, int],
     input is the frame stretched to ``input_size`` (W_in, H_in), so an input pixel x maps to
     (x + 0.5) W / W_in - 0.5 in the frame (edges align).
     """
+    return cell_keypoints(np.zeros((2, h, w), np.float32), stride, input_size, image_size)
+
+
+def cell_keypoints(offsets: np.ndarray, stride: int, input_size: tuple[int, int],
+                   image_size: tuple[int, int]) -> np.ndarray:
+    """float32 [h * w, 2] (x, y) pixels of the image as captured of each cell's keypoint, row-major:
+    the centre of cell (i, j), input pixel (stride j, stride i) (:func:`cell_centres`), plus
+    ``offsets`` float32 [2, h, w] ((dx, dy) input pixels, the network's sub-cell output),
+    mapped through the stretch."""
+    _, h, w = offsets.shape
     sx, sy = image_size[0] / input_size[0], image_size[1] / input_size[1]
     jj, ii = np.meshgrid(np.arange(w), np.arange(h))
-    x = (stride * jj.ravel() + 0.5) * sx - 0.5
-    y = (stride * ii.ravel() + 0.5) * sy - 0.5
+    x = (stride * jj.ravel() + offsets[0].ravel().astype(np.float64) + 0.5) * sx - 0.5
+    y = (stride * ii.ravel() + offsets[1].ravel().astype(np.float64) + 0.5) * sy - 0.5
     return np.ascontiguousarray(np.c_[x, y], np.float32)
 
 
@@ -90,8 +110,11 @@ class PatchExtractor:
             raise UserError(f"{where} is {what}, not the student's dense patch model "
                             f"(format {META_FORMAT!r}); {_EXPORT_HINT}")
         if meta.get("format_version") != FORMAT_VERSION:
-            raise UserError(f"{where}: format version {meta.get('format_version')!r}, this distilvpr reads "
-                            f"{FORMAT_VERSION!r}; {_EXPORT_HINT}")
+            old = (" (version 1: keypoints at cell centres, before sub-cell keypoints)"
+                   if meta.get("format_version") == "1" else "")
+            raise UserError(f"{where}: format version {meta.get('format_version')!r}{old}, this distilvpr "
+                            f"reads {FORMAT_VERSION!r}; {_EXPORT_HINT}, then rebuild any map made with "
+                            "the old file (map build --features patch --local-model patch.onnx)")
         if weights_digest(proto) != meta.get("weights_sha256"):
             raise UserError(f"{where}: the weights do not match the digest in its metadata (the file "
                             f"was changed after export); {_EXPORT_HINT}")
@@ -101,6 +124,9 @@ class PatchExtractor:
                             f"{DESC_DIM}-d ones; {_EXPORT_HINT}")
         self.input_size = (int(meta["input_width"]), int(meta["input_height"]))
         self.pool = int(meta["pool"])
+        self.subcell = {k: meta.get(f"subcell_{k}") for k in ("source", "stride", "radius", "beta")}
+        from .coarse_to_fine import MATCH_STRIDES
+        self.coarse_to_fine = self.subcell["source"] in MATCH_STRIDES
         self.student_fingerprint = meta.get("student_fingerprint", "")
         self.weights_sha256 = meta["weights_sha256"]
         # The student's own normalisation, at the dense input size, stretched so that
@@ -112,20 +138,28 @@ class PatchExtractor:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        third = FINE_NAME if self.coarse_to_fine else OFFSETS_NAME
+        if third not in {o.name for o in self.session.get_outputs()}:
+            raise UserError(f"{where}: no {third!r} output for sub-cell source {self.subcell['source']!r} "
+                            f"(an incomplete or edited export); {_EXPORT_HINT}")
 
-    def dense(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(float32 [D, h, w] unit-norm descriptors, float32 [h, w] scores) of uint8 [H, W, 3] RGB
-        (or [H, W] grey); h = ceil(H_in / stride), w = ceil(W_in / stride)."""
+    def dense(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(float32 [D, h, w] unit-norm descriptors, float32 [h, w] scores, and float32 [2, h, w]
+        sub-cell offsets (dx, dy) in input pixels or, coarse-to-fine, the fine descriptors
+        float32 [D, Hf, Wf]) of uint8 [H, W, 3] RGB (or [H, W] grey); h = ceil(H_in / stride),
+        w = ceil(W_in / stride)."""
         from ...foundation.preprocess import preprocess
-        desc, score = self.session.run([DESC_NAME, SCORE_NAME], {INPUT_NAME: preprocess(rgb, self.contract)})
-        return desc[0], score[0, 0]
+        third = FINE_NAME if self.coarse_to_fine else OFFSETS_NAME
+        desc, score, extra = self.session.run([DESC_NAME, SCORE_NAME, third],
+                                              {INPUT_NAME: preprocess(rgb, self.contract)})
+        return desc[0], score[0, 0], extra[0]
 
     def extract(self, rgb: np.ndarray, max_features: int = 500) -> Features:
         """Features of uint8 [H, W, 3] RGB; at most ``max_features``, highest score first
         (module doc).  A blank frame still gives cells (every cell is a patch); a frame
         whose cells all score 0 gives zero features."""
         n = int(max_features)
-        desc, score = self.dense(rgb)
+        desc, score, extra = self.dense(rgb)
         d, h, w = desc.shape
         s = score.ravel()
         keep = np.argsort(-s, kind="stable")[:max(n, 0)]
@@ -133,8 +167,16 @@ class PatchExtractor:
         if len(keep) == 0:
             return empty()
         img = np.asarray(rgb)
-        pts = cell_centres(h, w, self.stride, self.input_size, (img.shape[1], img.shape[0]))[keep]
-        return Features(pts, quantise(desc.reshape(d, -1).T[keep]), KIND)
+        size = (img.shape[1], img.shape[0])
+        if not self.coarse_to_fine:
+            pts = cell_keypoints(extra, self.stride, self.input_size, size)[keep]
+            return Features(pts, quantise(desc.reshape(d, -1).T[keep]), KIND)
+        # Coarse-to-fine: cell centres, plus the fine map a query's matches are refined on.
+        from .coarse_to_fine import FineMap
+        fine = FineMap(extra, int(self.subcell["stride"]), self.input_size, size,
+                       int(self.subcell["radius"]), float(self.subcell["beta"]))
+        pts = cell_centres(h, w, self.stride, self.input_size, size)[keep]
+        return Features(pts, quantise(desc.reshape(d, -1).T[keep]), KIND, dense=fine)
 
 
 @lru_cache(maxsize=4)
