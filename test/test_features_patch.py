@@ -18,7 +18,7 @@ from distilvpr_core.features.patch.coarse_to_fine import FineMap, refine_points 
 from distilvpr_core.features.patch.subcell import SubCell  # noqa: E402
 from distilvpr_core.foundation.errors import UserError  # noqa: E402
 
-from onnx_tamper import tamper_first_weight  # noqa: E402
+from onnx_tamper import tamper_first_weight, with_metadata  # noqa: E402
 from two_plane_scene import H, W, render  # noqa: E402
 
 
@@ -337,20 +337,11 @@ def test_wrong_files_are_refused_saying_what_to_pass(onnx_path, student, tmp_pat
     with pytest.raises(UserError, match="not a local-feature model"):
         LearnedExtractor(onnx_path)
     # A file of the previous format (cell-centre keypoints): re-export, and rebuild the map.
-    import onnx
-    proto = onnx.load(str(onnx_path))
-    for prop in proto.metadata_props:
-        if prop.key == "format_version":
-            prop.value = "1"
-    onnx.save(proto, str(tmp_path / "v1.onnx"))
+    with_metadata(onnx_path, tmp_path / "v1.onnx", "format_version", "1")
     with pytest.raises(UserError, match="version '1' .*cell centres.*reads '2'.*export-patch.*rebuild any map"):
         runtime.PatchExtractor(tmp_path / "v1.onnx")
     # Metadata that names an output the graph lacks (edited after export: the digest covers the graph only).
-    proto = onnx.load(str(onnx_path))
-    for prop in proto.metadata_props:
-        if prop.key == "subcell_source":
-            prop.value = "match4"
-    onnx.save(proto, str(tmp_path / "edited.onnx"))
+    with_metadata(onnx_path, tmp_path / "edited.onnx", "subcell_source", "match4")
     with pytest.raises(UserError, match="no 'fine' output.*export-patch"):
         runtime.PatchExtractor(tmp_path / "edited.onnx")
     tamper_first_weight(onnx_path, tmp_path / "tampered.onnx")

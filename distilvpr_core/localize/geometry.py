@@ -104,7 +104,7 @@ class GeometricVerifier:
                                    f"image {rgb.shape[1]}x{rgb.shape[0]}, map camera "
                                    f"{cam.width}x{cam.height}"), None
         qf = self.extract(rgb, settings.verify_max_features)
-        best, screened = -1, {}
+        best, screened, keys = -1, {}, {}   # keys: the screened keyframes' features, reused by PnP
         # Screen the candidates with the cheap fundamental-matrix step (stopping at
         # a clear match), then recover the pose (and the cheirality-checked inlier
         # count) of the best only, from its screened matches.
@@ -112,14 +112,15 @@ class GeometricVerifier:
             kid = int(ids[rank])
             if kid >= len(store):
                 continue
-            res = screened[rank] = two_view.verify(qf, store.get(kid), cam, ransac_px=px, seed=kid, pose=False)
+            keys[rank] = store.get(kid)
+            res = screened[rank] = two_view.verify(qf, keys[rank], cam, ransac_px=px, seed=kid, pose=False)
             inliers[rank], ratios[rank] = res.inliers, res.ratio
             if res.inliers >= 5 and (best < 0 or res.inliers > inliers[best]):
                 best = rank
             if res.inliers >= 2 * settings.verify_min_inliers:
                 break  # a clear geometric match: screening lower ranks only costs time
         if store.has_points:
-            return self._metric(qf, ids, screened, inliers, ratios, settings, t0), qf
+            return self._metric(qf, ids, screened, keys, inliers, ratios, settings, t0), qf
         best_res = None
         if best >= 0:
             cv2_seed(int(ids[best]))
@@ -127,10 +128,10 @@ class GeometricVerifier:
             inliers[best], ratios[best] = best_res.inliers, best_res.ratio
         return CandidateChecks(inliers, ratios, best, best_res, len(qf), time.perf_counter() - t0), qf
 
-    def _metric(self, qf: Features, ids: np.ndarray, screened: dict, inliers: np.ndarray,
+    def _metric(self, qf: Features, ids: np.ndarray, screened: dict, keys: dict, inliers: np.ndarray,
                 ratios: np.ndarray, settings, t0: float) -> CandidateChecks:
-        """PnP on every screened candidate; among the poses :func:`plausible` keeps, the one
-        with most PnP inliers is the match."""
+        """PnP on every screened candidate (``keys``: their features, by rank); among the poses
+        :func:`plausible` keeps, the one with most PnP inliers is the match."""
         store = self.map.features
         T_cam_base = np.linalg.inv(pose_to_matrix(store.T_base_camera))
         best, best_pnp, pose, cov, refused = -1, None, None, None, 0
@@ -142,7 +143,7 @@ class GeometricVerifier:
             pts3d = store.points(kid)[pairs[:, 1]]
             # The query's points of the matches (refined on its fine map for coarse-to-fine
             # patch features; else its keypoints).
-            pts2d = matching.query_points(qf, store.get(kid), pairs)
+            pts2d = matching.query_points(qf, keys[rank], pairs)
             r = pnp.solve(pts2d, pts3d, store.camera, settings.pnp_ransac_px, seed=kid)
             inliers[rank] = r.inliers
             ratios[rank] = r.inliers / max(len(pairs), 1)
